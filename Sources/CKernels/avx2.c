@@ -1,0 +1,142 @@
+#include "internal.h"
+#ifdef CK_X86
+#include <immintrin.h>
+
+#define AVX2 __attribute__((target("avx2,fma,f16c")))
+
+AVX2 static inline float hsum_ps(__m256 v) {
+    __m128 r = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    r = _mm_add_ps(r, _mm_movehl_ps(r, r));
+    r = _mm_add_ss(r, _mm_movehdup_ps(r));
+    return _mm_cvtss_f32(r);
+}
+
+// 32 nibbles -> 32 bytes: low nibbles in the low lane (elements 0..15), high nibbles in the high lane.
+AVX2 static inline __m256i unpack_nibbles(const uint8_t *qs) {
+    const __m128i t = _mm_loadu_si128((const __m128i *)qs);
+    const __m256i b = _mm256_set_m128i(_mm_srli_epi16(t, 4), t);
+    return _mm256_and_si256(b, _mm256_set1_epi8(0x0F));
+}
+
+// Sum of products of unsigned bytes a and signed bytes b as 8 int32 lanes, converted to float.
+AVX2 static inline __m256 mul_sum_us8(__m256i a, __m256i b) {
+    const __m256i p = _mm256_maddubs_epi16(a, b);
+    return _mm256_cvtepi32_ps(_mm256_madd_epi16(p, _mm256_set1_epi16(1)));
+}
+
+AVX2 static inline __m256 mul_sum_i8(__m256i a, __m256i b) {
+    return mul_sum_us8(_mm256_sign_epi8(a, a), _mm256_sign_epi8(b, a));
+}
+
+AVX2 float ck_dot_q4_0_q8_0_avx2(int n, const void *vw, const void *vx) {
+    const block_q4_0 *w = vw; const block_q8_0 *x = vx;
+    __m256 acc = _mm256_setzero_ps();
+    for (int i = 0; i < n / QK; i++) {
+        const __m256 d = _mm256_set1_ps(fp16_to_fp32(w[i].d) * fp16_to_fp32(x[i].d));
+        const __m256i q4 = _mm256_sub_epi8(unpack_nibbles(w[i].qs), _mm256_set1_epi8(8));
+        const __m256i q8 = _mm256_loadu_si256((const __m256i *)x[i].qs);
+        acc = _mm256_fmadd_ps(d, mul_sum_i8(q4, q8), acc);
+    }
+    return hsum_ps(acc);
+}
+
+AVX2 float ck_dot_q4_1_q8_1_avx2(int n, const void *vw, const void *vx) {
+    const block_q4_1 *w = vw; const block_q8_1 *x = vx;
+    __m256 acc = _mm256_setzero_ps();
+    float summs = 0;
+    for (int i = 0; i < n / QK; i++) {
+        summs = __builtin_fmaf(fp16_to_fp32(w[i].m), fp16_to_fp32(x[i].s), summs);
+        const __m256 d = _mm256_set1_ps(fp16_to_fp32(w[i].d) * fp16_to_fp32(x[i].d));
+        const __m256i q4 = unpack_nibbles(w[i].qs);
+        const __m256i q8 = _mm256_loadu_si256((const __m256i *)x[i].qs);
+        acc = _mm256_fmadd_ps(d, mul_sum_us8(q4, q8), acc);
+    }
+    return hsum_ps(acc) + summs;
+}
+
+AVX2 float ck_dot_q8_0_q8_0_avx2(int n, const void *vw, const void *vx) {
+    const block_q8_0 *w = vw; const block_q8_0 *x = vx;
+    __m256 acc = _mm256_setzero_ps();
+    for (int i = 0; i < n / QK; i++) {
+        const __m256 d = _mm256_set1_ps(fp16_to_fp32(w[i].d) * fp16_to_fp32(x[i].d));
+        const __m256i a = _mm256_loadu_si256((const __m256i *)w[i].qs);
+        const __m256i b = _mm256_loadu_si256((const __m256i *)x[i].qs);
+        acc = _mm256_fmadd_ps(d, mul_sum_i8(a, b), acc);
+    }
+    return hsum_ps(acc);
+}
+
+AVX2 float ck_dot_f16_f16_avx2(int n, const void *vw, const void *vx) {
+    const uint16_t *w = vw, *x = vx;
+    __m256 acc = _mm256_setzero_ps();
+    int i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m256 a = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + i)));
+        const __m256 b = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(x + i)));
+        acc = _mm256_fmadd_ps(a, b, acc);
+    }
+    float s = hsum_ps(acc);
+    for (; i < n; i++) s += fp16_to_fp32(w[i]) * fp16_to_fp32(x[i]);
+    return s;
+}
+
+AVX2 float ck_dot_f32_f32_avx2(int n, const void *vw, const void *vx) {
+    const float *w = vw, *x = vx;
+    __m256 acc = _mm256_setzero_ps();
+    int i = 0;
+    for (; i + 8 <= n; i += 8) acc = _mm256_fmadd_ps(_mm256_loadu_ps(w + i), _mm256_loadu_ps(x + i), acc);
+    float s = hsum_ps(acc);
+    for (; i < n; i++) s += w[i] * x[i];
+    return s;
+}
+
+AVX2 static inline float block_amax(const float *x) {
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    __m256 m = _mm256_setzero_ps();
+    for (int j = 0; j < QK; j += 8) m = _mm256_max_ps(m, _mm256_andnot_ps(sign, _mm256_loadu_ps(x + j)));
+    __m128 r = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+    r = _mm_max_ps(r, _mm_movehl_ps(r, r));
+    r = _mm_max_ss(r, _mm_movehdup_ps(r));
+    return _mm_cvtss_f32(r);
+}
+
+// Rounds 32 floats times id to nearest-even int8 in out; returns their sum.
+AVX2 static inline int quantize_block(const float *x, float id, int8_t *out) {
+    const __m256 mul = _mm256_set1_ps(id);
+    __m256i i[4];
+    for (int j = 0; j < 4; j++)
+        i[j] = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(_mm256_loadu_ps(x + 8 * j), mul),
+                                                  _MM_ROUND_NEAREST | _MM_FROUND_NO_EXC));
+    const __m256i s = _mm256_add_epi32(_mm256_add_epi32(i[0], i[1]), _mm256_add_epi32(i[2], i[3]));
+    __m128i h = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
+    h = _mm_hadd_epi32(h, h);
+    h = _mm_hadd_epi32(h, h);
+    __m256i a = _mm256_packs_epi32(i[0], i[1]);
+    __m256i b = _mm256_packs_epi32(i[2], i[3]);
+    a = _mm256_packs_epi16(a, b);
+    a = _mm256_permutevar8x32_epi32(a, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+    _mm256_storeu_si256((__m256i *)out, a);
+    return _mm_cvtsi128_si32(h);
+}
+
+AVX2 void ck_quantize_q8_0_avx2(const float *x, void *vy, int n) {
+    block_q8_0 *y = vy;
+    for (int i = 0; i < n / QK; i++) {
+        const float amax = block_amax(x + i * QK);
+        const float d = amax / 127.f, id = amax != 0 ? 127.f / amax : 0.f;
+        y[i].d = fp32_to_fp16(d);
+        quantize_block(x + i * QK, id, y[i].qs);
+    }
+}
+
+AVX2 void ck_quantize_q8_1_avx2(const float *x, void *vy, int n) {
+    block_q8_1 *y = vy;
+    for (int i = 0; i < n / QK; i++) {
+        const float amax = block_amax(x + i * QK);
+        const float d = amax / 127.f, id = amax != 0 ? 127.f / amax : 0.f;
+        y[i].d = fp32_to_fp16(d);
+        const int sum = quantize_block(x + i * QK, id, y[i].qs);
+        y[i].s = fp32_to_fp16(d * (float)sum);
+    }
+}
+#endif

@@ -1,0 +1,83 @@
+#ifndef SWIFTLET_CKERNELS_H
+#define SWIFTLET_CKERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+// ggml type numbers for the formats these kernels handle.
+enum {
+    CK_TYPE_F32 = 0,
+    CK_TYPE_F16 = 1,
+    CK_TYPE_Q4_0 = 2,
+    CK_TYPE_Q4_1 = 3,
+    CK_TYPE_Q8_0 = 8,
+    CK_TYPE_Q8_1 = 9,
+    CK_TYPE_BF16 = 30,
+};
+
+// ---- fp16 / bf16 ----
+float ck_fp16_to_fp32(uint16_t h);
+uint16_t ck_fp32_to_fp16(float f);
+float ck_bf16_to_fp32(uint16_t h);
+void ck_fp32_to_fp16_row(const float *x, uint16_t *y, int n);
+void ck_fp16_to_fp32_row(const uint16_t *x, float *y, int n);
+
+// ---- quantized formats ----
+// Activation ("vec dot") type paired with each weight type, and its row size in bytes.
+int ck_vec_dot_type(int weight_type);
+size_t ck_row_bytes(int type, int n);
+int ck_type_supported(int type);
+// Quantize one f32 row of n elements (n a multiple of 32 for block types) into `type`.
+void ck_quantize_row(int type, const float *x, void *y, int n);
+// Dequantize one row of n elements of `type` to f32.
+void ck_dequantize_row(int type, const void *x, float *y, int n);
+// Dot product of one weight row (type wt) with one activation row (ck_vec_dot_type(wt)), n elements.
+float ck_vec_dot(int wt, int n, const void *w, const void *x);
+
+// ---- thread pool ----
+typedef struct ck_pool ck_pool;
+typedef void (*ck_task_fn)(void *ctx, int ith, int nth);
+ck_pool *ck_pool_create(int n_threads);
+void ck_pool_destroy(ck_pool *pool);
+int ck_pool_size(const ck_pool *pool);
+// Runs fn(ctx, i, n) for i in [0, n) on the pool's threads (the caller is thread 0) and waits.
+void ck_pool_run(ck_pool *pool, ck_task_fn fn, void *ctx);
+
+// ---- operations (parallel over the pool) ----
+// Y[c * ldy + r] = dot(W row r, X row c) for r < rows, c < cols.
+// W: rows rows of `k` elements of weight type wt (row stride w_stride bytes).
+// X: cols rows already quantized to ck_vec_dot_type(wt) (row stride x_stride bytes).
+void ck_matmul(ck_pool *pool, int wt, const void *w, size_t w_stride, int rows, int k,
+               const void *x, size_t x_stride, int cols, float *y, int ldy);
+// Quantizes `cols` f32 rows of k elements (stride ldx floats) into type vt rows (stride bytes).
+void ck_quantize_rows(ck_pool *pool, int vt, const float *x, int ldx, int cols, int k, void *y, size_t stride);
+
+// y = x / sqrt(mean(x^2) + eps) * w   (row of n); y may alias x.
+void ck_rms_norm(const float *x, const float *w, float *y, int n, float eps);
+// Rotary embedding on `n_heads` heads of `head_dim` floats at x (heads contiguous), position pos.
+// neox: rotate halves (i, i+n_rot/2) instead of adjacent pairs. freq_factors may be NULL.
+void ck_rope(float *x, int n_heads, int head_dim, int n_rot, int pos, float freq_base, float freq_scale,
+             const float *freq_factors, int neox);
+// out[i] = silu(gate[i]) * up[i]
+void ck_swiglu(const float *gate, const float *up, float *out, int n);
+void ck_add(float *y, const float *x, int n);
+
+// Causal attention for `n_q` query rows starting at position q_pos0 of one sequence.
+// q: [n_q][n_head][head_dim] f32; k_cache, v_cache: [n_ctx][n_head_kv][head_dim] f16, filled up to
+// q_pos0 + n_q. out: [n_q][n_head][head_dim] f32. scratch: at least pool_size * (n_ctx + head_dim) floats.
+void ck_attention(ck_pool *pool, const float *q, int n_q, int q_pos0, const uint16_t *k_cache,
+                  const uint16_t *v_cache, int n_head, int n_head_kv, int head_dim, float scale, float *out,
+                  float *scratch, int scratch_per_thread);
+
+// ---- cpu features ----
+int ck_has_avx2(void);
+int ck_has_avx512(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,40 @@
+#ifndef CK_INTERNAL_H
+#define CK_INTERNAL_H
+#include "ckernels.h"
+#include <string.h>
+#include <math.h>
+
+#define QK 32
+typedef struct { uint16_t d; uint8_t qs[QK / 2]; } block_q4_0;
+typedef struct { uint16_t d; uint16_t m; uint8_t qs[QK / 2]; } block_q4_1;
+typedef struct { uint16_t d; int8_t qs[QK]; } block_q8_0;
+typedef struct { uint16_t d; uint16_t s; int8_t qs[QK]; } block_q8_1;
+
+_Static_assert(sizeof(block_q4_0) == 18, "q4_0 size");
+_Static_assert(sizeof(block_q4_1) == 20, "q4_1 size");
+_Static_assert(sizeof(block_q8_0) == 34, "q8_0 size");
+_Static_assert(sizeof(block_q8_1) == 36, "q8_1 size");
+
+static inline float fp16_to_fp32(uint16_t h) { _Float16 f; memcpy(&f, &h, 2); return (float)f; }
+static inline uint16_t fp32_to_fp16(float x) { _Float16 f = (_Float16)x; uint16_t h; memcpy(&h, &f, 2); return h; }
+
+#if defined(__x86_64__)
+#define CK_X86 1
+#endif
+
+float ck_dot_q4_0_q8_0_scalar(int n, const void *w, const void *x);
+float ck_dot_q4_1_q8_1_scalar(int n, const void *w, const void *x);
+float ck_dot_q8_0_q8_0_scalar(int n, const void *w, const void *x);
+float ck_dot_f16_f16_scalar(int n, const void *w, const void *x);
+float ck_dot_f32_f32_scalar(int n, const void *w, const void *x);
+float ck_dot_bf16_f32_scalar(int n, const void *w, const void *x);
+#ifdef CK_X86
+float ck_dot_q4_0_q8_0_avx2(int n, const void *w, const void *x);
+float ck_dot_q4_1_q8_1_avx2(int n, const void *w, const void *x);
+float ck_dot_q8_0_q8_0_avx2(int n, const void *w, const void *x);
+float ck_dot_f16_f16_avx2(int n, const void *w, const void *x);
+float ck_dot_f32_f32_avx2(int n, const void *w, const void *x);
+void ck_quantize_q8_0_avx2(const float *x, void *y, int n);
+void ck_quantize_q8_1_avx2(const float *x, void *y, int n);
+#endif
+#endif

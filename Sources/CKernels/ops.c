@@ -1,0 +1,183 @@
+#include "internal.h"
+#include "ggml_exact.h"
+
+// ---- matmul ----
+typedef struct {
+    int wt; const char *w; size_t w_stride; int rows; int k;
+    const char *x; size_t x_stride; int cols; float *y; int ldy;
+} matmul_ctx;
+
+#define ROW_BLOCK 16
+
+static void matmul_task(void *p, int ith, int nth) {
+    const matmul_ctx *c = p;
+    const int nblocks = (c->rows + ROW_BLOCK - 1) / ROW_BLOCK;
+    const int b0 = (int)((long)nblocks * ith / nth), b1 = (int)((long)nblocks * (ith + 1) / nth);
+    for (int b = b0; b < b1; b++) {
+        const int r0 = b * ROW_BLOCK, r1 = r0 + ROW_BLOCK < c->rows ? r0 + ROW_BLOCK : c->rows;
+        for (int col = 0; col < c->cols; col++) {
+            const void *xc = c->x + (size_t)col * c->x_stride;
+            float *yc = c->y + (size_t)col * c->ldy;
+            for (int r = r0; r < r1; r++) yc[r] = ck_vec_dot(c->wt, c->k, c->w + (size_t)r * c->w_stride, xc);
+        }
+    }
+}
+
+void ck_matmul(ck_pool *pool, int wt, const void *w, size_t w_stride, int rows, int k,
+               const void *x, size_t x_stride, int cols, float *y, int ldy) {
+    matmul_ctx c = { wt, w, w_stride, rows, k, x, x_stride, cols, y, ldy };
+    ck_pool_run(pool, matmul_task, &c);
+}
+
+typedef struct { int vt; const float *x; int ldx; int cols; int k; char *y; size_t stride; } quant_ctx;
+
+static void quant_task(void *p, int ith, int nth) {
+    const quant_ctx *c = p;
+    for (int col = ith; col < c->cols; col += nth)
+        ck_quantize_row(c->vt, c->x + (size_t)col * c->ldx, c->y + (size_t)col * c->stride, c->k);
+}
+
+void ck_quantize_rows(ck_pool *pool, int vt, const float *x, int ldx, int cols, int k, void *y, size_t stride) {
+    quant_ctx c = { vt, x, ldx, cols, k, y, stride };
+    if (cols == 1) { quant_task(&c, 0, 1); return; }
+    ck_pool_run(pool, quant_task, &c);
+}
+
+// ---- elementwise ----
+void ck_rms_norm(const float *x, const float *w, float *y, int n, float eps) {
+    double sum = 0;
+    for (int i = 0; i < n; i++) sum += (double)(x[i] * x[i]);
+    const float scale = 1.0f / sqrtf((float)(sum / n) + eps);
+    for (int i = 0; i < n; i++) y[i] = x[i] * scale * w[i];
+}
+
+void ck_rope(float *x, int n_heads, int head_dim, int n_rot, int pos, float freq_base, float freq_scale,
+             const float *freq_factors, int neox) {
+    const float theta_scale = powf(freq_base, -2.0f / (float)n_rot);
+    float cache[512];
+    float theta = (float)pos;
+    const int half = n_rot / 2;
+    for (int i = 0; i < half && i < 256; i++) {
+        const float ff = freq_factors ? freq_factors[i] : 1.0f;
+        const float t = freq_scale * (theta / ff);
+        cache[2 * i] = cosf(t);
+        cache[2 * i + 1] = sinf(t);
+        theta *= theta_scale;
+    }
+    for (int h = 0; h < n_heads; h++) {
+        float *v = x + (size_t)h * head_dim;
+        for (int i = 0; i < half; i++) {
+            const float c = cache[2 * i], s = cache[2 * i + 1];
+            const int a = neox ? i : 2 * i, b = neox ? i + half : 2 * i + 1;
+            const float x0 = v[a], x1 = v[b];
+            // The reference's compiler contracts these into FMAs; match its rounding.
+            v[a] = __builtin_fmaf(x0, c, -(x1 * s));
+            v[b] = __builtin_fmaf(x0, s, x1 * c);
+        }
+    }
+}
+
+#define CK_FAST __attribute__((target("avx2,fma,f16c")))
+
+#define SWIGLU_BODY                                                              \
+    int i = 0;                                                                   \
+    for (; i + 7 < n; i += 8)                                                    \
+        for (int l = 0; l < 8; l++) {                                            \
+            const float g = gate[i + l];                                         \
+            out[i + l] = (g / (1.0f + ck_vexpf(0.0f - g))) * up[i + l];          \
+        }                                                                        \
+    for (; i < n; i++) out[i] = (gate[i] / (1.0f + expf(-gate[i]))) * up[i];
+
+#ifdef CK_X86
+CK_FAST static void swiglu_fast(const float *gate, const float *up, float *out, int n) { SWIGLU_BODY }
+#endif
+static void swiglu_generic(const float *gate, const float *up, float *out, int n) { SWIGLU_BODY }
+
+void ck_swiglu(const float *gate, const float *up, float *out, int n) {
+#ifdef CK_X86
+    if (ck_has_avx2()) { swiglu_fast(gate, up, out, n); return; }
+#endif
+    swiglu_generic(gate, up, out, n);
+}
+
+void ck_add(float *y, const float *x, int n) {
+    for (int i = 0; i < n; i++) y[i] += x[i];
+}
+
+// ---- attention ----
+// Per (query, head): scores = K·q (q rounded to f16), softmax(scores * scale), out = Σ f16(p_j) v_j.
+// One query row (decode) follows the reference's vector-dot lane layout (4×8 lanes); several rows
+// (prefill) follow its tiled GEMM layout (8 lanes), so each mode matches the reference bit for bit.
+typedef struct {
+    const float *q; int n_q; int q_pos0; const uint16_t *k; const uint16_t *v;
+    int n_head; int n_head_kv; int head_dim; float scale; float *out; float *scratch; int scratch_per_thread;
+} attn_ctx;
+
+#define ATTN_BODY                                                                                        \
+    const attn_ctx *c = p;                                                                               \
+    float *scores = c->scratch + (size_t)ith * c->scratch_per_thread;                                    \
+    const int hd = c->head_dim, group = c->n_head / c->n_head_kv;                                        \
+    const size_t kv_stride = (size_t)c->n_head_kv * hd;                                                  \
+    const int gemm = c->n_q > 1;                                                                         \
+    float qf[512];                                                                                       \
+    float acc[512 * 32];                                                                                 \
+    const int units = c->n_q * c->n_head;                                                                \
+    for (int u = ith; u < units; u += nth) {                                                             \
+        const int qi = u / c->n_head, h = u % c->n_head, kvh = h / group;                                \
+        const int n_kv = c->q_pos0 + qi + 1;                                                             \
+        const float *q = c->q + ((size_t)qi * c->n_head + h) * hd;                                       \
+        for (int d = 0; d < hd; d++) qf[d] = fp16_to_fp32(fp32_to_fp16(q[d]));                           \
+        float max = -INFINITY;                                                                           \
+        for (int j = 0; j < n_kv; j++) {                                                                 \
+            const uint16_t *kj = c->k + (size_t)j * kv_stride + (size_t)kvh * hd;                        \
+            float lanes[32] = {0};                                                                       \
+            float s;                                                                                     \
+            if (gemm) {                                                                                  \
+                for (int d = 0; d < hd; d++) lanes[d & 7] = __builtin_fmaf(fp16_to_fp32(kj[d]), qf[d], lanes[d & 7]); \
+                s = ck_hsum8_a(lanes);                                                                   \
+            } else {                                                                                     \
+                for (int d = 0; d < hd; d++) lanes[d & 31] = __builtin_fmaf(fp16_to_fp32(kj[d]), qf[d], lanes[d & 31]); \
+                s = ck_hsum32_dot(lanes);                                                                \
+            }                                                                                            \
+            s *= c->scale;                                                                               \
+            scores[j] = s;                                                                               \
+            if (s > max) max = s;                                                                        \
+        }                                                                                                \
+        double sum = 0;                                                                                  \
+        for (int j0 = 0; j0 < n_kv; j0 += 8) {                                                           \
+            float l8[8];                                                                                 \
+            for (int l = 0; l < 8; l++) {                                                                \
+                const int j = j0 + l;                                                                    \
+                l8[l] = j < n_kv ? ck_vexpf(scores[j] - max) : 0.0f;                                     \
+                if (j < n_kv) scores[j] = l8[l];                                                         \
+            }                                                                                            \
+            sum += (double)ck_hsum8_a(l8);                                                               \
+        }                                                                                                \
+        const float inv = (float)(1.0 / sum);                                                            \
+        for (int j = 0; j < n_kv; j++) scores[j] = fp16_to_fp32(fp32_to_fp16(scores[j] * inv));         \
+        const int lanes = gemm ? 8 : 32;                                                                 \
+        memset(acc, 0, sizeof(float) * (size_t)hd * lanes);                                              \
+        for (int j = 0; j < n_kv; j++) {                                                                 \
+            const uint16_t *vj = c->v + (size_t)j * kv_stride + (size_t)kvh * hd;                        \
+            const float pj = scores[j];                                                                  \
+            const int lane = j & (lanes - 1);                                                            \
+            for (int d = 0; d < hd; d++) acc[d * lanes + lane] = __builtin_fmaf(fp16_to_fp32(vj[d]), pj, acc[d * lanes + lane]); \
+        }                                                                                                \
+        float *o = c->out + ((size_t)qi * c->n_head + h) * hd;                                           \
+        for (int d = 0; d < hd; d++) o[d] = lanes == 8 ? ck_hsum8_a(acc + d * 8) : ck_hsum32_dot(acc + d * 32); \
+    }
+
+#ifdef CK_X86
+CK_FAST static void attn_task_fast(void *p, int ith, int nth) { ATTN_BODY }
+#endif
+static void attn_task_generic(void *p, int ith, int nth) { ATTN_BODY }
+
+void ck_attention(ck_pool *pool, const float *q, int n_q, int q_pos0, const uint16_t *k_cache,
+                  const uint16_t *v_cache, int n_head, int n_head_kv, int head_dim, float scale, float *out,
+                  float *scratch, int scratch_per_thread) {
+    attn_ctx c = { q, n_q, q_pos0, k_cache, v_cache, n_head, n_head_kv, head_dim, scale, out, scratch, scratch_per_thread };
+#ifdef CK_X86
+    if (ck_has_avx2()) { ck_pool_run(pool, attn_task_fast, &c); return; }
+#endif
+    ck_pool_run(pool, attn_task_generic, &c);
+}

@@ -1,0 +1,267 @@
+import Foundation
+import GGUF
+import Models
+import Templates
+import Tokenizer
+
+/// Why generation ended.
+public enum FinishReason: String, Sendable, Equatable {
+    /// An end-of-generation token or a stop string.
+    case stop
+    /// `maxTokens` reached or the context is full.
+    case length
+    /// The caller asked to stop.
+    case cancelled
+}
+
+public struct GenerationRequest: Sendable {
+    public var promptTokens: [Int]
+    public var maxTokens: Int
+    public var sampling: SamplingParameters
+    public var stop: [String]
+    /// Generate past end-of-generation tokens (benchmarks).
+    public var ignoreEOS: Bool
+    /// Number of top alternatives per token to report (nil = no logprobs).
+    public var logprobs: Int?
+
+    public init(
+        promptTokens: [Int], maxTokens: Int, sampling: SamplingParameters = .init(), stop: [String] = [],
+        ignoreEOS: Bool = false, logprobs: Int? = nil
+    ) {
+        self.promptTokens = promptTokens
+        self.maxTokens = maxTokens
+        self.sampling = sampling
+        self.stop = stop
+        self.ignoreEOS = ignoreEOS
+        self.logprobs = logprobs
+    }
+}
+
+/// One step of streamed output: the new text (possibly empty while a multi-byte character or a
+/// possible stop string is held back) and the token that produced it.
+public struct GenerationStep: Sendable {
+    public var token: Int
+    public var text: String
+    public var logprob: TokenLogprob?
+}
+
+public struct GenerationResult: Sendable {
+    public var text: String
+    public var tokens: [Int]
+    public var finishReason: FinishReason
+    public var promptTokenCount: Int
+    public var logprobs: [TokenLogprob]
+    /// Seconds from start to the first generated token, and in total.
+    public var timeToFirstToken: Double
+    public var duration: Double
+
+    public var decodeTokensPerSecond: Double {
+        let decodeTime = duration - timeToFirstToken
+        return tokens.count > 1 && decodeTime > 0 ? Double(tokens.count - 1) / decodeTime : 0
+    }
+}
+
+/// A loaded model with its tokenizer and chat template; runs one generation at a time (callers queue).
+public final class InferenceEngine: @unchecked Sendable {
+    public let gguf: GGUFFile
+    public let model: any LanguageModel
+    public let tokenizer: Tokenizer
+    public let chatTemplate: ChatTemplate?
+    public let modelName: String
+    public let contextLength: Int
+    private let lock = NSLock()
+
+    /// Loads a GGUF file. `contextLength` caps the KV cache (default: the model's, at most 8192).
+    public init(path: String, threads: Int? = nil, contextLength: Int? = nil) throws {
+        gguf = try GGUFFile(path: path)
+        model = try ModelRegistry.load(gguf, threads: threads ?? ThreadPoolDefaults.threads)
+        let tokenizer = try Tokenizer(gguf: gguf)
+        self.tokenizer = tokenizer
+        let ctx = contextLength ?? min(model.config.contextLength, 8192)
+        guard ctx > 0 else { throw EngineError.invalidParameter("context_length", "must be > 0") }
+        self.contextLength = min(ctx, model.config.contextLength)
+        if let source = try gguf.string("tokenizer.chat_template") {
+            let bos = tokenizer.bosToken.map { tokenizer.tokenText($0) } ?? ""
+            let eos = tokenizer.eosToken.map { tokenizer.tokenText($0) } ?? ""
+            chatTemplate = try ChatTemplate(source: source, bosToken: bos, eosToken: eos)
+        } else {
+            chatTemplate = nil
+        }
+        modelName = URL(fileURLWithPath: path).deletingPathExtension().lastPathComponent
+    }
+
+    /// Renders messages with the model's chat template.
+    public func renderChat(_ messages: [ChatMessage], addGenerationPrompt: Bool = true) throws -> String {
+        guard let chatTemplate else { throw EngineError.noChatTemplate }
+        return try chatTemplate.render(messages: messages, addGenerationPrompt: addGenerationPrompt)
+    }
+
+    /// Tokens of a chat conversation as the model sees it (special tokens parsed).
+    public func chatTokens(_ messages: [ChatMessage]) throws -> [Int] {
+        let text = try renderChat(messages)
+        return tokenizer.encode(text, addSpecial: true, parseSpecial: true)
+    }
+
+    public func encode(_ text: String) -> [Int] { tokenizer.encode(text, addSpecial: true, parseSpecial: false) }
+
+    /// Runs a generation; `onStep` sees each token's text as it comes and returns false to cancel.
+    public func generate(
+        _ request: GenerationRequest, onStep: (GenerationStep) -> Bool = { _ in true }
+    ) throws -> GenerationResult {
+        let prompt = request.promptTokens
+        guard !prompt.isEmpty else { throw EngineError.emptyPrompt }
+        guard request.maxTokens >= 0 else { throw EngineError.invalidParameter("max_tokens", "must be >= 0") }
+        guard prompt.count + request.maxTokens <= contextLength else {
+            throw EngineError.contextLengthExceeded(
+                promptTokens: prompt.count, maxTokens: request.maxTokens, contextLength: contextLength)
+        }
+        let vocab = model.config.vocabularySize
+        try request.sampling.validate(vocabularySize: vocab)
+        for t in prompt where t < 0 || t >= vocab {
+            throw EngineError.invalidParameter("prompt", "token id \(t) out of range [0, \(vocab))")
+        }
+
+        lock.lock()
+        defer { lock.unlock() }
+        let start = DispatchTime.now().uptimeNanoseconds
+        func elapsed() -> Double { Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9 }
+
+        let cache = model.makeCache(capacity: prompt.count + request.maxTokens)
+        var logits: [Float] = []
+        var sampler = Sampler(parameters: request.sampling)
+        var context = prompt
+        var output: [Int] = []
+        var text = ""
+        var logprobs: [TokenLogprob] = []
+        var detok = StreamingDetokenizer(tokenizer: tokenizer)
+        var stops = StopMatcher(stops: request.stop)
+        var finish = FinishReason.length
+        var hitStopString = false
+        var ttft = 0.0
+
+        if request.maxTokens > 0 {
+            try model.forward(tokens: prompt, cache: cache, logits: .last, into: &logits)
+        }
+        while output.count < request.maxTokens {
+            sampler.applyPenalties(&logits, context: context[...])
+            let token = logits.withUnsafeBufferPointer { sampler.sample(UnsafeBufferPointer(rebasing: $0[0..<vocab])) }
+            var lp: TokenLogprob?
+            if let n = request.logprobs {
+                lp = logits.withUnsafeBufferPointer {
+                    TokenLogprob.compute(UnsafeBufferPointer(rebasing: $0[0..<vocab]), token: token, topN: n)
+                }
+            }
+            if output.isEmpty { ttft = elapsed() }
+            if !request.ignoreEOS && tokenizer.endOfGenerationTokens.contains(token) {
+                finish = .stop
+                break
+            }
+            sampler.accept(token)
+            output.append(token)
+            context.append(token)
+            if let lp { logprobs.append(lp) }
+            let (delta, hitStop) = stops.feed(detok.append(token))
+            text += delta
+            if hitStop {
+                finish = .stop
+                hitStopString = true
+                _ = onStep(GenerationStep(token: token, text: delta, logprob: lp))
+                break
+            }
+            if !onStep(GenerationStep(token: token, text: delta, logprob: lp)) {
+                finish = .cancelled
+                break
+            }
+            if output.count == request.maxTokens { break }
+            try model.forward(tokens: [token], cache: cache, logits: .last, into: &logits)
+        }
+        if !hitStopString {
+            let tail = stops.finish(detok.flush())
+            if !tail.isEmpty {
+                text += tail
+                if finish != .cancelled { _ = onStep(GenerationStep(token: output.last ?? -1, text: tail, logprob: nil)) }
+            }
+        }
+        return GenerationResult(
+            text: text, tokens: output, finishReason: finish, promptTokenCount: prompt.count, logprobs: logprobs,
+            timeToFirstToken: ttft, duration: elapsed())
+    }
+
+    /// Logits for every position of `tokens` (rows of vocabulary size). For evaluation and tests.
+    public func logits(for tokens: [Int]) throws -> [Float] {
+        lock.lock()
+        defer { lock.unlock() }
+        let cache = model.makeCache(capacity: tokens.count)
+        var out: [Float] = []
+        try model.forward(tokens: tokens, cache: cache, logits: .all, into: &out)
+        return out
+    }
+
+    /// Perplexity of `tokens`: exp of the mean negative log-likelihood of each token after the first.
+    public func perplexity(of tokens: [Int]) throws -> Double {
+        let v = model.config.vocabularySize
+        let all = try logits(for: tokens)
+        var nll = 0.0
+        for i in 0..<(tokens.count - 1) {
+            let lp = all.withUnsafeBufferPointer {
+                TokenLogprob.compute(UnsafeBufferPointer(rebasing: $0[i * v..<(i + 1) * v]), token: tokens[i + 1], topN: 0)
+            }
+            nll -= Double(lp.logprob)
+        }
+        return exp(nll / Double(tokens.count - 1))
+    }
+}
+
+public enum ThreadPoolDefaults {
+    /// Worker threads: SWIFTLET_THREADS or the number of online cores.
+    public static var threads: Int {
+        if let s = ProcessInfo.processInfo.environment["SWIFTLET_THREADS"], let n = Int(s), n > 0 { return n }
+        return ProcessInfo.processInfo.activeProcessorCount
+    }
+}
+
+/// Finds stop strings in streamed text, holding back any suffix that might begin one.
+public struct StopMatcher: Sendable {
+    let stops: [String]
+    private var pending = ""
+
+    public init(stops: [String]) { self.stops = stops.filter { !$0.isEmpty } }
+
+    /// Feeds new text; returns the text safe to emit and whether a stop string was found
+    /// (the returned text then ends just before it).
+    public mutating func feed(_ text: String) -> (String, Bool) {
+        guard !stops.isEmpty else { return (text, false) }
+        pending += text
+        var earliest: String.Index?
+        for s in stops {
+            if let r = pending.range(of: s), earliest == nil || r.lowerBound < earliest! { earliest = r.lowerBound }
+        }
+        if let e = earliest {
+            let out = String(pending[..<e])
+            pending = ""
+            return (out, true)
+        }
+        // Hold back the longest suffix that is a prefix of some stop string.
+        var hold = 0
+        for s in stops {
+            let maxLen = min(s.count - 1, pending.count)
+            if maxLen <= hold { continue }
+            for len in stride(from: maxLen, to: hold, by: -1) where pending.hasSuffix(s.prefix(len)) {
+                hold = len
+                break
+            }
+        }
+        let cut = pending.index(pending.endIndex, offsetBy: -hold)
+        let out = String(pending[..<cut])
+        pending = String(pending[cut...])
+        return (out, false)
+    }
+
+    /// Releases held-back text at the end of generation.
+    public mutating func finish(_ text: String) -> String {
+        let (out, hit) = feed(text)
+        if hit { return out }
+        defer { pending = "" }
+        return out + pending
+    }
+}

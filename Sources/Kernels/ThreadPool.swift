@@ -1,0 +1,28 @@
+import CKernels
+
+/// A persistent pool of worker threads; every parallel kernel runs on one. Not reentrant: one caller at a time.
+public final class ThreadPool: @unchecked Sendable {
+    let raw: OpaquePointer
+    public let threadCount: Int
+
+    public init(threads: Int) {
+        raw = ck_pool_create(Int32(max(1, threads)))
+        threadCount = Int(ck_pool_size(raw))
+    }
+
+    deinit { ck_pool_destroy(raw) }
+
+    /// Threads matching the machine's online cores.
+    public static var defaultThreadCount: Int {
+        #if canImport(Glibc)
+        let n = Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))
+        return max(1, n)
+        #else
+        return 4
+        #endif
+    }
+}
+
+#if canImport(Glibc)
+import Glibc
+#endif

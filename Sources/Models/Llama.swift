@@ -1,0 +1,261 @@
+import Foundation
+import GGUF
+import Kernels
+
+/// The Llama architecture (also Mistral, SmolLM and others exported as `llama`):
+/// RMSNorm → GQA attention with RoPE → residual → RMSNorm → SwiGLU MLP → residual; final norm; output head.
+public final class LlamaModel: LanguageModel, @unchecked Sendable {
+    public let config: ModelConfig
+    let gguf: GGUFFile
+    let pool: ThreadPool
+    let blocks: [Block]
+    let tokenEmbedding: WeightMatrix
+    let outputNorm: [Float]
+    let output: WeightMatrix
+    let ropeFreqFactors: [Float]?
+    /// Tokens per internal forward chunk: bounds scratch memory for long prompts.
+    let maxChunk: Int
+    private var scratch: Scratch
+    private let lock = NSLock()
+
+    struct Attention {
+        let q, k, v, o: WeightMatrix
+        let qBias, kBias, vBias, oBias: [Float]?
+    }
+
+    struct MLP {
+        let gate, up, down: WeightMatrix
+    }
+
+    struct Block {
+        let attentionNorm: [Float]
+        let attention: Attention
+        let mlpNorm: [Float]
+        let mlp: MLP
+    }
+
+    public init(gguf: GGUFFile, threads: Int, maxChunk: Int = 512) throws {
+        let c = try ModelConfig(gguf: gguf)
+        self.config = c
+        self.gguf = gguf
+        self.maxChunk = maxChunk
+        pool = ThreadPool(threads: threads)
+        tokenEmbedding = try gguf.weightMatrix("token_embd.weight", columns: c.embeddingLength, rows: c.vocabularySize)
+        outputNorm = try gguf.floatVector("output_norm.weight", count: c.embeddingLength)
+        if gguf.tensorInfo("output.weight") != nil {
+            output = try gguf.weightMatrix("output.weight", columns: c.embeddingLength, rows: c.vocabularySize)
+        } else {
+            output = tokenEmbedding
+        }
+        ropeFreqFactors = gguf.tensorInfo("rope_freqs.weight") != nil
+            ? try gguf.floatVector("rope_freqs.weight", count: c.ropeDim / 2) : nil
+
+        func optionalVector(_ name: String, _ n: Int) throws -> [Float]? {
+            gguf.tensorInfo(name) == nil ? nil : try gguf.floatVector(name, count: n)
+        }
+        var blocks: [Block] = []
+        for i in 0..<c.layerCount {
+            let p = "blk.\(i)."
+            let attention = Attention(
+                q: try gguf.weightMatrix(p + "attn_q.weight", columns: c.embeddingLength, rows: c.qDim),
+                k: try gguf.weightMatrix(p + "attn_k.weight", columns: c.embeddingLength, rows: c.kvDim),
+                v: try gguf.weightMatrix(p + "attn_v.weight", columns: c.embeddingLength, rows: c.kvDim),
+                o: try gguf.weightMatrix(p + "attn_output.weight", columns: c.qDim, rows: c.embeddingLength),
+                qBias: try optionalVector(p + "attn_q.bias", c.qDim),
+                kBias: try optionalVector(p + "attn_k.bias", c.kvDim),
+                vBias: try optionalVector(p + "attn_v.bias", c.kvDim),
+                oBias: try optionalVector(p + "attn_output.bias", c.embeddingLength))
+            let mlp = MLP(
+                gate: try gguf.weightMatrix(p + "ffn_gate.weight", columns: c.embeddingLength, rows: c.feedForwardLength),
+                up: try gguf.weightMatrix(p + "ffn_up.weight", columns: c.embeddingLength, rows: c.feedForwardLength),
+                down: try gguf.weightMatrix(p + "ffn_down.weight", columns: c.feedForwardLength, rows: c.embeddingLength))
+            blocks.append(Block(
+                attentionNorm: try gguf.floatVector(p + "attn_norm.weight", count: c.embeddingLength),
+                attention: attention,
+                mlpNorm: try gguf.floatVector(p + "ffn_norm.weight", count: c.embeddingLength),
+                mlp: mlp))
+        }
+        self.blocks = blocks
+        let activationBytes = max(
+            [blocks[0].attention.q, blocks[0].attention.o, blocks[0].mlp.down, output].map(\.activationRowBytes).max()!,
+            c.feedForwardLength * 4)
+        scratch = Scratch(config: c, maxTokens: maxChunk, threads: pool.threadCount, activationBytes: activationBytes)
+    }
+
+    public func makeCache(capacity: Int) -> KVCache {
+        KVCache(layers: config.layerCount, capacity: min(capacity, config.contextLength), kvDim: config.kvDim)
+    }
+
+    @discardableResult
+    public func forward(tokens: [Int], cache: KVCache, logits: LogitsRequest, into out: inout [Float]) throws -> Int {
+        guard cache.count + tokens.count <= cache.capacity else {
+            throw ModelError.contextFull(needed: cache.count + tokens.count, capacity: cache.capacity)
+        }
+        for t in tokens where t < 0 || t >= config.vocabularySize {
+            throw ModelError.invalidToken(t, vocabularySize: config.vocabularySize)
+        }
+        let rows = switch logits {
+        case .none: 0
+        case .last: tokens.isEmpty ? 0 : 1
+        case .all: tokens.count
+        }
+        let vocab = config.vocabularySize
+        if out.count < rows * vocab { out = [Float](repeating: 0, count: rows * vocab) }
+        lock.lock()
+        defer { lock.unlock() }
+        scratch.ensureAttentionCapacity(cache.capacity, threads: pool.threadCount, headDim: config.headDim)
+        var start = 0
+        var written = 0
+        while start < tokens.count {
+            let n = min(maxChunk, tokens.count - start)
+            let isLastChunk = start + n == tokens.count
+            let want: Int = switch logits {
+            case .none: 0
+            case .last: isLastChunk ? 1 : 0
+            case .all: n
+            }
+            try out.withUnsafeMutableBufferPointer { buf in
+                try tokens.withUnsafeBufferPointer { tk in
+                    try forwardChunk(
+                        tokens: UnsafeBufferPointer(rebasing: tk[start..<start + n]), cache: cache,
+                        logitRows: want, logitsOut: buf.baseAddress! + written * vocab)
+                }
+            }
+            written += want
+            start += n
+        }
+        return written
+    }
+
+    /// One chunk of at most `maxChunk` tokens; writes logits for the last `logitRows` of them.
+    private func forwardChunk(
+        tokens: UnsafeBufferPointer<Int>, cache: KVCache, logitRows: Int, logitsOut: UnsafeMutablePointer<Float>
+    ) throws {
+        let c = config
+        let n = tokens.count
+        let dim = c.embeddingLength, kvDim = c.kvDim, qDim = c.qDim, ff = c.feedForwardLength
+        let pos0 = cache.count
+        let s = scratch
+        let x = s.x, xn = s.xn, q = s.q, k = s.k, v = s.v, att = s.att, tmp = s.tmp, gate = s.gate, up = s.up
+        let quant = s.quant
+
+        for (i, t) in tokens.enumerated() { tokenEmbedding.dequantizeRow(t, into: x + i * dim) }
+        let scale = 1 / Float(c.headDim).squareRoot()
+
+        for (layer, b) in blocks.enumerated() {
+            let a = b.attention
+            b.attentionNorm.withUnsafeBufferPointer { w in
+                for i in 0..<n { Ops.rmsNorm(x + i * dim, weight: w.baseAddress!, out: xn + i * dim, count: dim, eps: c.rmsNormEps) }
+            }
+            Ops.quantizeActivations(pool, for: a.q, x: xn, ldx: dim, count: n, out: quant)
+            Ops.matmul(pool, a.q, quantized: quant, count: n, y: q, ldy: qDim)
+            if a.k.activationType != a.q.activationType {
+                Ops.quantizeActivations(pool, for: a.k, x: xn, ldx: dim, count: n, out: quant)
+            }
+            Ops.matmul(pool, a.k, quantized: quant, count: n, y: k, ldy: kvDim)
+            if a.v.activationType != a.k.activationType {
+                Ops.quantizeActivations(pool, for: a.v, x: xn, ldx: dim, count: n, out: quant)
+            }
+            Ops.matmul(pool, a.v, quantized: quant, count: n, y: v, ldy: kvDim)
+            addBias(a.qBias, q, n, qDim)
+            addBias(a.kBias, k, n, kvDim)
+            addBias(a.vBias, v, n, kvDim)
+
+            let keyBase = cache.keyBase(layer: layer), valueBase = cache.valueBase(layer: layer)
+            withFreqFactors { ff in
+                for i in 0..<n {
+                    Ops.rope(q + i * qDim, heads: c.headCount, headDim: c.headDim, ropeDim: c.ropeDim, position: pos0 + i,
+                             freqBase: c.ropeFreqBase, freqScale: c.ropeFreqScale, freqFactors: ff, neox: c.ropeNeox)
+                    Ops.rope(k + i * kvDim, heads: c.kvHeadCount, headDim: c.headDim, ropeDim: c.ropeDim, position: pos0 + i,
+                             freqBase: c.ropeFreqBase, freqScale: c.ropeFreqScale, freqFactors: ff, neox: c.ropeNeox)
+                    Ops.toHalf(k + i * kvDim, keyBase + (pos0 + i) * kvDim, count: kvDim)
+                    Ops.toHalf(v + i * kvDim, valueBase + (pos0 + i) * kvDim, count: kvDim)
+                }
+            }
+            Ops.attention(pool, q: q, queries: n, startPosition: pos0, keys: keyBase, values: valueBase,
+                          heads: c.headCount, kvHeads: c.kvHeadCount, headDim: c.headDim, scale: scale, out: att,
+                          scratch: s.attentionScratch, scratchPerThread: s.attentionScratchPerThread)
+            Ops.quantizeActivations(pool, for: a.o, x: att, ldx: qDim, count: n, out: quant)
+            Ops.matmul(pool, a.o, quantized: quant, count: n, y: tmp, ldy: dim)
+            addBias(a.oBias, tmp, n, dim)
+            Ops.add(x, tmp, count: n * dim)
+
+            let m = b.mlp
+            b.mlpNorm.withUnsafeBufferPointer { w in
+                for i in 0..<n { Ops.rmsNorm(x + i * dim, weight: w.baseAddress!, out: xn + i * dim, count: dim, eps: c.rmsNormEps) }
+            }
+            Ops.quantizeActivations(pool, for: m.gate, x: xn, ldx: dim, count: n, out: quant)
+            Ops.matmul(pool, m.gate, quantized: quant, count: n, y: gate, ldy: ff)
+            if m.up.activationType != m.gate.activationType {
+                Ops.quantizeActivations(pool, for: m.up, x: xn, ldx: dim, count: n, out: quant)
+            }
+            Ops.matmul(pool, m.up, quantized: quant, count: n, y: up, ldy: ff)
+            Ops.swiglu(gate: gate, up: up, out: gate, count: n * ff)
+            Ops.quantizeActivations(pool, for: m.down, x: gate, ldx: ff, count: n, out: quant)
+            Ops.matmul(pool, m.down, quantized: quant, count: n, y: tmp, ldy: dim)
+            Ops.add(x, tmp, count: n * dim)
+        }
+        cache.count = pos0 + n
+
+        guard logitRows > 0 else { return }
+        let first = n - logitRows
+        outputNorm.withUnsafeBufferPointer { w in
+            for i in first..<n { Ops.rmsNorm(x + i * dim, weight: w.baseAddress!, out: xn + i * dim, count: dim, eps: c.rmsNormEps) }
+        }
+        Ops.quantizeActivations(pool, for: output, x: xn + first * dim, ldx: dim, count: logitRows, out: quant)
+        Ops.matmul(pool, output, quantized: quant, count: logitRows, y: logitsOut, ldy: c.vocabularySize)
+    }
+
+    @inline(__always)
+    private func withFreqFactors(_ body: (UnsafePointer<Float>?) -> Void) {
+        if let f = ropeFreqFactors { f.withUnsafeBufferPointer { body($0.baseAddress) } } else { body(nil) }
+    }
+
+    @inline(__always)
+    private func addBias(_ bias: [Float]?, _ y: UnsafeMutablePointer<Float>, _ n: Int, _ width: Int) {
+        guard let bias else { return }
+        bias.withUnsafeBufferPointer { b in
+            for i in 0..<n { Ops.add(y + i * width, b.baseAddress!, count: width) }
+        }
+    }
+}
+
+/// Activations of one forward chunk, allocated once per model.
+final class Scratch {
+    let x, xn, q, k, v, att, tmp, gate, up: UnsafeMutablePointer<Float>
+    let quant: UnsafeMutableRawPointer
+    private(set) var attentionScratch: UnsafeMutablePointer<Float>
+    private(set) var attentionScratchPerThread = 0
+
+    init(config c: ModelConfig, maxTokens n: Int, threads: Int, activationBytes: Int) {
+        func buf(_ count: Int) -> UnsafeMutablePointer<Float> {
+            let p = UnsafeMutablePointer<Float>.allocate(capacity: count)
+            p.initialize(repeating: 0, count: count)
+            return p
+        }
+        x = buf(n * c.embeddingLength)
+        xn = buf(n * c.embeddingLength)
+        q = buf(n * c.qDim)
+        k = buf(n * c.kvDim)
+        v = buf(n * c.kvDim)
+        att = buf(n * c.qDim)
+        tmp = buf(n * c.embeddingLength)
+        gate = buf(n * c.feedForwardLength)
+        up = buf(n * c.feedForwardLength)
+        quant = .allocate(byteCount: n * activationBytes, alignment: 64)
+        attentionScratch = buf(1)
+    }
+
+    func ensureAttentionCapacity(_ positions: Int, threads: Int, headDim: Int) {
+        let per = positions + headDim
+        guard per > attentionScratchPerThread else { return }
+        attentionScratch.deallocate()
+        attentionScratch = .allocate(capacity: per * threads)
+        attentionScratchPerThread = per
+    }
+
+    deinit {
+        for p in [x, xn, q, k, v, att, tmp, gate, up, attentionScratch] { p.deallocate() }
+        quant.deallocate()
+    }
+}

@@ -1,0 +1,83 @@
+import GGUF
+
+/// Hyper-parameters of a decoder-only transformer, read from GGUF metadata (`{arch}.*` keys).
+public struct ModelConfig: Sendable, Equatable {
+    public var architecture: String
+    public var name: String
+    public var layerCount: Int
+    public var contextLength: Int
+    public var embeddingLength: Int
+    public var feedForwardLength: Int
+    public var headCount: Int
+    public var kvHeadCount: Int
+    public var headDim: Int
+    public var ropeDim: Int
+    public var ropeFreqBase: Float
+    public var ropeFreqScale: Float
+    public var ropeNeox: Bool
+    public var rmsNormEps: Float
+    public var vocabularySize: Int
+
+    public init(gguf: GGUFFile) throws {
+        guard let arch = try gguf.string("general.architecture") else { throw GGUFError.missingMetadata("general.architecture") }
+        architecture = arch
+        name = (try? gguf.string("general.name")) ?? nil ?? arch
+        func req(_ k: String) throws -> Int {
+            let v = try gguf.requiredInt("\(arch).\(k)")
+            guard v > 0, v < 1 << 24 else { throw ModelError.invalidHyperparameter("\(arch).\(k)", "\(v)") }
+            return v
+        }
+        layerCount = try req("block_count")
+        contextLength = try req("context_length")
+        embeddingLength = try req("embedding_length")
+        feedForwardLength = try req("feed_forward_length")
+        headCount = try req("attention.head_count")
+        kvHeadCount = try gguf.int("\(arch).attention.head_count_kv") ?? headCount
+        guard kvHeadCount > 0, headCount % kvHeadCount == 0 else {
+            throw ModelError.invalidHyperparameter("\(arch).attention.head_count_kv", "\(kvHeadCount)")
+        }
+        headDim = try gguf.int("\(arch).attention.key_length") ?? embeddingLength / headCount
+        guard headDim > 0, headDim <= 512, headDim % 2 == 0 else {
+            throw ModelError.invalidHyperparameter("\(arch).attention.key_length", "\(headDim)")
+        }
+        ropeDim = try gguf.int("\(arch).rope.dimension_count") ?? headDim
+        guard ropeDim > 0, ropeDim <= headDim, ropeDim % 2 == 0 else {
+            throw ModelError.invalidHyperparameter("\(arch).rope.dimension_count", "\(ropeDim)")
+        }
+        ropeFreqBase = Float(try gguf.double("\(arch).rope.freq_base") ?? 10000)
+        ropeFreqScale = 1
+        if let type = try gguf.string("\(arch).rope.scaling.type"), type == "linear",
+           let factor = try gguf.double("\(arch).rope.scaling.factor"), factor > 0 {
+            ropeFreqScale = Float(1 / factor)
+        } else if let factor = try gguf.double("\(arch).rope.scale_linear"), factor > 0 {
+            ropeFreqScale = Float(1 / factor)
+        }
+        ropeNeox = false
+        rmsNormEps = Float(try gguf.double("\(arch).attention.layer_norm_rms_epsilon") ?? 1e-5)
+        guard let emb = gguf.tensorInfo("token_embd.weight") else { throw GGUFError.missingTensor("token_embd.weight") }
+        guard emb.shape.count == 2, emb.shape[0] == embeddingLength else {
+            throw ModelError.invalidHyperparameter("token_embd.weight shape", "\(emb.shape)")
+        }
+        vocabularySize = emb.shape[1]
+    }
+
+    public var kvDim: Int { kvHeadCount * headDim }
+    public var qDim: Int { headCount * headDim }
+}
+
+public enum ModelError: Error, CustomStringConvertible, Sendable {
+    case unsupportedArchitecture(String, supported: [String])
+    case invalidHyperparameter(String, String)
+    case contextFull(needed: Int, capacity: Int)
+    case invalidToken(Int, vocabularySize: Int)
+
+    public var description: String {
+        switch self {
+        case .unsupportedArchitecture(let a, let s):
+            "unsupported model architecture '\(a)' (supported: \(s.joined(separator: ", ")))"
+        case .invalidHyperparameter(let k, let v): "invalid model hyper-parameter \(k) = \(v)"
+        case .contextFull(let n, let c): "context full: \(n) positions needed, KV cache holds \(c)"
+        case .invalidToken(let t, let v): "token id \(t) out of range (vocabulary size \(v))"
+        }
+    }
+}

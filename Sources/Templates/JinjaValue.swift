@@ -103,7 +103,7 @@ extension JinjaValue {
     var isUndefined: Bool { if case .undefined = self { true } else { false } }
 
     /// Python's `str()`; undefined renders as the empty string.
-    var stringValue: String {
+    public var stringValue: String {
         switch self {
         case .undefined: ""
         case .string(let s): s

@@ -1,6 +1,6 @@
 import Foundation
 import Testing
-@testable import Templates
+import Templates
 
 /// One rendering produced by `scripts/fixtures/render_templates.py` with Python jinja2.
 struct FixtureCase: Sendable, CustomTestStringConvertible {

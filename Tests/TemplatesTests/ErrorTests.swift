@@ -1,5 +1,5 @@
 import Testing
-@testable import Templates
+import Templates
 
 @Suite struct ErrorTests {
     @Test func unsupportedFilterNamesTheConstruct() throws {

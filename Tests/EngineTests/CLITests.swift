@@ -1,0 +1,82 @@
+import Foundation
+import SwiftletTesting
+import Testing
+
+/// Runs the built `swiftlet` executable as a user would.
+enum CLI {
+    static var binary: String? {
+        if let b = ProcessInfo.processInfo.environment["SWIFTLET_BIN"] { return b }
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let candidates = ["release", "debug"].map { root.appendingPathComponent(".build/\($0)/swiftlet").path }
+        return candidates.filter { FileManager.default.isExecutableFile(atPath: $0) }
+            .max { (mtime($0) ?? .distantPast) < (mtime($1) ?? .distantPast) }
+    }
+
+    static func mtime(_ path: String) -> Date? {
+        (try? FileManager.default.attributesOfItem(atPath: path))?[.modificationDate] as? Date
+    }
+
+    struct Output { var status: Int32; var stdout: String; var stderr: String }
+
+    static func run(_ args: [String], stdin: String? = nil) throws -> Output {
+        let bin = try #require(binary, "swiftlet binary not built (run `swift build -c release` first)")
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: bin)
+        p.arguments = args
+        let out = Pipe(), err = Pipe(), inp = Pipe()
+        p.standardOutput = out
+        p.standardError = err
+        p.standardInput = inp
+        try p.run()
+        if let stdin { inp.fileHandleForWriting.write(Data(stdin.utf8)) }
+        try inp.fileHandleForWriting.close()
+        let o = out.fileHandleForReading.readDataToEndOfFile()
+        let e = err.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        return Output(status: p.terminationStatus, stdout: String(decoding: o, as: UTF8.self), stderr: String(decoding: e, as: UTF8.self))
+    }
+}
+
+@Suite(.serialized) struct CLITests {
+    @Test func generatePrintsOnlyGeneratedText() throws {
+        guard !TestModel.skipped, let model = TestModel.path else { return }
+        let r = try CLI.run(["generate", "--model", model, "--prompt", "The capital of France is", "--temperature", "0",
+                             "--max-tokens", "12", "--threads", "2"])
+        #expect(r.status == 0)
+        #expect(r.stdout.hasPrefix(" Paris.\n\nThe United States"))
+        #expect(r.stderr.contains("prompt tokens: 5") && r.stderr.contains("generated tokens: 12"))
+    }
+
+    @Test func tokenizePrintsIds() throws {
+        guard !TestModel.skipped, let model = TestModel.path else { return }
+        let plain = try CLI.run(["tokenize", "--model", model, "Hello world <|im_start|>"])
+        #expect(plain.status == 0)
+        #expect(plain.stdout == "19556 905 2067 108 306 79 3738 108 46\n")
+        let special = try CLI.run(["tokenize", "--model", model, "--parse-special", "Hello world <|im_start|>"])
+        #expect(special.stdout == "19556 905 216 1\n")
+    }
+
+    @Test func chatReplAnswersEachLine() throws {
+        guard !TestModel.skipped, let model = TestModel.path else { return }
+        let r = try CLI.run(["chat", "--model", model, "--temperature", "0", "--max-tokens", "24"],
+                            stdin: "What is the capital of France?\n/reset\nSay hello.\n/exit\n")
+        #expect(r.status == 0)
+        // Greedy replies of this model (see the chat fixtures); /reset starts the second turn afresh.
+        #expect(r.stdout.hasPrefix("L'Étoile, la Marseillaise"))
+        #expect(r.stdout.contains("\nHello"))
+    }
+
+    @Test func badInputGivesCleanErrors() throws {
+        guard CLI.binary != nil else { Issue.record("swiftlet binary not built"); return }
+        let missing = try CLI.run(["generate", "--model", "/nonexistent/model.gguf", "--prompt", "hi"])
+        #expect(missing.status == 1)
+        #expect(missing.stderr.contains("error:") && missing.stderr.contains("not found"))
+        let notGGUF = try CLI.run(["generate", "--model", "/etc/hostname", "--prompt", "hi"])
+        #expect(notGGUF.status == 1)
+        #expect(notGGUF.stderr.contains("GGUF") || notGGUF.stderr.contains("truncated"))
+        let badFlag = try CLI.run(["generate", "--prompt", "hi", "--threads", "0"])
+        #expect(badFlag.status != 0)
+        let unknown = try CLI.run(["pull", "no-such-model"])
+        #expect(unknown.status == 1 && unknown.stderr.contains("no-such-model"))
+    }
+}

@@ -29,7 +29,7 @@ let package = Package(
             .product(name: "Crypto", package: "swift-crypto"),
         ]),
         .executableTarget(name: "swiftlet", dependencies: [
-            "Engine", "GGUF", "Tokenizer", "Templates",
+            "Engine", "GGUF", "Kernels", "Tokenizer", "Templates",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         // Shared test support: locates the real model and fixtures.

@@ -26,3 +26,12 @@ public final class ThreadPool: @unchecked Sendable {
 #if canImport(Glibc)
 import Glibc
 #endif
+
+/// What SIMD the kernels dispatch to on this machine.
+public enum CPUFeatures {
+    public static var hasAVX2: Bool { ck_has_avx2() != 0 }
+    public static var hasAVX512: Bool { ck_has_avx512() != 0 }
+    public static var description: String {
+        hasAVX512 ? "AVX-512 (kernels use AVX2, 256-bit)" : hasAVX2 ? "AVX2 (256-bit)" : "scalar"
+    }
+}

@@ -10,7 +10,7 @@ struct Swiftlet: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "swiftlet",
         abstract: "Fast LLM inference on GGUF models.",
-        subcommands: [Generate.self, Chat.self, Tokenize.self, Pull.self])
+        subcommands: [Generate.self, Chat.self, Tokenize.self, Pull.self, Bench.self])
 }
 
 /// Options every model-using command shares.

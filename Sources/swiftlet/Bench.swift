@@ -1,0 +1,97 @@
+import ArgumentParser
+import Engine
+import Foundation
+import Kernels
+
+struct Bench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Measure prefill and decode speed (median over repeats).")
+
+    @OptionGroup var modelOptions: ModelOptions
+
+    @Option(name: .long, help: "Prompt length in tokens.")
+    var promptTokens: Int = 128
+
+    @Option(name: .long, help: "Tokens to generate.")
+    var genTokens: Int = 128
+
+    @Option(name: .long, help: "Repetitions; the median is reported.")
+    var `repeat`: Int = 3
+
+    @Flag(name: .long, help: "Print JSON.")
+    var json = false
+
+    struct Report: Codable {
+        var model: String
+        var threads: Int
+        var cores: Int
+        var simd: String
+        var prompt_tokens: Int
+        var gen_tokens: Int
+        var repeats: Int
+        var prefill_tokens_per_second: Double
+        var decode_tokens_per_second: Double
+        var time_to_first_token_ms: Double
+        var peak_rss_mb: Double
+    }
+
+    func validate() throws {
+        guard promptTokens >= 1, genTokens >= 1, `repeat` >= 1 else {
+            throw ValidationError("--prompt-tokens, --gen-tokens and --repeat must be >= 1")
+        }
+    }
+
+    func run() throws {
+        try reportingErrors {
+            let engine = try modelOptions.load()
+            guard promptTokens + genTokens <= engine.contextLength else {
+                throw EngineError.contextLengthExceeded(
+                    promptTokens: promptTokens, maxTokens: genTokens, contextLength: engine.contextLength)
+            }
+            // A deterministic prompt of ordinary text tokens.
+            let text = String(repeating: "The quick brown fox jumps over the lazy dog while the river flows to the sea. ", count: 1 + promptTokens / 8)
+            let prompt = Array(engine.encode(text).prefix(promptTokens))
+            var prefill: [Double] = [], decode: [Double] = [], ttft: [Double] = []
+            let model = engine.model
+            var logits: [Float] = []
+            for _ in 0..<`repeat` {
+                let cache = model.makeCache(capacity: promptTokens + genTokens)
+                let t0 = DispatchTime.now().uptimeNanoseconds
+                try model.forward(tokens: prompt, cache: cache, logits: .last, into: &logits)
+                let t1 = DispatchTime.now().uptimeNanoseconds
+                var token = logits.withUnsafeBufferPointer { Sampler.argmax(UnsafeBufferPointer(rebasing: $0[0..<model.config.vocabularySize])) }
+                let t2 = DispatchTime.now().uptimeNanoseconds
+                for _ in 0..<genTokens {
+                    try model.forward(tokens: [token], cache: cache, logits: .last, into: &logits)
+                    token = logits.withUnsafeBufferPointer { Sampler.argmax(UnsafeBufferPointer(rebasing: $0[0..<model.config.vocabularySize])) }
+                }
+                let t3 = DispatchTime.now().uptimeNanoseconds
+                prefill.append(Double(prompt.count) / (Double(t1 - t0) / 1e9))
+                ttft.append(Double(t2 - t0) / 1e6)
+                decode.append(Double(genTokens) / (Double(t3 - t2) / 1e9))
+            }
+            func median(_ a: [Double]) -> Double {
+                let s = a.sorted()
+                return s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
+            }
+            var usage = rusage()
+            getrusage(Int32(RUSAGE_SELF.rawValue), &usage)
+            let report = Report(
+                model: engine.modelName, threads: modelOptions.threads ?? ThreadPoolDefaults.threads,
+                cores: ProcessInfo.processInfo.activeProcessorCount, simd: CPUFeatures.description,
+                prompt_tokens: prompt.count, gen_tokens: genTokens, repeats: `repeat`,
+                prefill_tokens_per_second: median(prefill), decode_tokens_per_second: median(decode),
+                time_to_first_token_ms: median(ttft), peak_rss_mb: Double(usage.ru_maxrss) / 1024)
+            if json {
+                let enc = JSONEncoder()
+                enc.outputFormatting = [.prettyPrinted, .sortedKeys]
+                writeOut(String(decoding: try enc.encode(report), as: UTF8.self) + "\n")
+            } else {
+                writeOut(String(
+                    format: "%@: prefill %.1f tok/s, decode %.1f tok/s, TTFT %.1f ms, peak RSS %.1f MB (%d threads, %@)\n",
+                    report.model, report.prefill_tokens_per_second, report.decode_tokens_per_second,
+                    report.time_to_first_token_ms, report.peak_rss_mb, report.threads, report.simd))
+            }
+        }
+    }
+}

@@ -140,3 +140,68 @@ AVX2 void ck_quantize_q8_1_avx2(const float *x, void *vy, int n) {
     }
 }
 #endif
+
+#ifdef CK_X86
+// Four weight rows against one activation row. Each output sees exactly the operations of the
+// single-row kernels above (same per-block FMA chain), so results are identical; the four
+// independent chains just hide FMA latency and share the activation loads.
+AVX2 void ck_dot4_q4_1_q8_1_avx2(int n, const void *const *vw, const void *vx, float *out) {
+    const block_q8_1 *x = vx;
+    const block_q4_1 *w0 = vw[0], *w1 = vw[1], *w2 = vw[2], *w3 = vw[3];
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+    for (int i = 0; i < n / QK; i++) {
+        const __m256i q8 = _mm256_loadu_si256((const __m256i *)x[i].qs);
+        const float dx = fp16_to_fp32(x[i].d), sx = fp16_to_fp32(x[i].s);
+        s0 = __builtin_fmaf(fp16_to_fp32(w0[i].m), sx, s0);
+        s1 = __builtin_fmaf(fp16_to_fp32(w1[i].m), sx, s1);
+        s2 = __builtin_fmaf(fp16_to_fp32(w2[i].m), sx, s2);
+        s3 = __builtin_fmaf(fp16_to_fp32(w3[i].m), sx, s3);
+        a0 = _mm256_fmadd_ps(_mm256_set1_ps(fp16_to_fp32(w0[i].d) * dx), mul_sum_us8(unpack_nibbles(w0[i].qs), q8), a0);
+        a1 = _mm256_fmadd_ps(_mm256_set1_ps(fp16_to_fp32(w1[i].d) * dx), mul_sum_us8(unpack_nibbles(w1[i].qs), q8), a1);
+        a2 = _mm256_fmadd_ps(_mm256_set1_ps(fp16_to_fp32(w2[i].d) * dx), mul_sum_us8(unpack_nibbles(w2[i].qs), q8), a2);
+        a3 = _mm256_fmadd_ps(_mm256_set1_ps(fp16_to_fp32(w3[i].d) * dx), mul_sum_us8(unpack_nibbles(w3[i].qs), q8), a3);
+    }
+    out[0] = hsum_ps(a0) + s0;
+    out[1] = hsum_ps(a1) + s1;
+    out[2] = hsum_ps(a2) + s2;
+    out[3] = hsum_ps(a3) + s3;
+}
+
+AVX2 void ck_dot4_q8_0_q8_0_avx2(int n, const void *const *vw, const void *vx, float *out) {
+    const block_q8_0 *x = vx;
+    const block_q8_0 *w0 = vw[0], *w1 = vw[1], *w2 = vw[2], *w3 = vw[3];
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    for (int i = 0; i < n / QK; i++) {
+        const __m256i b = _mm256_loadu_si256((const __m256i *)x[i].qs);
+        const float dx = fp16_to_fp32(x[i].d);
+#define Q8ROW(a, w) a = _mm256_fmadd_ps(_mm256_set1_ps(fp16_to_fp32(w[i].d) * dx), \
+                       mul_sum_i8(_mm256_loadu_si256((const __m256i *)w[i].qs), b), a)
+        Q8ROW(a0, w0); Q8ROW(a1, w1); Q8ROW(a2, w2); Q8ROW(a3, w3);
+#undef Q8ROW
+    }
+    out[0] = hsum_ps(a0);
+    out[1] = hsum_ps(a1);
+    out[2] = hsum_ps(a2);
+    out[3] = hsum_ps(a3);
+}
+
+AVX2 void ck_dot4_q4_0_q8_0_avx2(int n, const void *const *vw, const void *vx, float *out) {
+    const block_q8_0 *x = vx;
+    const block_q4_0 *w0 = vw[0], *w1 = vw[1], *w2 = vw[2], *w3 = vw[3];
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    const __m256i eight = _mm256_set1_epi8(8);
+    for (int i = 0; i < n / QK; i++) {
+        const __m256i b = _mm256_loadu_si256((const __m256i *)x[i].qs);
+        const float dx = fp16_to_fp32(x[i].d);
+#define Q4ROW(a, w) a = _mm256_fmadd_ps(_mm256_set1_ps(fp16_to_fp32(w[i].d) * dx), \
+                       mul_sum_i8(_mm256_sub_epi8(unpack_nibbles(w[i].qs), eight), b), a)
+        Q4ROW(a0, w0); Q4ROW(a1, w1); Q4ROW(a2, w2); Q4ROW(a3, w3);
+#undef Q4ROW
+    }
+    out[0] = hsum_ps(a0);
+    out[1] = hsum_ps(a1);
+    out[2] = hsum_ps(a2);
+    out[3] = hsum_ps(a3);
+}
+#endif

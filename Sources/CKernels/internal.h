@@ -35,6 +35,17 @@ float ck_dot_q8_0_q8_0_avx2(int n, const void *w, const void *x);
 float ck_dot_f16_f16_avx2(int n, const void *w, const void *x);
 float ck_dot_f32_f32_avx2(int n, const void *w, const void *x);
 void ck_quantize_q8_0_avx2(const float *x, void *y, int n);
+void ck_dot4_q4_1_q8_1_avx2(int n, const void *const *w, const void *x, float *out);
+void ck_dot4_q8_0_q8_0_avx2(int n, const void *const *w, const void *x, float *out);
+void ck_dot4_q4_0_q8_0_avx2(int n, const void *const *w, const void *x, float *out);
 void ck_quantize_q8_1_avx2(const float *x, void *y, int n);
+#endif
+
+typedef struct {
+    const float *q; int n_q; int q_pos0; const uint16_t *k; const uint16_t *v;
+    int n_head; int n_head_kv; int head_dim; float scale; float *out; float *scratch; int scratch_per_thread;
+} attn_ctx;
+#ifdef CK_X86
+void ck_attn_task_avx2(void *p, int ith, int nth);
 #endif
 #endif

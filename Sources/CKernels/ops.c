@@ -9,8 +9,26 @@ typedef struct {
 
 #define ROW_BLOCK 16
 
+typedef void (*dot4_fn)(int n, const void *const *w, const void *x, float *out);
+
+static dot4_fn dot4_for(int wt) {
+#ifdef CK_X86
+    if (ck_has_avx2()) {
+        switch (wt) {
+        case CK_TYPE_Q4_1: return ck_dot4_q4_1_q8_1_avx2;
+        case CK_TYPE_Q8_0: return ck_dot4_q8_0_q8_0_avx2;
+        case CK_TYPE_Q4_0: return ck_dot4_q4_0_q8_0_avx2;
+        default: break;
+        }
+    }
+#endif
+    (void)wt;
+    return NULL;
+}
+
 static void matmul_task(void *p, int ith, int nth) {
     const matmul_ctx *c = p;
+    const dot4_fn dot4 = dot4_for(c->wt);
     const int nblocks = (c->rows + ROW_BLOCK - 1) / ROW_BLOCK;
     const int b0 = (int)((long)nblocks * ith / nth), b1 = (int)((long)nblocks * (ith + 1) / nth);
     for (int b = b0; b < b1; b++) {
@@ -18,7 +36,15 @@ static void matmul_task(void *p, int ith, int nth) {
         for (int col = 0; col < c->cols; col++) {
             const void *xc = c->x + (size_t)col * c->x_stride;
             float *yc = c->y + (size_t)col * c->ldy;
-            for (int r = r0; r < r1; r++) yc[r] = ck_vec_dot(c->wt, c->k, c->w + (size_t)r * c->w_stride, xc);
+            int r = r0;
+            if (dot4) {
+                for (; r + 4 <= r1; r += 4) {
+                    const void *w[4] = { c->w + (size_t)r * c->w_stride, c->w + (size_t)(r + 1) * c->w_stride,
+                                         c->w + (size_t)(r + 2) * c->w_stride, c->w + (size_t)(r + 3) * c->w_stride };
+                    dot4(c->k, w, xc, yc + r);
+                }
+            }
+            for (; r < r1; r++) yc[r] = ck_vec_dot(c->wt, c->k, c->w + (size_t)r * c->w_stride, xc);
         }
     }
 }
@@ -92,6 +118,7 @@ void ck_rope(float *x, int n_heads, int head_dim, int n_rot, int pos, float freq
 CK_FAST static void swiglu_fast(const float *gate, const float *up, float *out, int n) { SWIGLU_BODY }
 #endif
 static void swiglu_generic(const float *gate, const float *up, float *out, int n) { SWIGLU_BODY }
+void ck_swiglu_portable(const float *gate, const float *up, float *out, int n) { swiglu_generic(gate, up, out, n); }
 
 void ck_swiglu(const float *gate, const float *up, float *out, int n) {
 #ifdef CK_X86
@@ -108,10 +135,6 @@ void ck_add(float *y, const float *x, int n) {
 // Per (query, head): scores = K·q (q rounded to f16), softmax(scores * scale), out = Σ f16(p_j) v_j.
 // One query row (decode) follows the reference's vector-dot lane layout (4×8 lanes); several rows
 // (prefill) follow its tiled GEMM layout (8 lanes), so each mode matches the reference bit for bit.
-typedef struct {
-    const float *q; int n_q; int q_pos0; const uint16_t *k; const uint16_t *v;
-    int n_head; int n_head_kv; int head_dim; float scale; float *out; float *scratch; int scratch_per_thread;
-} attn_ctx;
 
 #define ATTN_BODY                                                                                        \
     const attn_ctx *c = p;                                                                               \
@@ -119,8 +142,8 @@ typedef struct {
     const int hd = c->head_dim, group = c->n_head / c->n_head_kv;                                        \
     const size_t kv_stride = (size_t)c->n_head_kv * hd;                                                  \
     const int gemm = c->n_q > 1;                                                                         \
-    float qf[512];                                                                                       \
-    float acc[512 * 32];                                                                                 \
+    float qf[256];                                                                                       \
+    float acc[256 * 32];                                                                                 \
     const int units = c->n_q * c->n_head;                                                                \
     for (int u = ith; u < units; u += nth) {                                                             \
         const int qi = u / c->n_head, h = u % c->n_head, kvh = h / group;                                \
@@ -132,12 +155,15 @@ typedef struct {
             const uint16_t *kj = c->k + (size_t)j * kv_stride + (size_t)kvh * hd;                        \
             float lanes[32] = {0};                                                                       \
             float s;                                                                                     \
-            if (gemm) {                                                                                  \
+            if (gemm && hd % 8 == 0) {                                                                   \
                 for (int d = 0; d < hd; d++) lanes[d & 7] = __builtin_fmaf(fp16_to_fp32(kj[d]), qf[d], lanes[d & 7]); \
                 s = ck_hsum8_a(lanes);                                                                   \
             } else {                                                                                     \
-                for (int d = 0; d < hd; d++) lanes[d & 31] = __builtin_fmaf(fp16_to_fp32(kj[d]), qf[d], lanes[d & 31]); \
-                s = ck_hsum32_dot(lanes);                                                                \
+                const int np = hd & ~31;                                                                 \
+                for (int d = 0; d < np; d++) lanes[d & 31] = __builtin_fmaf(fp16_to_fp32(kj[d]), qf[d], lanes[d & 31]); \
+                double sd = ck_hsum32_dot(lanes);                                                        \
+                for (int d = np; d < hd; d++) sd += (double)(fp16_to_fp32(kj[d]) * qf[d]);               \
+                s = (float)sd;                                                                           \
             }                                                                                            \
             s *= c->scale;                                                                               \
             scores[j] = s;                                                                               \
@@ -167,9 +193,6 @@ typedef struct {
         for (int d = 0; d < hd; d++) o[d] = lanes == 8 ? ck_hsum8_a(acc + d * 8) : ck_hsum32_dot(acc + d * 32); \
     }
 
-#ifdef CK_X86
-CK_FAST static void attn_task_fast(void *p, int ith, int nth) { ATTN_BODY }
-#endif
 static void attn_task_generic(void *p, int ith, int nth) { ATTN_BODY }
 
 void ck_attention(ck_pool *pool, const float *q, int n_q, int q_pos0, const uint16_t *k_cache,
@@ -177,7 +200,14 @@ void ck_attention(ck_pool *pool, const float *q, int n_q, int q_pos0, const uint
                   float *scratch, int scratch_per_thread) {
     attn_ctx c = { q, n_q, q_pos0, k_cache, v_cache, n_head, n_head_kv, head_dim, scale, out, scratch, scratch_per_thread };
 #ifdef CK_X86
-    if (ck_has_avx2()) { ck_pool_run(pool, attn_task_fast, &c); return; }
+    if (ck_has_avx2()) { ck_pool_run(pool, ck_attn_task_avx2, &c); return; }
 #endif
+    ck_pool_run(pool, attn_task_generic, &c);
+}
+
+void ck_attention_portable(ck_pool *pool, const float *q, int n_q, int q_pos0, const uint16_t *k_cache,
+                           const uint16_t *v_cache, int n_head, int n_head_kv, int head_dim, float scale, float *out,
+                           float *scratch, int scratch_per_thread) {
+    attn_ctx c = { q, n_q, q_pos0, k_cache, v_cache, n_head, n_head_kv, head_dim, scale, out, scratch, scratch_per_thread };
     ck_pool_run(pool, attn_task_generic, &c);
 }

@@ -247,7 +247,7 @@ final class Scratch {
     }
 
     func ensureAttentionCapacity(_ positions: Int, threads: Int, headDim: Int) {
-        let per = positions + headDim
+        let per = positions + headDim + 8
         guard per > attentionScratchPerThread else { return }
         attentionScratch.deallocate()
         attentionScratch = .allocate(capacity: per * threads)

@@ -37,7 +37,7 @@ public struct ModelConfig: Sendable, Equatable {
             throw ModelError.invalidHyperparameter("\(arch).attention.head_count_kv", "\(kvHeadCount)")
         }
         headDim = try gguf.int("\(arch).attention.key_length") ?? embeddingLength / headCount
-        guard headDim > 0, headDim <= 512, headDim % 2 == 0 else {
+        guard headDim > 0, headDim <= 256, headDim % 2 == 0 else {
             throw ModelError.invalidHyperparameter("\(arch).attention.key_length", "\(headDim)")
         }
         ropeDim = try gguf.int("\(arch).rope.dimension_count") ?? headDim

@@ -75,6 +75,11 @@ void ck_attention(ck_pool *pool, const float *q, int n_q, int q_pos0, const uint
 
 // ---- cpu features ----
 int ck_has_avx2(void);
+// The portable scalar versions of the kernels that must match the SIMD ones bit for bit (for tests).
+void ck_attention_portable(ck_pool *pool, const float *q, int n_q, int q_pos0, const uint16_t *k_cache,
+                           const uint16_t *v_cache, int n_head, int n_head_kv, int head_dim, float scale, float *out,
+                           float *scratch, int scratch_per_thread);
+void ck_swiglu_portable(const float *gate, const float *up, float *out, int n);
 int ck_has_avx512(void);
 
 #ifdef __cplusplus

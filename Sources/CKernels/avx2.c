@@ -145,27 +145,39 @@ AVX2 void ck_quantize_q8_1_avx2(const float *x, void *vy, int n) {
 // Four weight rows against one activation row. Each output sees exactly the operations of the
 // single-row kernels above (same per-block FMA chain), so results are identical; the four
 // independent chains just hide FMA latency and share the activation loads.
+AVX2 static inline __m256 lane_bcast(__m256 v, int lane) {
+    return _mm256_permutevar8x32_ps(v, _mm256_set1_epi32(lane));
+}
+
 AVX2 void ck_dot4_q4_1_q8_1_avx2(int n, const void *const *vw, const void *vx, float *out) {
     const block_q8_1 *x = vx;
     const block_q4_1 *w0 = vw[0], *w1 = vw[1], *w2 = vw[2], *w3 = vw[3];
     __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-    float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+    // Odd lanes 1,3,5,7 accumulate m_r * s (one FMA per block, as in the single-row kernel).
+    __m256 sm = _mm256_setzero_ps();
+    int32_t dm[4];
     for (int i = 0; i < n / QK; i++) {
         const __m256i q8 = _mm256_loadu_si256((const __m256i *)x[i].qs);
-        const float dx = fp16_to_fp32(x[i].d), sx = fp16_to_fp32(x[i].s);
-        s0 = __builtin_fmaf(fp16_to_fp32(w0[i].m), sx, s0);
-        s1 = __builtin_fmaf(fp16_to_fp32(w1[i].m), sx, s1);
-        s2 = __builtin_fmaf(fp16_to_fp32(w2[i].m), sx, s2);
-        s3 = __builtin_fmaf(fp16_to_fp32(w3[i].m), sx, s3);
-        a0 = _mm256_fmadd_ps(_mm256_set1_ps(fp16_to_fp32(w0[i].d) * dx), mul_sum_us8(unpack_nibbles(w0[i].qs), q8), a0);
-        a1 = _mm256_fmadd_ps(_mm256_set1_ps(fp16_to_fp32(w1[i].d) * dx), mul_sum_us8(unpack_nibbles(w1[i].qs), q8), a1);
-        a2 = _mm256_fmadd_ps(_mm256_set1_ps(fp16_to_fp32(w2[i].d) * dx), mul_sum_us8(unpack_nibbles(w2[i].qs), q8), a2);
-        a3 = _mm256_fmadd_ps(_mm256_set1_ps(fp16_to_fp32(w3[i].d) * dx), mul_sum_us8(unpack_nibbles(w3[i].qs), q8), a3);
+        _mm_prefetch((const char *)(w0 + i) + 320, _MM_HINT_T0);
+        _mm_prefetch((const char *)(w1 + i) + 320, _MM_HINT_T0);
+        _mm_prefetch((const char *)(w2 + i) + 320, _MM_HINT_T0);
+        _mm_prefetch((const char *)(w3 + i) + 320, _MM_HINT_T0);
+        // (d, m) of the four rows as 8 halfs -> floats: d_r in lane 2r, m_r in lane 2r+1.
+        memcpy(&dm[0], &w0[i], 4); memcpy(&dm[1], &w1[i], 4); memcpy(&dm[2], &w2[i], 4); memcpy(&dm[3], &w3[i], 4);
+        const __m256 f = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)dm));
+        const __m256 dd = _mm256_mul_ps(f, _mm256_set1_ps(fp16_to_fp32(x[i].d)));
+        sm = _mm256_fmadd_ps(f, _mm256_set1_ps(fp16_to_fp32(x[i].s)), sm);
+        a0 = _mm256_fmadd_ps(lane_bcast(dd, 0), mul_sum_us8(unpack_nibbles(w0[i].qs), q8), a0);
+        a1 = _mm256_fmadd_ps(lane_bcast(dd, 2), mul_sum_us8(unpack_nibbles(w1[i].qs), q8), a1);
+        a2 = _mm256_fmadd_ps(lane_bcast(dd, 4), mul_sum_us8(unpack_nibbles(w2[i].qs), q8), a2);
+        a3 = _mm256_fmadd_ps(lane_bcast(dd, 6), mul_sum_us8(unpack_nibbles(w3[i].qs), q8), a3);
     }
-    out[0] = hsum_ps(a0) + s0;
-    out[1] = hsum_ps(a1) + s1;
-    out[2] = hsum_ps(a2) + s2;
-    out[3] = hsum_ps(a3) + s3;
+    float s[8];
+    _mm256_storeu_ps(s, sm);
+    out[0] = hsum_ps(a0) + s[1];
+    out[1] = hsum_ps(a1) + s[3];
+    out[2] = hsum_ps(a2) + s[5];
+    out[3] = hsum_ps(a3) + s[7];
 }
 
 AVX2 void ck_dot4_q8_0_q8_0_avx2(int n, const void *const *vw, const void *vx, float *out) {
@@ -174,10 +186,15 @@ AVX2 void ck_dot4_q8_0_q8_0_avx2(int n, const void *const *vw, const void *vx, f
     __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
     for (int i = 0; i < n / QK; i++) {
         const __m256i b = _mm256_loadu_si256((const __m256i *)x[i].qs);
-        const float dx = fp16_to_fp32(x[i].d);
-#define Q8ROW(a, w) a = _mm256_fmadd_ps(_mm256_set1_ps(fp16_to_fp32(w[i].d) * dx), \
+        _mm_prefetch((const char *)(w0 + i) + 384, _MM_HINT_T0);
+        _mm_prefetch((const char *)(w1 + i) + 384, _MM_HINT_T0);
+        _mm_prefetch((const char *)(w2 + i) + 384, _MM_HINT_T0);
+        _mm_prefetch((const char *)(w3 + i) + 384, _MM_HINT_T0);
+        const __m128i d16 = _mm_setr_epi16((short)w0[i].d, (short)w1[i].d, (short)w2[i].d, (short)w3[i].d, 0, 0, 0, 0);
+        const __m256 dd = _mm256_mul_ps(_mm256_cvtph_ps(d16), _mm256_set1_ps(fp16_to_fp32(x[i].d)));
+#define Q8ROW(a, w, l) a = _mm256_fmadd_ps(lane_bcast(dd, l), \
                        mul_sum_i8(_mm256_loadu_si256((const __m256i *)w[i].qs), b), a)
-        Q8ROW(a0, w0); Q8ROW(a1, w1); Q8ROW(a2, w2); Q8ROW(a3, w3);
+        Q8ROW(a0, w0, 0); Q8ROW(a1, w1, 1); Q8ROW(a2, w2, 2); Q8ROW(a3, w3, 3);
 #undef Q8ROW
     }
     out[0] = hsum_ps(a0);

@@ -222,3 +222,43 @@ AVX2 void ck_dot4_q4_0_q8_0_avx2(int n, const void *const *vw, const void *vx, f
     out[3] = hsum_ps(a3);
 }
 #endif
+
+#ifdef CK_X86
+// Four weight rows against two activation rows (prefill): the unpacked weights and their scales
+// are shared by both columns; every output still follows the single-row chain exactly.
+AVX2 void ck_dot4x2_q4_1_q8_1_avx2(int n, const void *const *vw, const void *vx0, const void *vx1, float *out0, float *out1) {
+    const block_q8_1 *x0 = vx0, *x1 = vx1;
+    const block_q4_1 *w0 = vw[0], *w1 = vw[1], *w2 = vw[2], *w3 = vw[3];
+    __m256 a00 = _mm256_setzero_ps(), a01 = a00, a02 = a00, a03 = a00;
+    __m256 a10 = a00, a11 = a00, a12 = a00, a13 = a00;
+    __m256 sm0 = a00, sm1 = a00;
+    int32_t dm[4];
+    for (int i = 0; i < n / QK; i++) {
+        memcpy(&dm[0], &w0[i], 4); memcpy(&dm[1], &w1[i], 4); memcpy(&dm[2], &w2[i], 4); memcpy(&dm[3], &w3[i], 4);
+        const __m256 f = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)dm));
+        const __m256 dd0 = _mm256_mul_ps(f, _mm256_set1_ps(fp16_to_fp32(x0[i].d)));
+        const __m256 dd1 = _mm256_mul_ps(f, _mm256_set1_ps(fp16_to_fp32(x1[i].d)));
+        sm0 = _mm256_fmadd_ps(f, _mm256_set1_ps(fp16_to_fp32(x0[i].s)), sm0);
+        sm1 = _mm256_fmadd_ps(f, _mm256_set1_ps(fp16_to_fp32(x1[i].s)), sm1);
+        const __m256i q0 = _mm256_loadu_si256((const __m256i *)x0[i].qs);
+        const __m256i q1 = _mm256_loadu_si256((const __m256i *)x1[i].qs);
+        __m256i u = unpack_nibbles(w0[i].qs);
+        a00 = _mm256_fmadd_ps(lane_bcast(dd0, 0), mul_sum_us8(u, q0), a00);
+        a10 = _mm256_fmadd_ps(lane_bcast(dd1, 0), mul_sum_us8(u, q1), a10);
+        u = unpack_nibbles(w1[i].qs);
+        a01 = _mm256_fmadd_ps(lane_bcast(dd0, 2), mul_sum_us8(u, q0), a01);
+        a11 = _mm256_fmadd_ps(lane_bcast(dd1, 2), mul_sum_us8(u, q1), a11);
+        u = unpack_nibbles(w2[i].qs);
+        a02 = _mm256_fmadd_ps(lane_bcast(dd0, 4), mul_sum_us8(u, q0), a02);
+        a12 = _mm256_fmadd_ps(lane_bcast(dd1, 4), mul_sum_us8(u, q1), a12);
+        u = unpack_nibbles(w3[i].qs);
+        a03 = _mm256_fmadd_ps(lane_bcast(dd0, 6), mul_sum_us8(u, q0), a03);
+        a13 = _mm256_fmadd_ps(lane_bcast(dd1, 6), mul_sum_us8(u, q1), a13);
+    }
+    float s0[8], s1[8];
+    _mm256_storeu_ps(s0, sm0);
+    _mm256_storeu_ps(s1, sm1);
+    out0[0] = hsum_ps(a00) + s0[1]; out0[1] = hsum_ps(a01) + s0[3]; out0[2] = hsum_ps(a02) + s0[5]; out0[3] = hsum_ps(a03) + s0[7];
+    out1[0] = hsum_ps(a10) + s1[1]; out1[1] = hsum_ps(a11) + s1[3]; out1[2] = hsum_ps(a12) + s1[5]; out1[3] = hsum_ps(a13) + s1[7];
+}
+#endif

@@ -38,6 +38,7 @@ void ck_quantize_q8_0_avx2(const float *x, void *y, int n);
 void ck_dot4_q4_1_q8_1_avx2(int n, const void *const *w, const void *x, float *out);
 void ck_dot4_q8_0_q8_0_avx2(int n, const void *const *w, const void *x, float *out);
 void ck_dot4_q4_0_q8_0_avx2(int n, const void *const *w, const void *x, float *out);
+void ck_dot4x2_q4_1_q8_1_avx2(int n, const void *const *w, const void *x0, const void *x1, float *out0, float *out1);
 void ck_quantize_q8_1_avx2(const float *x, void *y, int n);
 #endif
 

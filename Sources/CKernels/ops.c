@@ -33,7 +33,26 @@ static void matmul_task(void *p, int ith, int nth) {
     const int b0 = (int)((long)nblocks * ith / nth), b1 = (int)((long)nblocks * (ith + 1) / nth);
     for (int b = b0; b < b1; b++) {
         const int r0 = b * ROW_BLOCK, r1 = r0 + ROW_BLOCK < c->rows ? r0 + ROW_BLOCK : c->rows;
-        for (int col = 0; col < c->cols; col++) {
+        int col = 0;
+#ifdef CK_X86
+        if (dot4 && c->wt == CK_TYPE_Q4_1) {
+            for (; col + 2 <= c->cols; col += 2) {
+                const void *x0 = c->x + (size_t)col * c->x_stride, *x1 = c->x + (size_t)(col + 1) * c->x_stride;
+                float *y0 = c->y + (size_t)col * c->ldy, *y1 = c->y + (size_t)(col + 1) * c->ldy;
+                int r = r0;
+                for (; r + 4 <= r1; r += 4) {
+                    const void *w[4] = { c->w + (size_t)r * c->w_stride, c->w + (size_t)(r + 1) * c->w_stride,
+                                         c->w + (size_t)(r + 2) * c->w_stride, c->w + (size_t)(r + 3) * c->w_stride };
+                    ck_dot4x2_q4_1_q8_1_avx2(c->k, w, x0, x1, y0 + r, y1 + r);
+                }
+                for (; r < r1; r++) {
+                    y0[r] = ck_vec_dot(c->wt, c->k, c->w + (size_t)r * c->w_stride, x0);
+                    y1[r] = ck_vec_dot(c->wt, c->k, c->w + (size_t)r * c->w_stride, x1);
+                }
+            }
+        }
+#endif
+        for (; col < c->cols; col++) {
             const void *xc = c->x + (size_t)col * c->x_stride;
             float *yc = c->y + (size_t)col * c->ldy;
             int r = r0;

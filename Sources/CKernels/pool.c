@@ -1,6 +1,7 @@
 #include "internal.h"
 #include <pthread.h>
 #include <stdatomic.h>
+#include <sched.h>
 #include <stdlib.h>
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -35,7 +36,7 @@ static void *worker_main(void *p) {
     for (;;) {
         int g = atomic_load_explicit(&pool->generation, memory_order_acquire);
         for (int spins = 0; g == seen && spins < SPIN_LIMIT; spins++) {
-            CPU_RELAX();
+            if (spins < (1 << 14)) CPU_RELAX(); else sched_yield();
             g = atomic_load_explicit(&pool->generation, memory_order_acquire);
         }
         if (g == seen) {
@@ -84,7 +85,10 @@ void ck_pool_run(ck_pool *pool, ck_task_fn fn, void *ctx) {
     pthread_cond_broadcast(&pool->cv);
     pthread_mutex_unlock(&pool->mu);
     fn(ctx, 0, pool->n);
-    while (atomic_load_explicit(&pool->done, memory_order_acquire) < pool->n - 1) CPU_RELAX();
+    // Spin briefly, then yield: with more threads than free cores a pure spin would starve the workers.
+    for (int spins = 0; atomic_load_explicit(&pool->done, memory_order_acquire) < pool->n - 1; spins++) {
+        if (spins < (1 << 14)) CPU_RELAX(); else sched_yield();
+    }
 }
 
 void ck_pool_destroy(ck_pool *pool) {

@@ -36,7 +36,9 @@ public struct ModelStore: Sendable {
         } else if let xdg = env["XDG_CACHE_HOME"], !xdg.isEmpty {
             self.directory = URL(fileURLWithPath: xdg).appendingPathComponent("swiftlet/models")
         } else {
-            self.directory = FileManager.default.homeDirectoryForCurrentUser.appendingPathComponent(".cache/swiftlet/models")
+            let home = env["HOME"].flatMap { $0.isEmpty ? nil : URL(fileURLWithPath: $0) }
+                ?? FileManager.default.homeDirectoryForCurrentUser
+            self.directory = home.appendingPathComponent(".cache/swiftlet/models")
         }
     }
 

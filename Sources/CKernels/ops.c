@@ -1,4 +1,6 @@
 #include "internal.h"
+#include <stdlib.h>
+#include <time.h>
 #include "ggml_exact.h"
 
 // ---- matmul ----
@@ -229,4 +231,36 @@ void ck_attention_portable(ck_pool *pool, const float *q, int n_q, int q_pos0, c
                            float *scratch, int scratch_per_thread) {
     attn_ctx c = { q, n_q, q_pos0, k_cache, v_cache, n_head, n_head_kv, head_dim, scale, out, scratch, scratch_per_thread };
     ck_pool_run(pool, attn_task_generic, &c);
+}
+
+// ---- memory bandwidth probe ----
+typedef struct { const uint64_t *buf; size_t words; uint64_t sink[64]; } stream_ctx;
+
+static void stream_task(void *p, int ith, int nth) {
+    stream_ctx *c = p;
+    const size_t w0 = c->words * (size_t)ith / (size_t)nth, w1 = c->words * (size_t)(ith + 1) / (size_t)nth;
+    uint64_t a = 0, b = 0, x = 0, y = 0;
+    for (size_t i = w0; i + 4 <= w1; i += 4) {
+        a ^= c->buf[i]; b ^= c->buf[i + 1]; x ^= c->buf[i + 2]; y ^= c->buf[i + 3];
+    }
+    c->sink[ith % 64] = a ^ b ^ x ^ y;
+}
+
+double ck_stream_read_gbs(ck_pool *pool, size_t bytes, int repeats) {
+    const size_t words = bytes / 8;
+    uint64_t *buf = malloc(words * 8);
+    if (!buf) return 0;
+    for (size_t i = 0; i < words; i++) buf[i] = i * 0x9E3779B97F4A7C15ull;
+    stream_ctx c = { buf, words, {0} };
+    double best = 1e30;
+    for (int r = 0; r < repeats; r++) {
+        struct timespec t0, t1;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        ck_pool_run(pool, stream_task, &c);
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        const double s = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) * 1e-9;
+        if (s < best) best = s;
+    }
+    free(buf);
+    return (double)(words * 8) / best / 1e9;
 }

@@ -35,3 +35,10 @@ public enum CPUFeatures {
         hasAVX512 ? "AVX-512 (kernels use AVX2, 256-bit)" : hasAVX2 ? "AVX2 (256-bit)" : "scalar"
     }
 }
+
+extension ThreadPool {
+    /// Measured streaming-read bandwidth (GB/s) with this pool's threads over a buffer of `bytes`.
+    public func streamReadBandwidth(bytes: Int = 1 << 30, repeats: Int = 5) -> Double {
+        ck_stream_read_gbs(raw, bytes, Int32(repeats))
+    }
+}

@@ -21,6 +21,9 @@ struct Bench: ParsableCommand {
     @Flag(name: .long, help: "Print JSON.")
     var json = false
 
+    @Flag(name: .long, help: "Measure streaming-read memory bandwidth instead (1 GiB buffer, best of 5).")
+    var memory = false
+
     struct Report: Codable {
         var model: String
         var threads: Int
@@ -42,6 +45,13 @@ struct Bench: ParsableCommand {
     }
 
     func run() throws {
+        if memory {
+            let threads = modelOptions.threads ?? ThreadPoolDefaults.threads
+            let gbs = ThreadPool(threads: threads).streamReadBandwidth()
+            writeOut(json ? "{\"threads\": \(threads), \"stream_read_gb_s\": \(gbs)}\n"
+                          : String(format: "streaming read: %.1f GB/s with %d threads\n", gbs, threads))
+            return
+        }
         try reportingErrors {
             let engine = try modelOptions.load()
             guard promptTokens + genTokens <= engine.contextLength else {

@@ -73,6 +73,9 @@ void ck_attention(ck_pool *pool, const float *q, int n_q, int q_pos0, const uint
                   const uint16_t *v_cache, int n_head, int n_head_kv, int head_dim, float scale, float *out,
                   float *scratch, int scratch_per_thread);
 
+// Streaming-read bandwidth in GB/s over a `bytes` buffer split across the pool's threads (best of repeats).
+double ck_stream_read_gbs(ck_pool *pool, size_t bytes, int repeats);
+
 // ---- cpu features ----
 int ck_has_avx2(void);
 // The portable scalar versions of the kernels that must match the SIMD ones bit for bit (for tests).

@@ -145,6 +145,11 @@ AVX2 void ck_quantize_q8_1_avx2(const float *x, void *vy, int n) {
 // Four weight rows against one activation row. Each output sees exactly the operations of the
 // single-row kernels above (same per-block FMA chain), so results are identical; the four
 // independent chains just hide FMA latency and share the activation loads.
+// Prefetch distance in bytes ahead of the block being read in each of the four row streams.
+#ifndef PF_AHEAD
+#define PF_AHEAD 3072
+#endif
+
 AVX2 static inline __m256 lane_bcast(__m256 v, int lane) {
     return _mm256_permutevar8x32_ps(v, _mm256_set1_epi32(lane));
 }
@@ -158,10 +163,10 @@ AVX2 void ck_dot4_q4_1_q8_1_avx2(int n, const void *const *vw, const void *vx, f
     int32_t dm[4];
     for (int i = 0; i < n / QK; i++) {
         const __m256i q8 = _mm256_loadu_si256((const __m256i *)x[i].qs);
-        _mm_prefetch((const char *)(w0 + i) + 320, _MM_HINT_T0);
-        _mm_prefetch((const char *)(w1 + i) + 320, _MM_HINT_T0);
-        _mm_prefetch((const char *)(w2 + i) + 320, _MM_HINT_T0);
-        _mm_prefetch((const char *)(w3 + i) + 320, _MM_HINT_T0);
+        _mm_prefetch((const char *)(w0 + i) + PF_AHEAD, _MM_HINT_T0);
+        _mm_prefetch((const char *)(w1 + i) + PF_AHEAD, _MM_HINT_T0);
+        _mm_prefetch((const char *)(w2 + i) + PF_AHEAD, _MM_HINT_T0);
+        _mm_prefetch((const char *)(w3 + i) + PF_AHEAD, _MM_HINT_T0);
         // (d, m) of the four rows as 8 halfs -> floats: d_r in lane 2r, m_r in lane 2r+1.
         memcpy(&dm[0], &w0[i], 4); memcpy(&dm[1], &w1[i], 4); memcpy(&dm[2], &w2[i], 4); memcpy(&dm[3], &w3[i], 4);
         const __m256 f = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)dm));
@@ -186,10 +191,10 @@ AVX2 void ck_dot4_q8_0_q8_0_avx2(int n, const void *const *vw, const void *vx, f
     __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
     for (int i = 0; i < n / QK; i++) {
         const __m256i b = _mm256_loadu_si256((const __m256i *)x[i].qs);
-        _mm_prefetch((const char *)(w0 + i) + 384, _MM_HINT_T0);
-        _mm_prefetch((const char *)(w1 + i) + 384, _MM_HINT_T0);
-        _mm_prefetch((const char *)(w2 + i) + 384, _MM_HINT_T0);
-        _mm_prefetch((const char *)(w3 + i) + 384, _MM_HINT_T0);
+        _mm_prefetch((const char *)(w0 + i) + PF_AHEAD, _MM_HINT_T0);
+        _mm_prefetch((const char *)(w1 + i) + PF_AHEAD, _MM_HINT_T0);
+        _mm_prefetch((const char *)(w2 + i) + PF_AHEAD, _MM_HINT_T0);
+        _mm_prefetch((const char *)(w3 + i) + PF_AHEAD, _MM_HINT_T0);
         const __m128i d16 = _mm_setr_epi16((short)w0[i].d, (short)w1[i].d, (short)w2[i].d, (short)w3[i].d, 0, 0, 0, 0);
         const __m256 dd = _mm256_mul_ps(_mm256_cvtph_ps(d16), _mm256_set1_ps(fp16_to_fp32(x[i].d)));
 #define Q8ROW(a, w, l) a = _mm256_fmadd_ps(lane_bcast(dd, l), \

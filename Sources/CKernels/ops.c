@@ -28,11 +28,8 @@ static dot4_fn dot4_for(int wt) {
     return NULL;
 }
 
-static void matmul_task(void *p, int ith, int nth) {
-    const matmul_ctx *c = p;
+static void matmul_blocks(const matmul_ctx *c, int b0, int b1) {
     const dot4_fn dot4 = dot4_for(c->wt);
-    const int nblocks = (c->rows + ROW_BLOCK - 1) / ROW_BLOCK;
-    const int b0 = (int)((long)nblocks * ith / nth), b1 = (int)((long)nblocks * (ith + 1) / nth);
     for (int b = b0; b < b1; b++) {
         const int r0 = b * ROW_BLOCK, r1 = r0 + ROW_BLOCK < c->rows ? r0 + ROW_BLOCK : c->rows;
         int col = 0;
@@ -68,6 +65,41 @@ static void matmul_task(void *p, int ith, int nth) {
             for (; r < r1; r++) yc[r] = ck_vec_dot(c->wt, c->k, c->w + (size_t)r * c->w_stride, xc);
         }
     }
+}
+
+static void matmul_task(void *p, int ith, int nth) {
+    const matmul_ctx *c = p;
+    const int nblocks = (c->rows + ROW_BLOCK - 1) / ROW_BLOCK;
+    matmul_blocks(c, (int)((long)nblocks * ith / nth), (int)((long)nblocks * (ith + 1) / nth));
+}
+
+// Several matrices against the same activations in one dispatch: row blocks of all of them are
+// dealt out together, so threads stay busy across matrix boundaries and the pool syncs once.
+typedef struct { const matmul_ctx *m; int count; } matmul_multi_ctx;
+
+static void matmul_multi_task(void *p, int ith, int nth) {
+    const matmul_multi_ctx *mc = p;
+    int total = 0;
+    for (int i = 0; i < mc->count; i++) total += (mc->m[i].rows + ROW_BLOCK - 1) / ROW_BLOCK;
+    const int g0 = (int)((long)total * ith / nth), g1 = (int)((long)total * (ith + 1) / nth);
+    int base = 0;
+    for (int i = 0; i < mc->count; i++) {
+        const int nb = (mc->m[i].rows + ROW_BLOCK - 1) / ROW_BLOCK;
+        const int lo = g0 > base ? g0 - base : 0, hi = g1 - base < nb ? g1 - base : nb;
+        if (lo < hi) matmul_blocks(&mc->m[i], lo, hi);
+        base += nb;
+    }
+}
+
+void ck_matmul_multi(ck_pool *pool, int count, const int *wt, const void *const *w, const size_t *w_stride,
+                     const int *rows, int k, const void *x, size_t x_stride, int cols, float *const *y, const int *ldy) {
+    matmul_ctx m[8];
+    if (count > 8) count = 8;
+    for (int i = 0; i < count; i++) {
+        m[i] = (matmul_ctx){ wt[i], w[i], w_stride[i], rows[i], k, x, x_stride, cols, y[i], ldy[i] };
+    }
+    matmul_multi_ctx mc = { m, count };
+    ck_pool_run(pool, matmul_multi_task, &mc);
 }
 
 void ck_matmul(ck_pool *pool, int wt, const void *w, size_t w_stride, int rows, int k,

@@ -21,6 +21,20 @@ public enum Ops {
                   x, w.activationRowBytes, Int32(count), y, Int32(ldy))
     }
 
+    /// Several matrices sharing one quantized activation (same columns and activation type) in one
+    /// dispatch: ys[i][c * ldys[i] + r] = Ws[i][r] · x[c].
+    public static func matmul(
+        _ pool: ThreadPool, _ ws: [WeightMatrix], quantized x: UnsafeRawPointer, count: Int,
+        ys: [UnsafeMutablePointer<Float>], ldys: [Int]
+    ) {
+        precondition(ws.count == ys.count && ws.count == ldys.count && ws.count <= 8)
+        let types = ws.map { Int32($0.type.rawValue) }, strides = ws.map(\.rowStride), rows = ws.map { Int32($0.rows) }
+        let ptrs: [UnsafeRawPointer?] = ws.map { $0.data }
+        let outs: [UnsafeMutablePointer<Float>?] = ys
+        ck_matmul_multi(pool.raw, Int32(ws.count), types, ptrs, strides, rows, Int32(ws[0].columns), x,
+                        ws[0].activationRowBytes, Int32(count), outs, ldys.map { Int32($0) })
+    }
+
     @inline(__always)
     public static func rmsNorm(_ x: UnsafePointer<Float>, weight: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>, count: Int, eps: Float) {
         ck_rms_norm(x, weight, out, Int32(count), eps)

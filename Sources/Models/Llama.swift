@@ -21,6 +21,7 @@ public final class LlamaModel: LanguageModel, @unchecked Sendable {
     struct Attention {
         let q, k, v, o: WeightMatrix
         let qBias, kBias, vBias, oBias: [Float]?
+        var sharedActivation: Bool { q.activationType == k.activationType && k.activationType == v.activationType }
     }
 
     struct MLP {
@@ -148,15 +149,15 @@ public final class LlamaModel: LanguageModel, @unchecked Sendable {
                 for i in 0..<n { Ops.rmsNorm(x + i * dim, weight: w.baseAddress!, out: xn + i * dim, count: dim, eps: c.rmsNormEps) }
             }
             Ops.quantizeActivations(pool, for: a.q, x: xn, ldx: dim, count: n, out: quant)
-            Ops.matmul(pool, a.q, quantized: quant, count: n, y: q, ldy: qDim)
-            if a.k.activationType != a.q.activationType {
+            if a.sharedActivation {
+                Ops.matmul(pool, [a.q, a.k, a.v], quantized: quant, count: n, ys: [q, k, v], ldys: [qDim, kvDim, kvDim])
+            } else {
+                Ops.matmul(pool, a.q, quantized: quant, count: n, y: q, ldy: qDim)
                 Ops.quantizeActivations(pool, for: a.k, x: xn, ldx: dim, count: n, out: quant)
-            }
-            Ops.matmul(pool, a.k, quantized: quant, count: n, y: k, ldy: kvDim)
-            if a.v.activationType != a.k.activationType {
+                Ops.matmul(pool, a.k, quantized: quant, count: n, y: k, ldy: kvDim)
                 Ops.quantizeActivations(pool, for: a.v, x: xn, ldx: dim, count: n, out: quant)
+                Ops.matmul(pool, a.v, quantized: quant, count: n, y: v, ldy: kvDim)
             }
-            Ops.matmul(pool, a.v, quantized: quant, count: n, y: v, ldy: kvDim)
             addBias(a.qBias, q, n, qDim)
             addBias(a.kBias, k, n, kvDim)
             addBias(a.vBias, v, n, kvDim)
@@ -185,11 +186,13 @@ public final class LlamaModel: LanguageModel, @unchecked Sendable {
                 for i in 0..<n { Ops.rmsNorm(x + i * dim, weight: w.baseAddress!, out: xn + i * dim, count: dim, eps: c.rmsNormEps) }
             }
             Ops.quantizeActivations(pool, for: m.gate, x: xn, ldx: dim, count: n, out: quant)
-            Ops.matmul(pool, m.gate, quantized: quant, count: n, y: gate, ldy: ff)
-            if m.up.activationType != m.gate.activationType {
+            if m.gate.activationType == m.up.activationType {
+                Ops.matmul(pool, [m.gate, m.up], quantized: quant, count: n, ys: [gate, up], ldys: [ff, ff])
+            } else {
+                Ops.matmul(pool, m.gate, quantized: quant, count: n, y: gate, ldy: ff)
                 Ops.quantizeActivations(pool, for: m.up, x: xn, ldx: dim, count: n, out: quant)
+                Ops.matmul(pool, m.up, quantized: quant, count: n, y: up, ldy: ff)
             }
-            Ops.matmul(pool, m.up, quantized: quant, count: n, y: up, ldy: ff)
             Ops.swiglu(gate: gate, up: up, out: gate, count: n * ff)
             Ops.quantizeActivations(pool, for: m.down, x: gate, ldx: ff, count: n, out: quant)
             Ops.matmul(pool, m.down, quantized: quant, count: n, y: tmp, ldy: dim)

@@ -53,6 +53,9 @@ void ck_pool_run(ck_pool *pool, ck_task_fn fn, void *ctx);
 // X: cols rows already quantized to ck_vec_dot_type(wt) (row stride x_stride bytes).
 void ck_matmul(ck_pool *pool, int wt, const void *w, size_t w_stride, int rows, int k,
                const void *x, size_t x_stride, int cols, float *y, int ldy);
+// Up to 8 matrices (same k and activation type) against the same activations, in one dispatch.
+void ck_matmul_multi(ck_pool *pool, int count, const int *wt, const void *const *w, const size_t *w_stride,
+                     const int *rows, int k, const void *x, size_t x_stride, int cols, float *const *y, const int *ldy);
 // Quantizes `cols` f32 rows of k elements (stride ldx floats) into type vt rows (stride bytes).
 void ck_quantize_rows(ck_pool *pool, int vt, const float *x, int ldx, int cols, int k, void *y, size_t stride);
 

@@ -11,6 +11,7 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
+        .package(url: "https://github.com/apple/swift-collections", from: "1.6.0"),
     ],
     targets: [
         // Layer 1: GGUF file format.
@@ -19,7 +20,7 @@ let package = Package(
         .target(name: "CKernels", cSettings: [.unsafeFlags(["-O3"])]),
         .target(name: "Kernels", dependencies: ["CKernels", "GGUF"]),
         // Layer 3: tokenizers and chat templates.
-        .target(name: "Tokenizer", dependencies: ["GGUF"]),
+        .target(name: "Tokenizer", dependencies: ["GGUF", .product(name: "HeapModule", package: "swift-collections")]),
         .target(name: "Templates"),
         // Layer 4: model architectures.
         .target(name: "Models", dependencies: ["GGUF", "Kernels"]),

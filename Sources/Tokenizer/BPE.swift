@@ -1,3 +1,4 @@
+import HeapModule
 /// Byte-level BPE merging (GPT-2 style vocabularies, `tokenizer.ggml.model = gpt2`).
 ///
 /// Symbols are identified by integers: vocabulary ids, plus ids above the vocabulary for strings that
@@ -75,10 +76,11 @@ struct BPEModel: Sendable {
         var sym: [Int32] = []
         var prev: [Int32] = []
         var next: [Int32] = []
-        var heap: [Candidate] = []
+        var heap = Heap<Candidate>()
     }
 
-    struct Candidate {
+    /// A possible merge; the heap's minimum is the lowest rank, leftmost on ties.
+    struct Candidate: Comparable {
         var rank: Int32
         var left: Int32
         var right: Int32
@@ -86,7 +88,7 @@ struct BPEModel: Sendable {
         var rightSym: Int32
 
         @inline(__always)
-        static func before(_ a: Candidate, _ b: Candidate) -> Bool {
+        static func < (a: Candidate, b: Candidate) -> Bool {
             a.rank < b.rank || (a.rank == b.rank && a.left < b.left)
         }
     }
@@ -111,7 +113,7 @@ struct BPEModel: Sendable {
         s.sym.removeAll(keepingCapacity: true)
         s.prev.removeAll(keepingCapacity: true)
         s.next.removeAll(keepingCapacity: true)
-        s.heap.removeAll(keepingCapacity: true)
+        if !s.heap.isEmpty { s.heap = Heap() }
         for i in 0..<n {
             s.sym.append(byteSymbol[Int(word[i])])
             s.prev.append(Int32(i - 1))
@@ -120,7 +122,7 @@ struct BPEModel: Sendable {
         for i in 0..<(n - 1) {
             push(Int32(i), Int32(i + 1), &s)
         }
-        while let c = pop(&s.heap) {
+        while let c = s.heap.popMin() {
             let l = Int(c.left), r = Int(c.right)
             // Stale if either side changed since the candidate was queued (merged away or grown).
             if s.sym[l] != c.leftSym || s.sym[r] != c.rightSym || s.next[l] != c.right { continue }
@@ -157,39 +159,7 @@ struct BPEModel: Sendable {
         let a = s.sym[Int(l)], b = s.sym[Int(r)]
         guard let m = lookup(a, b) else { return }
         let c = Candidate(rank: Int32(truncatingIfNeeded: m >> 32), left: l, right: r, leftSym: a, rightSym: b)
-        s.heap.append(c)
-        var i = s.heap.count - 1
-        while i > 0 {
-            let p = (i - 1) / 2
-            if Candidate.before(s.heap[i], s.heap[p]) {
-                s.heap.swapAt(i, p)
-                i = p
-            } else {
-                break
-            }
-        }
+        s.heap.insert(c)
     }
 
-    @inline(__always)
-    private func pop(_ h: inout [Candidate]) -> Candidate? {
-        guard let top = h.first else { return nil }
-        let lastItem = h.removeLast()
-        if h.isEmpty { return top }
-        h[0] = lastItem
-        var i = 0
-        let n = h.count
-        while true {
-            let l = 2 * i + 1
-            if l >= n { break }
-            var m = l
-            if l + 1 < n && Candidate.before(h[l + 1], h[l]) { m = l + 1 }
-            if Candidate.before(h[m], h[i]) {
-                h.swapAt(i, m)
-                i = m
-            } else {
-                break
-            }
-        }
-        return top
-    }
 }

@@ -1,3 +1,4 @@
+import HeapModule
 /// SentencePiece-style BPE (`tokenizer.ggml.model = llama`): spaces are `▁`, the text is split into
 /// UTF-8 characters and the adjacent pair whose concatenation is the vocabulary piece with the highest
 /// score is merged until no pair forms a piece (leftmost first on ties). Characters that never became
@@ -24,14 +25,15 @@ struct SentencePieceModel: Sendable {
         byteToken = bt
     }
 
-    struct Candidate {
+    /// A possible merge; the heap's minimum is the highest score, leftmost on ties.
+    struct Candidate: Comparable {
         var score: Float
         var left: Int32
         var right: Int32
         var size: Int32
 
         @inline(__always)
-        static func before(_ a: Candidate, _ b: Candidate) -> Bool {
+        static func < (a: Candidate, b: Candidate) -> Bool {
             a.score > b.score || (a.score == b.score && a.left < b.left)
         }
     }
@@ -54,16 +56,16 @@ struct SentencePieceModel: Sendable {
             off += c
             next.append(off == n ? -1 : Int32(start.count))
         }
-        var heap: [Candidate] = []
+        var heap = Heap<Candidate>()
         func tryAdd(_ l: Int32, _ r: Int32) {
             if l < 0 || r < 0 { return }
             let s = Int(start[Int(l)])
             let e = s + Int(len[Int(l)] + len[Int(r)])
             guard let id = textToID[Array(text[s..<e])] else { return }
-            push(&heap, Candidate(score: scores[id], left: l, right: r, size: Int32(e - s)))
+            heap.insert(Candidate(score: scores[id], left: l, right: r, size: Int32(e - s)))
         }
         for i in 1..<start.count { tryAdd(Int32(i - 1), Int32(i)) }
-        while let c = pop(&heap) {
+        while let c = heap.popMin() {
             let l = Int(c.left), r = Int(c.right)
             if len[l] == 0 || len[r] == 0 || len[l] + len[r] != c.size { continue }
             len[l] += len[r]
@@ -102,39 +104,4 @@ struct SentencePieceModel: Sendable {
         }
     }
 
-    private func push(_ h: inout [Candidate], _ c: Candidate) {
-        h.append(c)
-        var i = h.count - 1
-        while i > 0 {
-            let p = (i - 1) / 2
-            if Candidate.before(h[i], h[p]) {
-                h.swapAt(i, p)
-                i = p
-            } else {
-                break
-            }
-        }
-    }
-
-    private func pop(_ h: inout [Candidate]) -> Candidate? {
-        guard let top = h.first else { return nil }
-        let lastItem = h.removeLast()
-        if h.isEmpty { return top }
-        h[0] = lastItem
-        var i = 0
-        let n = h.count
-        while true {
-            let l = 2 * i + 1
-            if l >= n { break }
-            var m = l
-            if l + 1 < n && Candidate.before(h[l + 1], h[l]) { m = l + 1 }
-            if Candidate.before(h[m], h[i]) {
-                h.swapAt(i, m)
-                i = m
-            } else {
-                break
-            }
-        }
-        return top
-    }
 }

@@ -38,9 +38,10 @@ public struct GenerationRequest: Sendable {
 }
 
 /// One step of streamed output: the new text (possibly empty while a multi-byte character or a
-/// possible stop string is held back) and the token that produced it.
+/// possible stop string is held back) and the token that produced it; `token` is nil for the final
+/// flush of held-back text.
 public struct GenerationStep: Sendable {
-    public var token: Int
+    public var token: Int?
     public var text: String
     public var logprob: TokenLogprob?
 }
@@ -179,7 +180,7 @@ public final class InferenceEngine: @unchecked Sendable {
             let tail = stops.finish(detok.flush())
             if !tail.isEmpty {
                 text += tail
-                if finish != .cancelled { _ = onStep(GenerationStep(token: output.last ?? -1, text: tail, logprob: nil)) }
+                if finish != .cancelled { _ = onStep(GenerationStep(token: nil, text: tail, logprob: nil)) }
             }
         }
         return GenerationResult(

@@ -21,20 +21,6 @@ public enum Ops {
                   x, w.activationRowBytes, Int32(count), y, Int32(ldy))
     }
 
-    /// Several matrices sharing one quantized activation (same columns and activation type) in one
-    /// dispatch: ys[i][c * ldys[i] + r] = Ws[i][r] · x[c].
-    public static func matmul(
-        _ pool: ThreadPool, _ ws: [WeightMatrix], quantized x: UnsafeRawPointer, count: Int,
-        ys: [UnsafeMutablePointer<Float>], ldys: [Int]
-    ) {
-        precondition(ws.count == ys.count && ws.count == ldys.count && ws.count <= 8)
-        let types = ws.map { Int32($0.type.rawValue) }, strides = ws.map(\.rowStride), rows = ws.map { Int32($0.rows) }
-        let ptrs: [UnsafeRawPointer?] = ws.map { $0.data }
-        let outs: [UnsafeMutablePointer<Float>?] = ys
-        ck_matmul_multi(pool.raw, Int32(ws.count), types, ptrs, strides, rows, Int32(ws[0].columns), x,
-                        ws[0].activationRowBytes, Int32(count), outs, ldys.map { Int32($0) })
-    }
-
     @inline(__always)
     public static func rmsNorm(_ x: UnsafePointer<Float>, weight: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>, count: Int, eps: Float) {
         ck_rms_norm(x, weight, out, Int32(count), eps)
@@ -71,5 +57,40 @@ public enum Ops {
     ) {
         ck_attention(pool.raw, q, Int32(queries), Int32(startPosition), keys, values, Int32(heads), Int32(kvHeads),
                      Int32(headDim), scale, out, scratch, Int32(scratchPerThread))
+    }
+}
+
+/// Several matrices that read the same quantized activations (e.g. Q/K/V, gate/up) multiplied in one
+/// pool dispatch into fixed output buffers. Built once per model, so a forward pass allocates nothing.
+public final class FusedMatmul: @unchecked Sendable {
+    private let types: [Int32]
+    private let weights: [UnsafeRawPointer?]
+    private let strides: [Int]
+    private let rows: [Int32]
+    private let outputs: [UnsafeMutablePointer<Float>?]
+    private let ldys: [Int32]
+    private let columns: Int32
+    private let activationRowBytes: Int
+    public let activationType: Int32
+
+    /// nil when the matrices do not share columns and activation type.
+    public init?(_ ws: [WeightMatrix], outputs: [UnsafeMutablePointer<Float>], ldys: [Int]) {
+        guard let first = ws.first, ws.count <= 8, ws.count == outputs.count, ws.count == ldys.count,
+              ws.allSatisfy({ $0.columns == first.columns && $0.activationType == first.activationType }) else { return nil }
+        types = ws.map { Int32($0.type.rawValue) }
+        weights = ws.map { $0.data }
+        strides = ws.map(\.rowStride)
+        rows = ws.map { Int32($0.rows) }
+        self.outputs = outputs
+        self.ldys = ldys.map { Int32($0) }
+        columns = Int32(first.columns)
+        activationRowBytes = first.activationRowBytes
+        activationType = first.activationType
+    }
+
+    /// outputs[i][c * ldys[i] + r] = W_i[r] · x[c] for `count` activation rows quantized for these matrices.
+    public func run(_ pool: ThreadPool, quantized x: UnsafeRawPointer, count: Int) {
+        ck_matmul_multi(pool.raw, Int32(types.count), types, weights, strides, rows, columns, x, activationRowBytes,
+                        Int32(count), outputs, ldys)
     }
 }

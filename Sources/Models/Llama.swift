@@ -16,12 +16,13 @@ public final class LlamaModel: LanguageModel, @unchecked Sendable {
     /// Tokens per internal forward chunk: bounds scratch memory for long prompts.
     let maxChunk: Int
     private var scratch: Scratch
+    /// Per layer: Q/K/V and gate/up as single dispatches into the scratch buffers (nil if not fusable).
+    private let fused: [(qkv: FusedMatmul?, gateUp: FusedMatmul?)]
     private let lock = NSLock()
 
     struct Attention {
         let q, k, v, o: WeightMatrix
         let qBias, kBias, vBias, oBias: [Float]?
-        var sharedActivation: Bool { q.activationType == k.activationType && k.activationType == v.activationType }
     }
 
     struct MLP {
@@ -80,7 +81,14 @@ public final class LlamaModel: LanguageModel, @unchecked Sendable {
         let activationBytes = max(
             [blocks[0].attention.q, blocks[0].attention.o, blocks[0].mlp.down, output].map(\.activationRowBytes).max()!,
             c.feedForwardLength * 4)
-        scratch = Scratch(config: c, maxTokens: maxChunk, threads: pool.threadCount, activationBytes: activationBytes)
+        let scratch = Scratch(config: c, maxTokens: maxChunk, threads: pool.threadCount, activationBytes: activationBytes)
+        self.scratch = scratch
+        fused = blocks.map { b in
+            (FusedMatmul([b.attention.q, b.attention.k, b.attention.v], outputs: [scratch.q, scratch.k, scratch.v],
+                         ldys: [c.qDim, c.kvDim, c.kvDim]),
+             FusedMatmul([b.mlp.gate, b.mlp.up], outputs: [scratch.gate, scratch.up],
+                         ldys: [c.feedForwardLength, c.feedForwardLength]))
+        }
     }
 
     public func makeCache(capacity: Int) -> KVCache {
@@ -149,8 +157,8 @@ public final class LlamaModel: LanguageModel, @unchecked Sendable {
                 for i in 0..<n { Ops.rmsNorm(x + i * dim, weight: w.baseAddress!, out: xn + i * dim, count: dim, eps: c.rmsNormEps) }
             }
             Ops.quantizeActivations(pool, for: a.q, x: xn, ldx: dim, count: n, out: quant)
-            if a.sharedActivation {
-                Ops.matmul(pool, [a.q, a.k, a.v], quantized: quant, count: n, ys: [q, k, v], ldys: [qDim, kvDim, kvDim])
+            if let qkv = fused[layer].qkv {
+                qkv.run(pool, quantized: quant, count: n)
             } else {
                 Ops.matmul(pool, a.q, quantized: quant, count: n, y: q, ldy: qDim)
                 Ops.quantizeActivations(pool, for: a.k, x: xn, ldx: dim, count: n, out: quant)
@@ -186,8 +194,8 @@ public final class LlamaModel: LanguageModel, @unchecked Sendable {
                 for i in 0..<n { Ops.rmsNorm(x + i * dim, weight: w.baseAddress!, out: xn + i * dim, count: dim, eps: c.rmsNormEps) }
             }
             Ops.quantizeActivations(pool, for: m.gate, x: xn, ldx: dim, count: n, out: quant)
-            if m.gate.activationType == m.up.activationType {
-                Ops.matmul(pool, [m.gate, m.up], quantized: quant, count: n, ys: [gate, up], ldys: [ff, ff])
+            if let gateUp = fused[layer].gateUp {
+                gateUp.run(pool, quantized: quant, count: n)
             } else {
                 Ops.matmul(pool, m.gate, quantized: quant, count: n, y: gate, ldy: ff)
                 Ops.quantizeActivations(pool, for: m.up, x: xn, ldx: dim, count: n, out: quant)

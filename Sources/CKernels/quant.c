@@ -1,9 +1,25 @@
 #include "internal.h"
+#ifdef CK_X86
+#include <immintrin.h>
+#endif
 
 float ck_fp16_to_fp32(uint16_t h) { return fp16_to_fp32(h); }
 uint16_t ck_fp32_to_fp16(float f) { return fp32_to_fp16(f); }
 float ck_bf16_to_fp32(uint16_t h) { uint32_t u = (uint32_t)h << 16; float f; memcpy(&f, &u, 4); return f; }
-void ck_fp32_to_fp16_row(const float *x, uint16_t *y, int n) { for (int i = 0; i < n; i++) y[i] = fp32_to_fp16(x[i]); }
+#ifdef CK_X86
+__attribute__((target("avx2,f16c"))) static void fp32_to_fp16_row_f16c(const float *x, uint16_t *y, int n) {
+    int i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm_storeu_si128((__m128i *)(y + i), _mm256_cvtps_ph(_mm256_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT));
+    for (; i < n; i++) y[i] = fp32_to_fp16(x[i]);
+}
+#endif
+void ck_fp32_to_fp16_row(const float *x, uint16_t *y, int n) {
+#ifdef CK_X86
+    if (ck_has_avx2()) { fp32_to_fp16_row_f16c(x, y, n); return; }
+#endif
+    for (int i = 0; i < n; i++) y[i] = fp32_to_fp16(x[i]);
+}
 void ck_fp16_to_fp32_row(const uint16_t *x, float *y, int n) { for (int i = 0; i < n; i++) y[i] = fp16_to_fp32(x[i]); }
 
 int ck_type_supported(int t) {

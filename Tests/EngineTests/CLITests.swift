@@ -66,6 +66,20 @@ enum CLI {
         #expect(r.stdout.contains("\nHello"))
     }
 
+    @Test func benchReportsJSON() throws {
+        guard !TestModel.skipped, let model = TestModel.path else { return }
+        let r = try CLI.run(["bench", "--model", model, "--prompt-tokens", "8", "--gen-tokens", "4", "--repeat", "1",
+                             "--threads", "2", "--json"])
+        #expect(r.status == 0)
+        let json = try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
+        #expect(json["prompt_tokens"] as? Int == 8 && json["gen_tokens"] as? Int == 4 && json["threads"] as? Int == 2)
+        for key in ["prefill_tokens_per_second", "decode_tokens_per_second", "time_to_first_token_ms", "peak_rss_mb"] {
+            #expect((json[key] as? Double ?? 0) > 0, "\(key)")
+        }
+        let bad = try CLI.run(["bench", "--model", model, "--prompt-tokens", "0"])
+        #expect(bad.status != 0)
+    }
+
     @Test func badInputGivesCleanErrors() throws {
         guard CLI.binary != nil else { Issue.record("swiftlet binary not built"); return }
         let missing = try CLI.run(["generate", "--model", "/nonexistent/model.gguf", "--prompt", "hi"])

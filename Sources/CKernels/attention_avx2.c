@@ -1,37 +1,10 @@
 #include "internal.h"
 #include "ggml_exact.h"
 #ifdef CK_X86
-#include <immintrin.h>
+#include "avx2_math.h"
 
 // Vectorised twin of the generic attention in ops.c: the same operations in the same order per
 // output element (checked bit for bit by the kernel tests), using 8-wide AVX2 registers.
-#define AVX2 __attribute__((target("avx2,fma,f16c")))
-
-AVX2 static inline __m256 v_expf(__m256 x) {
-    const __m256 r = _mm256_set1_ps(0x1.8p23f);
-    const __m256 z = _mm256_fmadd_ps(x, _mm256_set1_ps(0x1.715476p+0f), r);
-    const __m256 n = _mm256_sub_ps(z, r);
-    const __m256 b = _mm256_fnmadd_ps(n, _mm256_set1_ps(0x1.7f7d1cp-20f), _mm256_fnmadd_ps(n, _mm256_set1_ps(0x1.62e4p-1f), x));
-    const __m256i e = _mm256_slli_epi32(_mm256_castps_si256(z), 23);
-    const __m256 k = _mm256_castsi256_ps(_mm256_add_epi32(e, _mm256_castps_si256(_mm256_set1_ps(1))));
-    const __m256 absn = _mm256_andnot_ps(_mm256_set1_ps(-0.f), n);
-    const __m256 c = _mm256_cmp_ps(absn, _mm256_set1_ps(126), _CMP_GT_OQ);
-    const __m256 u = _mm256_mul_ps(b, b);
-    const __m256 j = _mm256_fmadd_ps(
-        _mm256_fmadd_ps(_mm256_fmadd_ps(_mm256_set1_ps(0x1.0e4020p-7f), b, _mm256_set1_ps(0x1.573e2ep-5f)), u,
-                        _mm256_fmadd_ps(_mm256_set1_ps(0x1.555e66p-3f), b, _mm256_set1_ps(0x1.fffdb6p-2f))),
-        u, _mm256_mul_ps(_mm256_set1_ps(0x1.ffffecp-1f), b));
-    const __m256 normal = _mm256_fmadd_ps(k, j, k);
-    if (!_mm256_movemask_ps(c)) return normal;
-    const __m256i g = _mm256_and_si256(_mm256_castps_si256(_mm256_cmp_ps(n, _mm256_setzero_ps(), _CMP_LE_OQ)),
-                                       _mm256_set1_epi32((int)0x82000000u));
-    const __m256 s1 = _mm256_castsi256_ps(_mm256_add_epi32(g, _mm256_set1_epi32(0x7f000000)));
-    const __m256 s2 = _mm256_castsi256_ps(_mm256_sub_epi32(e, g));
-    const __m256 d = _mm256_cmp_ps(absn, _mm256_set1_ps(192), _CMP_GT_OQ);
-    return _mm256_or_ps(_mm256_and_ps(d, _mm256_mul_ps(s1, s1)),
-                        _mm256_andnot_ps(d, _mm256_or_ps(_mm256_and_ps(c, _mm256_mul_ps(_mm256_fmadd_ps(s2, j, s2), s1)),
-                                                         _mm256_andnot_ps(c, normal))));
-}
 
 // ((l0+l4)+(l2+l6)) + ((l1+l5)+(l3+l7))
 AVX2 static inline float hsum8(__m256 v) {
@@ -116,15 +89,36 @@ AVX2 void ck_attn_task_avx2(void *p, int ith, int nth) {
         const __m256 inv = _mm256_set1_ps((float)(1.0 / sum));
         for (int j0 = 0; j0 < n_kv; j0 += 8) _mm256_storeu_ps(scores + j0, round_h(_mm256_mul_ps(_mm256_loadu_ps(scores + j0), inv)));
 
-        // out = sum_j p_j v_j, lane j mod (8 | 32), vectorised over the head dimension
+        // out = sum_j p_j v_j, lane j mod (8 | 32), vectorised over the head dimension; 64 dimensions
+        // of one lane stay in registers while its positions j = l, l + lanes, ... accumulate in order.
         const int lanes = gemm ? 8 : 32;
-        memset(acc, 0, sizeof(float) * (size_t)lanes * hd);
         const uint16_t *vbase = c->v + (size_t)kvh * hd;
-        for (int j = 0; j < n_kv; j++) {
+        int d0 = 0;
+        for (; d0 + 64 <= hd8; d0 += 64)
+            for (int l = 0; l < lanes; l++) {
+                __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
+                for (int j = l; j < n_kv; j += lanes) {
+                    const uint16_t *vj = vbase + (size_t)j * kv_stride + d0;
+                    const __m256 pj = _mm256_set1_ps(scores[j]);
+                    a0 = _mm256_fmadd_ps(load_h(vj), pj, a0);
+                    a1 = _mm256_fmadd_ps(load_h(vj + 8), pj, a1);
+                    a2 = _mm256_fmadd_ps(load_h(vj + 16), pj, a2);
+                    a3 = _mm256_fmadd_ps(load_h(vj + 24), pj, a3);
+                    a4 = _mm256_fmadd_ps(load_h(vj + 32), pj, a4);
+                    a5 = _mm256_fmadd_ps(load_h(vj + 40), pj, a5);
+                    a6 = _mm256_fmadd_ps(load_h(vj + 48), pj, a6);
+                    a7 = _mm256_fmadd_ps(load_h(vj + 56), pj, a7);
+                }
+                float *a = acc + (size_t)l * hd + d0;
+                _mm256_storeu_ps(a, a0); _mm256_storeu_ps(a + 8, a1); _mm256_storeu_ps(a + 16, a2); _mm256_storeu_ps(a + 24, a3);
+                _mm256_storeu_ps(a + 32, a4); _mm256_storeu_ps(a + 40, a5); _mm256_storeu_ps(a + 48, a6); _mm256_storeu_ps(a + 56, a7);
+            }
+        for (int l = 0; l < lanes && d0 < hd; l++) memset(acc + (size_t)l * hd + d0, 0, sizeof(float) * (size_t)(hd - d0));
+        for (int j = 0; j < n_kv && d0 < hd; j++) {
             const uint16_t *vj = vbase + (size_t)j * kv_stride;
             float *a = acc + (size_t)(j & (lanes - 1)) * hd;
             const __m256 pj = _mm256_set1_ps(scores[j]);
-            int d = 0;
+            int d = d0;
             for (; d < hd8; d += 8) _mm256_storeu_ps(a + d, _mm256_fmadd_ps(load_h(vj + d), pj, _mm256_loadu_ps(a + d)));
             for (; d < hd; d++) a[d] = __builtin_fmaf(fp16_to_fp32(vj[d]), scores[j], a[d]);
         }

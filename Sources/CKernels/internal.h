@@ -10,6 +10,14 @@ typedef struct { uint16_t d; uint16_t m; uint8_t qs[QK / 2]; } block_q4_1;
 typedef struct { uint16_t d; int8_t qs[QK]; } block_q8_0;
 typedef struct { uint16_t d; uint16_t s; int8_t qs[QK]; } block_q8_1;
 
+// 8 rows interleaved per block column (packed.c); the same bytes per row as the plain blocks.
+typedef struct { uint16_t d[8]; uint16_t m[8]; uint8_t qs[8][QK / 2]; } block_q4_1x8;
+typedef struct { uint16_t d[8]; uint8_t qs[8][QK / 2]; } block_q4_0x8;
+typedef struct { uint16_t d[8]; uint8_t qs[8][QK]; } block_q8_0x8;  // quants stored + 128
+_Static_assert(sizeof(block_q4_1x8) == 8 * 20, "q4_1x8 size");
+_Static_assert(sizeof(block_q4_0x8) == 8 * 18, "q4_0x8 size");
+_Static_assert(sizeof(block_q8_0x8) == 8 * 34, "q8_0x8 size");
+
 _Static_assert(sizeof(block_q4_0) == 18, "q4_0 size");
 _Static_assert(sizeof(block_q4_1) == 20, "q4_1 size");
 _Static_assert(sizeof(block_q8_0) == 34, "q8_0 size");
@@ -41,6 +49,9 @@ void ck_dot4_q4_0_q8_0_avx2(int n, const void *const *w, const void *x, float *o
 void ck_dot4x2_q4_1_q8_1_avx2(int n, const void *const *w, const void *x0, const void *x1, float *out0, float *out1);
 void ck_quantize_q8_1_avx2(const float *x, void *y, int n);
 #endif
+
+// y[c * ldy + r] for the 8 rows of one packed group (type pt, nb blocks per row) and `cols` activations.
+void ck_matmul_packed_group(int pt, int nb, const void *w, const void *x, size_t x_stride, int cols, float *y, int ldy);
 
 typedef struct {
     const float *q; int n_q; int q_pos0; const uint16_t *k; const uint16_t *v;

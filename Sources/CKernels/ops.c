@@ -2,6 +2,9 @@
 #include <stdlib.h>
 #include <time.h>
 #include "ggml_exact.h"
+#ifdef CK_X86
+#include "avx2_math.h"
+#endif
 
 // ---- matmul ----
 typedef struct {
@@ -10,6 +13,7 @@ typedef struct {
 } matmul_ctx;
 
 #define ROW_BLOCK 16
+_Static_assert(ROW_BLOCK % 8 == 0, "packed groups of 8 rows must not straddle row blocks");
 
 typedef void (*dot4_fn)(int n, const void *const *w, const void *x, float *out);
 
@@ -29,6 +33,13 @@ static dot4_fn dot4_for(int wt) {
 }
 
 static void matmul_blocks(const matmul_ctx *c, int b0, int b1) {
+    if (c->wt >= CK_TYPE_PACKED) {
+        const int r1 = b1 * ROW_BLOCK < c->rows ? b1 * ROW_BLOCK : c->rows;
+        for (int r = b0 * ROW_BLOCK; r < r1; r += 8)
+            ck_matmul_packed_group(c->wt, c->k / QK, c->w + (size_t)r * c->w_stride, c->x, c->x_stride, c->cols,
+                                   c->y + r, c->ldy);
+        return;
+    }
     const dot4_fn dot4 = dot4_for(c->wt);
     for (int b = b0; b < b1; b++) {
         const int r0 = b * ROW_BLOCK, r1 = r0 + ROW_BLOCK < c->rows ? r0 + ROW_BLOCK : c->rows;
@@ -156,8 +167,6 @@ void ck_rope(float *x, int n_heads, int head_dim, int n_rot, int pos, float freq
     }
 }
 
-#define CK_FAST __attribute__((target("avx2,fma,f16c")))
-
 #define SWIGLU_BODY                                                              \
     int i = 0;                                                                   \
     for (; i + 7 < n; i += 8)                                                    \
@@ -168,7 +177,16 @@ void ck_rope(float *x, int n_heads, int head_dim, int n_rot, int pos, float freq
     for (; i < n; i++) out[i] = (gate[i] / (1.0f + expf(-gate[i]))) * up[i];
 
 #ifdef CK_X86
-CK_FAST static void swiglu_fast(const float *gate, const float *up, float *out, int n) { SWIGLU_BODY }
+AVX2 static void swiglu_fast(const float *gate, const float *up, float *out, int n) {
+    const __m256 one = _mm256_set1_ps(1.0f), zero = _mm256_setzero_ps();
+    int i = 0;
+    for (; i + 7 < n; i += 8) {
+        const __m256 g = _mm256_loadu_ps(gate + i);
+        const __m256 silu = _mm256_div_ps(g, _mm256_add_ps(one, v_expf(_mm256_sub_ps(zero, g))));
+        _mm256_storeu_ps(out + i, _mm256_mul_ps(silu, _mm256_loadu_ps(up + i)));
+    }
+    for (; i < n; i++) out[i] = (gate[i] / (1.0f + expf(-gate[i]))) * up[i];
+}
 #endif
 static void swiglu_generic(const float *gate, const float *up, float *out, int n) { SWIGLU_BODY }
 void ck_swiglu_portable(const float *gate, const float *up, float *out, int n) { swiglu_generic(gate, up, out, n); }

@@ -31,7 +31,7 @@ int ck_type_supported(int t) {
 }
 
 int ck_vec_dot_type(int wt) {
-    switch (wt) {
+    switch (ck_base_type(wt)) {
     case CK_TYPE_Q4_0: return CK_TYPE_Q8_0;
     case CK_TYPE_Q4_1: return CK_TYPE_Q8_1;
     case CK_TYPE_Q8_0: return CK_TYPE_Q8_0;
@@ -42,7 +42,7 @@ int ck_vec_dot_type(int wt) {
 }
 
 size_t ck_row_bytes(int t, int n) {
-    switch (t) {
+    switch (ck_base_type(t)) {
     case CK_TYPE_F32: return (size_t)n * 4;
     case CK_TYPE_F16: case CK_TYPE_BF16: return (size_t)n * 2;
     case CK_TYPE_Q4_0: return (size_t)(n / QK) * sizeof(block_q4_0);

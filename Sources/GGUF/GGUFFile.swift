@@ -50,6 +50,19 @@ public final class GGUFFile: @unchecked Sendable {
         }
     }
 
+    /// Drops this process's mapped pages of `bytes` at `pointer` (inside the mapping) once their content
+    /// has been copied elsewhere: they stop counting toward resident memory and are read back from the
+    /// file if touched again. Partial pages at either end are kept. No effect on in-memory files.
+    public func releasePages(_ pointer: UnsafeRawPointer, byteCount: Int) {
+        guard mapping.isMapped, let start = mapping.pointer else { return }
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        let lo = max(Int(bitPattern: pointer), Int(bitPattern: start))
+        let hi = min(Int(bitPattern: pointer) + byteCount, Int(bitPattern: start) + mapping.size)
+        let first = (lo + page - 1) / page * page, last = hi / page * page
+        guard last > first, let p = UnsafeMutableRawPointer(bitPattern: first) else { return }
+        madvise(p, last - first, Int32(MADV_DONTNEED))
+    }
+
     /// Opens and memory-maps `path`.
     public convenience init(path: String) throws {
         let fd = open(path, O_RDONLY)

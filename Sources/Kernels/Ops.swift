@@ -17,7 +17,7 @@ public enum Ops {
         _ pool: ThreadPool, _ w: WeightMatrix, quantized x: UnsafeRawPointer, count: Int,
         y: UnsafeMutablePointer<Float>, ldy: Int
     ) {
-        ck_matmul(pool.raw, Int32(w.type.rawValue), w.data, w.rowStride, Int32(w.rows), Int32(w.columns),
+        ck_matmul(pool.raw, w.kernelType, w.data, w.rowStride, Int32(w.rows), Int32(w.columns),
                   x, w.activationRowBytes, Int32(count), y, Int32(ldy))
     }
 
@@ -63,6 +63,7 @@ public enum Ops {
 /// Several matrices that read the same quantized activations (e.g. Q/K/V, gate/up) multiplied in one
 /// pool dispatch into fixed output buffers. Built once per model, so a forward pass allocates nothing.
 public final class FusedMatmul: @unchecked Sendable {
+    private let matrices: [WeightMatrix]  // keeps packed storage alive
     private let types: [Int32]
     private let weights: [UnsafeRawPointer?]
     private let strides: [Int]
@@ -77,7 +78,8 @@ public final class FusedMatmul: @unchecked Sendable {
     public init?(_ ws: [WeightMatrix], outputs: [UnsafeMutablePointer<Float>], ldys: [Int]) {
         guard let first = ws.first, ws.count <= 8, ws.count == outputs.count, ws.count == ldys.count,
               ws.allSatisfy({ $0.columns == first.columns && $0.activationType == first.activationType }) else { return nil }
-        types = ws.map { Int32($0.type.rawValue) }
+        matrices = ws
+        types = ws.map(\.kernelType)
         weights = ws.map { $0.data }
         strides = ws.map(\.rowStride)
         rows = ws.map { Int32($0.rows) }

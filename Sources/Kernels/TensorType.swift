@@ -1,5 +1,9 @@
 import CKernels
+import Foundation
 import GGUF
+#if canImport(Glibc)
+import Glibc
+#endif
 
 public enum KernelError: Error, CustomStringConvertible, Sendable {
     case unsupportedType(tensor: String, type: GGMLType)
@@ -22,6 +26,10 @@ public struct WeightMatrix: @unchecked Sendable {
     public let columns: Int
     public let rowStride: Int
     public let data: UnsafeRawPointer
+    /// The layout the kernels read `data` in: `type`, or its 8-row packed form (see `packed`).
+    public let kernelType: Int32
+    /// Owns `data` when it is a packed copy rather than the mapped file.
+    private let storage: PackedStorage?
 
     public init(name: String, type: GGMLType, rows: Int, columns: Int, data: UnsafeRawPointer) throws {
         guard ck_type_supported(Int32(type.rawValue)) != 0, type != .q8_1 else {
@@ -33,7 +41,40 @@ public struct WeightMatrix: @unchecked Sendable {
         self.columns = columns
         self.rowStride = ck_row_bytes(Int32(type.rawValue), Int32(columns))
         self.data = data
+        self.kernelType = Int32(type.rawValue)
+        self.storage = nil
     }
+
+    private init(packing m: WeightMatrix, as packedType: Int32, into storage: PackedStorage) {
+        let out = storage.allocate(m.rows * m.rowStride)
+        ck_pack_rows(Int32(m.type.rawValue), m.data, m.rowStride, Int32(m.rows), Int32(m.columns), out)
+        name = m.name
+        type = m.type
+        rows = m.rows
+        columns = m.columns
+        rowStride = m.rowStride
+        data = UnsafeRawPointer(out)
+        kernelType = packedType
+        self.storage = storage
+    }
+
+    /// Whether `packed` would repack this matrix on this CPU.
+    public var isPackable: Bool {
+        ck_packed_type(Int32(type.rawValue)) >= 0 && rows % 8 == 0 && storage == nil
+    }
+
+    /// This matrix copied into the 8-row interleaved layout the fastest kernels read (into `storage`,
+    /// or memory of its own), or itself when not `isPackable`. Same size; results are identical.
+    public func packed(into storage: PackedStorage? = nil) -> WeightMatrix {
+        guard isPackable else { return self }
+        let s = storage ?? PackedStorage(capacity: packedByteCount)
+        return WeightMatrix(packing: self, as: ck_packed_type(Int32(type.rawValue)), into: s)
+    }
+
+    /// Bytes `packed` needs, with alignment.
+    public var packedByteCount: Int { (rows * rowStride + 63) / 64 * 64 }
+
+    public var isPacked: Bool { storage != nil }
 
     /// The activation format this matrix's dot products take.
     public var activationType: Int32 { ck_vec_dot_type(Int32(type.rawValue)) }
@@ -41,7 +82,58 @@ public struct WeightMatrix: @unchecked Sendable {
 
     /// Dequantizes row `r` into `out` (`columns` floats).
     public func dequantizeRow(_ r: Int, into out: UnsafeMutablePointer<Float>) {
-        ck_dequantize_row(Int32(type.rawValue), data + r * rowStride, out, Int32(columns))
+        if isPacked {
+            withUnsafeTemporaryAllocation(byteCount: rowStride, alignment: 16) { row in
+                ck_unpack_row(kernelType, data, Int32(columns), Int32(r), row.baseAddress!)
+                ck_dequantize_row(Int32(type.rawValue), row.baseAddress!, out, Int32(columns))
+            }
+        } else {
+            ck_dequantize_row(Int32(type.rawValue), data + r * rowStride, out, Int32(columns))
+        }
+    }
+}
+
+/// Memory for packed weight matrices, freed with the last matrix that uses it. One anonymous mapping
+/// backed by huge pages where the system allows (weights are streamed every token: fewer TLB misses).
+public final class PackedStorage: @unchecked Sendable {
+    private let base: UnsafeMutableRawPointer
+    private let capacity: Int
+    private var used = 0
+    private let lock = NSLock()
+
+    public init(capacity: Int) {
+        let huge = 2 << 20
+        self.capacity = max(capacity, 1)
+        let size = (self.capacity + huge - 1) / huge * huge
+        let p = mmap(nil, size + huge, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
+        if let p, p != MAP_FAILED {
+            // Align to a huge page; the slack before and after stays unused and untouched.
+            let aligned = (Int(bitPattern: p) + huge - 1) / huge * huge
+            base = UnsafeMutableRawPointer(bitPattern: aligned)!
+            if getenv("SWIFTLET_NO_HUGEPAGES") == nil { madvise(base, size, MADV_HUGEPAGE) }
+            mapping = (p, size + huge)
+        } else {
+            base = .allocate(byteCount: self.capacity, alignment: 64)
+            mapping = nil
+        }
+    }
+
+    private let mapping: (pointer: UnsafeMutableRawPointer, size: Int)?
+
+    /// 64-byte aligned space for `bytes`; traps if the storage was sized too small (callers size it
+    /// with the matrices' `packedByteCount`).
+    func allocate(_ bytes: Int) -> UnsafeMutableRawPointer {
+        lock.lock()
+        defer { lock.unlock() }
+        let n = (bytes + 63) / 64 * 64
+        precondition(used + n <= capacity, "PackedStorage sized too small")
+        let p = base + used
+        used += n
+        return p
+    }
+
+    deinit {
+        if let mapping { munmap(mapping.pointer, mapping.size) } else { base.deallocate() }
     }
 }
 

@@ -29,10 +29,33 @@ import Glibc
 
 /// What SIMD the kernels dispatch to on this machine.
 public enum CPUFeatures {
+    /// Kernel instruction sets, slowest first.
+    public enum ISA: Int32, CaseIterable, Sendable {
+        case generic = 0, avx2 = 1, avx512vnni = 2
+
+        public var name: String {
+            switch self {
+            case .generic: "generic"
+            case .avx2: "avx2"
+            case .avx512vnni: "avx512vnni"
+            }
+        }
+    }
+
     public static var hasAVX2: Bool { ck_has_avx2() != 0 }
     public static var hasAVX512: Bool { ck_has_avx512() != 0 }
+    /// The instruction set the kernels use now.
+    public static var isa: ISA { ISA(rawValue: ck_isa()) ?? .generic }
+
+    /// Makes the kernels use at most `isa` (to measure a smaller machine's path); before loading a model.
+    public static func limit(to isa: ISA) { ck_set_isa_limit(isa.rawValue) }
+
     public static var description: String {
-        hasAVX512 ? "AVX-512 (kernels use AVX2, 256-bit)" : hasAVX2 ? "AVX2 (256-bit)" : "scalar"
+        switch isa {
+        case .avx512vnni: "AVX-512 VNNI (256-bit kernels)"
+        case .avx2: hasAVX512 ? "AVX2 (256-bit; AVX-512 present, limited)" : "AVX2 (256-bit)"
+        case .generic: "scalar"
+        }
     }
 }
 

@@ -36,19 +36,44 @@ public final class LlamaModel: LanguageModel, @unchecked Sendable {
         let mlp: MLP
     }
 
-    public init(gguf: GGUFFile, threads: Int, maxChunk: Int = 512) throws {
+    /// `packWeights`: copy the matrices into the kernels' interleaved layout (faster, same results)
+    /// and drop their mapped pages, so resident memory stays about the model's size.
+    public init(gguf: GGUFFile, threads: Int, maxChunk: Int = 512, packWeights: Bool = true) throws {
         let c = try ModelConfig(gguf: gguf)
         self.config = c
         self.gguf = gguf
         self.maxChunk = maxChunk
         pool = ThreadPool(threads: threads)
+        // Sized first so that all packed matrices share one storage.
+        var plain: [String: WeightMatrix] = [:]
+        func load(_ name: String, columns: Int, rows: Int) throws {
+            plain[name] = try gguf.weightMatrix(name, columns: columns, rows: rows)
+        }
+        let outputName = gguf.tensorInfo("output.weight") != nil ? "output.weight" : "token_embd.weight"
+        try load(outputName, columns: c.embeddingLength, rows: c.vocabularySize)
+        for i in 0..<c.layerCount {
+            let p = "blk.\(i)."
+            try load(p + "attn_q.weight", columns: c.embeddingLength, rows: c.qDim)
+            try load(p + "attn_k.weight", columns: c.embeddingLength, rows: c.kvDim)
+            try load(p + "attn_v.weight", columns: c.embeddingLength, rows: c.kvDim)
+            try load(p + "attn_output.weight", columns: c.qDim, rows: c.embeddingLength)
+            try load(p + "ffn_gate.weight", columns: c.embeddingLength, rows: c.feedForwardLength)
+            try load(p + "ffn_up.weight", columns: c.embeddingLength, rows: c.feedForwardLength)
+            try load(p + "ffn_down.weight", columns: c.feedForwardLength, rows: c.embeddingLength)
+        }
+        let packable = packWeights ? plain.values.filter(\.isPackable) : []
+        let storage = packable.isEmpty ? nil : PackedStorage(capacity: packable.reduce(0) { $0 + $1.packedByteCount })
+        func matrix(_ name: String) -> WeightMatrix {
+            let m = plain[name]!
+            guard let storage, m.isPackable else { return m }
+            let p = m.packed(into: storage)
+            gguf.releasePages(m.data, byteCount: m.rows * m.rowStride)
+            return p
+        }
+        // Embedding lookups read single rows of the mapped file; only the output head is packed.
         tokenEmbedding = try gguf.weightMatrix("token_embd.weight", columns: c.embeddingLength, rows: c.vocabularySize)
         outputNorm = try gguf.floatVector("output_norm.weight", count: c.embeddingLength)
-        if gguf.tensorInfo("output.weight") != nil {
-            output = try gguf.weightMatrix("output.weight", columns: c.embeddingLength, rows: c.vocabularySize)
-        } else {
-            output = tokenEmbedding
-        }
+        output = matrix(outputName)
         ropeFreqFactors = gguf.tensorInfo("rope_freqs.weight") != nil
             ? try gguf.floatVector("rope_freqs.weight", count: c.ropeDim / 2) : nil
 
@@ -59,18 +84,18 @@ public final class LlamaModel: LanguageModel, @unchecked Sendable {
         for i in 0..<c.layerCount {
             let p = "blk.\(i)."
             let attention = Attention(
-                q: try gguf.weightMatrix(p + "attn_q.weight", columns: c.embeddingLength, rows: c.qDim),
-                k: try gguf.weightMatrix(p + "attn_k.weight", columns: c.embeddingLength, rows: c.kvDim),
-                v: try gguf.weightMatrix(p + "attn_v.weight", columns: c.embeddingLength, rows: c.kvDim),
-                o: try gguf.weightMatrix(p + "attn_output.weight", columns: c.qDim, rows: c.embeddingLength),
+                q: matrix(p + "attn_q.weight"),
+                k: matrix(p + "attn_k.weight"),
+                v: matrix(p + "attn_v.weight"),
+                o: matrix(p + "attn_output.weight"),
                 qBias: try optionalVector(p + "attn_q.bias", c.qDim),
                 kBias: try optionalVector(p + "attn_k.bias", c.kvDim),
                 vBias: try optionalVector(p + "attn_v.bias", c.kvDim),
                 oBias: try optionalVector(p + "attn_output.bias", c.embeddingLength))
             let mlp = MLP(
-                gate: try gguf.weightMatrix(p + "ffn_gate.weight", columns: c.embeddingLength, rows: c.feedForwardLength),
-                up: try gguf.weightMatrix(p + "ffn_up.weight", columns: c.embeddingLength, rows: c.feedForwardLength),
-                down: try gguf.weightMatrix(p + "ffn_down.weight", columns: c.feedForwardLength, rows: c.embeddingLength))
+                gate: matrix(p + "ffn_gate.weight"),
+                up: matrix(p + "ffn_up.weight"),
+                down: matrix(p + "ffn_down.weight"))
             blocks.append(Block(
                 attentionNorm: try gguf.floatVector(p + "attn_norm.weight", count: c.embeddingLength),
                 attention: attention,

@@ -24,6 +24,9 @@ struct Bench: ParsableCommand {
     @Flag(name: .long, help: "Measure streaming-read memory bandwidth instead (1 GiB buffer, best of 5).")
     var memory = false
 
+    @Option(name: .long, help: "Use at most this kernel instruction set: \(CPUFeatures.ISA.allCases.map(\.name).joined(separator: ", ")).")
+    var isa: String?
+
     struct Report: Codable {
         var model: String
         var threads: Int
@@ -42,9 +45,13 @@ struct Bench: ParsableCommand {
         guard promptTokens >= 1, genTokens >= 1, `repeat` >= 1 else {
             throw ValidationError("--prompt-tokens, --gen-tokens and --repeat must be >= 1")
         }
+        if let isa, !CPUFeatures.ISA.allCases.contains(where: { $0.name == isa }) {
+            throw ValidationError("--isa must be one of \(CPUFeatures.ISA.allCases.map(\.name).joined(separator: ", "))")
+        }
     }
 
     func run() throws {
+        if let isa, let level = CPUFeatures.ISA.allCases.first(where: { $0.name == isa }) { CPUFeatures.limit(to: level) }
         if memory {
             let threads = modelOptions.threads ?? ThreadPoolDefaults.threads
             let gbs = ThreadPool(threads: threads).streamReadBandwidth()

@@ -81,6 +81,87 @@ import Testing
             }
         }
     }
+
+    /// Quantized weights (`rows` rows of k) and activations (`cols` rows of k) from seeded data.
+    static func operands(type: Int32, rows: Int, k: Int, cols: Int, seed: UInt64) -> (w: [UInt8], x: [UInt8]) {
+        var rng = LCG(state: seed)
+        func quantized(_ t: Int32, _ n: Int, scale: Float) -> [UInt8] {
+            let bytes = ck_row_bytes(t, Int32(k))
+            var out = [UInt8](repeating: 0, count: bytes * n)
+            out.withUnsafeMutableBytes { buf in
+                for r in 0..<n {
+                    let row = (0..<k).map { _ in rng.next() * scale }
+                    ck_quantize_row(t, row, buf.baseAddress! + r * bytes, Int32(k))
+                }
+            }
+            return out
+        }
+        return (quantized(type, rows, scale: 1), quantized(ck_vec_dot_type(type), cols, scale: 5))
+    }
+
+    /// The 8-row packed kernels, for every instruction set this CPU has, give exactly the
+    /// single-row results (odd block counts, 1 to 5 activation rows, extreme quants).
+    @Test(arguments: [Int32(CK_TYPE_Q4_1), Int32(CK_TYPE_Q8_0), Int32(CK_TYPE_Q4_0)])
+    func packedMatmulEqualsSingleRow(type: Int32) throws {
+        let packedType = ck_packed_type(type)
+        try #require(packedType >= 0, "no packed kernels on this CPU")
+        for (rows, k) in [(8, 32), (16, 96), (24, 576), (40, 160)] {
+            for cols in [1, 2, 3, 5] {
+                var (w, x) = Self.operands(type: type, rows: rows, k: k, cols: cols, seed: UInt64(rows * 1000 + k + cols))
+                let rowBytes = ck_row_bytes(type, Int32(k)), xBytes = ck_row_bytes(ck_vec_dot_type(type), Int32(k))
+                if type == CK_TYPE_Q8_0 {
+                    // Quants the quantizer never makes but a file may hold: -128 and +127 side by side.
+                    for j in 0..<8 { w[2 + j] = 0x80; w[rowBytes + 2 + j] = 0x7F }
+                }
+                var packed = [UInt8](repeating: 0, count: w.count)
+                ck_pack_rows(type, w, rowBytes, Int32(rows), Int32(k), &packed)
+                for r in 0..<rows {
+                    var back = [UInt8](repeating: 0, count: rowBytes)
+                    ck_unpack_row(packedType, packed, Int32(k), Int32(r), &back)
+                    #expect(back[...] == w[(r * rowBytes)..<((r + 1) * rowBytes)], "unpack row \(r)")
+                }
+                for isa in Int32(CK_ISA_AVX2)...ck_isa() {
+                    var y = [Float](repeating: .nan, count: rows * cols)
+                    ck_matmul_packed_isa(isa, packedType, packed, Int32(rows), Int32(k), x, xBytes, Int32(cols), &y, Int32(rows))
+                    w.withUnsafeBytes { wb in
+                        x.withUnsafeBytes { xb in
+                            for c in 0..<cols {
+                                for r in 0..<rows {
+                                    let single = ck_vec_dot(type, Int32(k), wb.baseAddress! + r * rowBytes, xb.baseAddress! + c * xBytes)
+                                    #expect(single.bitPattern == y[c * rows + r].bitPattern,
+                                            "isa \(isa) rows \(rows) k \(k) cols \(cols): row \(r) col \(c)")
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// A packed weight matrix multiplies and dequantizes like the matrix it was packed from.
+    @Test func packedWeightMatrixBehavesLikeTheOriginal() throws {
+        let type = Int32(CK_TYPE_Q4_1), rows = 32, k = 64
+        let (w, x) = Self.operands(type: type, rows: rows, k: k, cols: 3, seed: 5)
+        try w.withUnsafeBytes { wb in
+            let m = try WeightMatrix(name: "w", type: .q4_1, rows: rows, columns: k, data: wb.baseAddress!)
+            let p = m.packed()
+            try #require(p.isPacked || ck_packed_type(type) < 0)
+            var a = [Float](repeating: 0, count: k), b = a
+            for r in [0, 7, 8, 31] {
+                m.dequantizeRow(r, into: &a)
+                p.dequantizeRow(r, into: &b)
+                #expect(a == b, "row \(r)")
+            }
+            let pool = ThreadPool(threads: 2)
+            var y0 = [Float](repeating: 0, count: rows * 3), y1 = y0
+            x.withUnsafeBytes { xb in
+                Ops.matmul(pool, m, quantized: xb.baseAddress!, count: 3, y: &y0, ldy: rows)
+                Ops.matmul(pool, p, quantized: xb.baseAddress!, count: 3, y: &y1, ldy: rows)
+            }
+            #expect(y0.map(\.bitPattern) == y1.map(\.bitPattern))
+        }
+    }
 }
 
 #if canImport(Glibc)

@@ -19,6 +19,32 @@ enum {
     CK_TYPE_BF16 = 30,
 };
 
+// Weights repacked at load into groups of 8 interleaved rows (same bytes per row as the base type).
+enum {
+    CK_TYPE_PACKED = 0x100,
+    CK_TYPE_Q4_0_X8 = CK_TYPE_PACKED + CK_TYPE_Q4_0,
+    CK_TYPE_Q4_1_X8 = CK_TYPE_PACKED + CK_TYPE_Q4_1,
+    CK_TYPE_Q8_0_X8 = CK_TYPE_PACKED + CK_TYPE_Q8_0,
+};
+
+// Instruction sets the kernels dispatch to.
+enum { CK_ISA_GENERIC = 0, CK_ISA_AVX2 = 1, CK_ISA_AVX512VNNI = 2 };
+int ck_isa(void);
+// Caps ck_isa() (to measure a slower machine's path); 99 lifts the cap. Set it before loading a model.
+void ck_set_isa_limit(int level);
+
+// The packed type for weight type wt on this CPU, or -1 when it has no packed kernels.
+int ck_packed_type(int wt);
+// The base type of a packed type (identity for other types).
+int ck_base_type(int t);
+// Packs `rows` rows (a multiple of 8) of k elements into `out` (rows * ck_row_bytes(wt, k) bytes).
+void ck_pack_rows(int wt, const void *w, size_t w_stride, int rows, int k, void *out);
+// Row `row` of a packed matrix back in its base type (ck_row_bytes(base, k) bytes).
+void ck_unpack_row(int pt, const void *packed, int k, int row, void *out);
+// A packed matmul on the calling thread with the kernels of instruction set `isa` (at most ck_isa()).
+void ck_matmul_packed_isa(int isa, int pt, const void *w, int rows, int k, const void *x, size_t x_stride, int cols,
+                          float *y, int ldy);
+
 // ---- fp16 / bf16 ----
 float ck_fp16_to_fp32(uint16_t h);
 uint16_t ck_fp32_to_fp16(float f);
@@ -49,7 +75,8 @@ void ck_pool_run(ck_pool *pool, ck_task_fn fn, void *ctx);
 
 // ---- operations (parallel over the pool) ----
 // Y[c * ldy + r] = dot(W row r, X row c) for r < rows, c < cols.
-// W: rows rows of `k` elements of weight type wt (row stride w_stride bytes).
+// W: rows rows of `k` elements of weight type wt (row stride w_stride bytes); for a packed type,
+// rows is a multiple of 8 and group g of 8 rows starts at byte g * 8 * w_stride.
 // X: cols rows already quantized to ck_vec_dot_type(wt) (row stride x_stride bytes).
 void ck_matmul(ck_pool *pool, int wt, const void *w, size_t w_stride, int rows, int k,
                const void *x, size_t x_stride, int cols, float *y, int ldy);

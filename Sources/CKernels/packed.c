@@ -1,0 +1,168 @@
+// Weights repacked at load into groups of 8 interleaved rows: per block column, the 8 rows' scales
+// side by side, then their quants. One sequential stream per group instead of 8, aligned loads of
+// two rows at once, and the scales of 8 rows converted in one instruction. Same bytes per row.
+#include "internal.h"
+#ifdef CK_X86
+#include <immintrin.h>
+#endif
+
+#include <stdatomic.h>
+static _Atomic int isa_limit = 99;
+void ck_set_isa_limit(int level) { atomic_store(&isa_limit, level); }
+
+int ck_isa(void) {
+#ifdef CK_X86
+    static int level = -1;
+    if (level < 0) {
+        __builtin_cpu_init();
+        level = !ck_has_avx2() ? CK_ISA_GENERIC
+              : (__builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512vl")
+                 && __builtin_cpu_supports("avx512bw")) ? CK_ISA_AVX512VNNI : CK_ISA_AVX2;
+    }
+    const int limit = atomic_load_explicit(&isa_limit, memory_order_relaxed);
+    return level < limit ? level : limit;
+#else
+    return CK_ISA_GENERIC;
+#endif
+}
+
+int ck_packed_type(int wt) {
+    if (ck_isa() < CK_ISA_AVX2) return -1;
+    switch (wt) {
+    case CK_TYPE_Q4_0: return CK_TYPE_Q4_0_X8;
+    case CK_TYPE_Q4_1: return CK_TYPE_Q4_1_X8;
+    case CK_TYPE_Q8_0: return CK_TYPE_Q8_0_X8;
+    default: return -1;
+    }
+}
+
+int ck_base_type(int t) { return t >= CK_TYPE_PACKED ? t - CK_TYPE_PACKED : t; }
+
+void ck_pack_rows(int wt, const void *w, size_t w_stride, int rows, int k, void *out) {
+    const int nb = k / QK;
+    for (int g = 0; g < rows / 8; g++) {
+        const char *src = (const char *)w + (size_t)g * 8 * w_stride;
+        switch (wt) {
+        case CK_TYPE_Q4_1: {
+            block_q4_1x8 *dst = (block_q4_1x8 *)out + (size_t)g * nb;
+            for (int i = 0; i < nb; i++)
+                for (int r = 0; r < 8; r++) {
+                    const block_q4_1 *b = (const block_q4_1 *)(src + (size_t)r * w_stride) + i;
+                    dst[i].d[r] = b->d;
+                    dst[i].m[r] = b->m;
+                    memcpy(dst[i].qs[r], b->qs, 16);
+                }
+            break;
+        }
+        case CK_TYPE_Q4_0: {
+            block_q4_0x8 *dst = (block_q4_0x8 *)out + (size_t)g * nb;
+            for (int i = 0; i < nb; i++)
+                for (int r = 0; r < 8; r++) {
+                    const block_q4_0 *b = (const block_q4_0 *)(src + (size_t)r * w_stride) + i;
+                    dst[i].d[r] = b->d;
+                    memcpy(dst[i].qs[r], b->qs, 16);
+                }
+            break;
+        }
+        case CK_TYPE_Q8_0: {
+            block_q8_0x8 *dst = (block_q8_0x8 *)out + (size_t)g * nb;
+            for (int i = 0; i < nb; i++)
+                for (int r = 0; r < 8; r++) {
+                    const block_q8_0 *b = (const block_q8_0 *)(src + (size_t)r * w_stride) + i;
+                    dst[i].d[r] = b->d;
+                    for (int j = 0; j < QK; j++) dst[i].qs[r][j] = (uint8_t)b->qs[j] ^ 0x80;
+                }
+            break;
+        }
+        default: return;
+        }
+    }
+}
+
+void ck_unpack_row(int pt, const void *packed, int k, int row, void *out) {
+    const int nb = k / QK, g = row / 8, r = row % 8;
+    switch (pt) {
+    case CK_TYPE_Q4_1_X8: {
+        const block_q4_1x8 *src = (const block_q4_1x8 *)packed + (size_t)g * nb;
+        block_q4_1 *dst = out;
+        for (int i = 0; i < nb; i++) { dst[i].d = src[i].d[r]; dst[i].m = src[i].m[r]; memcpy(dst[i].qs, src[i].qs[r], 16); }
+        return;
+    }
+    case CK_TYPE_Q4_0_X8: {
+        const block_q4_0x8 *src = (const block_q4_0x8 *)packed + (size_t)g * nb;
+        block_q4_0 *dst = out;
+        for (int i = 0; i < nb; i++) { dst[i].d = src[i].d[r]; memcpy(dst[i].qs, src[i].qs[r], 16); }
+        return;
+    }
+    case CK_TYPE_Q8_0_X8: {
+        const block_q8_0x8 *src = (const block_q8_0x8 *)packed + (size_t)g * nb;
+        block_q8_0 *dst = out;
+        for (int i = 0; i < nb; i++) {
+            dst[i].d = src[i].d[r];
+            for (int j = 0; j < QK; j++) dst[i].qs[j] = (int8_t)(src[i].qs[r][j] ^ 0x80);
+        }
+        return;
+    }
+    default: return;
+    }
+}
+
+#ifdef CK_X86
+// Prefill tiles: 2 activation rows; 2 row pairs at a time with 16 registers, all 4 with 32.
+#define PREFILL_COLS 2
+
+#define NAME(x) x##_avx2
+#define TARGET __attribute__((target("avx2,fma,f16c")))
+#define PREFILL_PAIRS 2
+#define Q8_CORR 0
+TARGET static inline __m256i dot_us_avx2(__m256i acc, __m256i u, __m256i s) {
+    return _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1)));
+}
+TARGET static inline __m256i dot_q8_avx2(__m256i u, __m256i s) {
+    const __m256i a = _mm256_xor_si256(u, _mm256_set1_epi8((char)0x80));
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_sign_epi8(a, a), _mm256_sign_epi8(s, a)), _mm256_set1_epi16(1));
+}
+#define DOT_US(acc, u, s) dot_us_avx2(acc, u, s)
+#define DOT_Q8(corr, u, s) dot_q8_avx2(u, s)
+#include "packed_impl.h"
+#undef NAME
+#undef TARGET
+#undef PREFILL_PAIRS
+#undef Q8_CORR
+#undef DOT_US
+#undef DOT_Q8
+
+#define NAME(x) x##_vnni
+#define TARGET __attribute__((target("avx2,fma,f16c,avx512f,avx512vl,avx512bw,avx512vnni")))
+#define PREFILL_PAIRS 4
+#define Q8_CORR 1
+#define DOT_US(acc, u, s) _mm256_dpbusd_epi32(acc, u, s)
+#define DOT_Q8(corr, u, s) _mm256_dpbusd_epi32(corr, u, s)
+#include "packed_impl.h"
+#endif
+
+static void packed_group(int isa, int pt, int nb, const void *w, const void *x, size_t x_stride, int cols, float *y, int ldy) {
+#ifdef CK_X86
+    if (isa >= CK_ISA_AVX512VNNI) { group_vnni(pt, nb, w, x, x_stride, cols, y, ldy); return; }
+    if (isa >= CK_ISA_AVX2) { group_avx2(pt, nb, w, x, x_stride, cols, y, ldy); return; }
+#endif
+    // Without SIMD nothing is packed (ck_packed_type returns -1), but stay correct if called.
+    const int bt = ck_base_type(pt), k = nb * QK;
+    char row[ck_row_bytes(bt, k)];
+    for (int r = 0; r < 8; r++) {
+        ck_unpack_row(pt, w, k, r, row);
+        for (int c = 0; c < cols; c++) y[(size_t)c * ldy + r] = ck_vec_dot(bt, k, row, (const char *)x + (size_t)c * x_stride);
+    }
+}
+
+void ck_matmul_packed_group(int pt, int nb, const void *w, const void *x, size_t x_stride, int cols, float *y, int ldy) {
+    packed_group(ck_isa(), pt, nb, w, x, x_stride, cols, y, ldy);
+}
+
+void ck_matmul_packed_isa(int isa, int pt, const void *w, int rows, int k, const void *x, size_t x_stride, int cols,
+                          float *y, int ldy) {
+    if (isa > ck_isa()) isa = ck_isa();
+    const size_t group_bytes = 8 * ck_row_bytes(pt, k);
+    for (int g = 0; g < rows / 8; g++)
+        packed_group(isa, pt, k / QK, (const char *)w + g * group_bytes, x, x_stride, cols, y + 8 * g, ldy);
+}

@@ -1,0 +1,190 @@
+// Matmul tiles over the 8-row interleaved layouts, included by packed.c once per instruction set.
+// The includer defines NAME(x) (the variant's function names), TARGET (its target attribute) and
+// DOT_US(acc, u, s): acc + the 8 int32 lane sums of 4 unsigned bytes of u times 4 signed bytes of s
+// (products of at most 15 * 128 for the maddubs form, which saturates beyond 2^15 per pair), and
+// DOT_Q8(corr, u, s): the lane sums of the signed bytes (u ^ 0x80) times s, where corr is
+// -(128 * the lane sums of s) (Q8_CORR says whether the variant needs corr).
+//
+// Every output follows the float operations of the single-row kernels in avx2.c exactly: the
+// integer lane sums are the same numbers, and each lane is scaled and accumulated per block in the
+// same order. Two rows share a register: lanes 0-3 hold row A's lanes 0-3 (or 4-7), lanes 4-7 row B's.
+
+#define TILE static inline __attribute__((always_inline)) TARGET
+
+TILE __m256 NAME(lanes_to_float)(__m256i v) { return _mm256_cvtepi32_ps(v); }
+
+// ((v0+v4)+(v2+v6)) + ((v1+v5)+(v3+v7)) of one row, given t = its lanes 0-3 + lanes 4-7.
+TILE float NAME(finish4)(__m128 r) {
+    r = _mm_add_ps(r, _mm_movehl_ps(r, r));
+    r = _mm_add_ss(r, _mm_movehdup_ps(r));
+    return _mm_cvtss_f32(r);
+}
+
+TILE float NAME(hsum8)(__m256 v) {
+    return NAME(finish4)(_mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1)));
+}
+
+// Scale of pair p: lanes 0-3 = s[2p], lanes 4-7 = s[2p+1].
+TILE __m256 NAME(pair_scale)(__m256 s, int p) {
+    return _mm256_permutevar8x32_ps(s, _mm256_setr_epi32(2 * p, 2 * p, 2 * p, 2 * p, 2 * p + 1, 2 * p + 1, 2 * p + 1, 2 * p + 1));
+}
+
+// Q4_1 rows 2*p0 .. 2*(p0+NP)-1 of one group against NC activation rows.
+TILE void NAME(q4_1x8_tile)(int nb, const block_q4_1x8 *w, const block_q8_1 *const *x, float *const *y,
+                            const int NC, const int p0, const int NP) {
+    __m256 acc[4][4][2], sm[4];
+    for (int c = 0; c < NC; c++) {
+        sm[c] = _mm256_setzero_ps();
+        for (int p = 0; p < NP; p++) acc[c][p][0] = acc[c][p][1] = _mm256_setzero_ps();
+    }
+    const __m256i low = _mm256_set1_epi8(0x0F);
+    for (int i = 0; i < nb; i++) {
+        const block_q4_1x8 *b = w + i;
+        _mm_prefetch((const char *)b + 1024, _MM_HINT_T0);
+        const __m256 d8 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)b->d));
+        const __m256 m8 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)b->m));
+        __m256i xlo[4], xhi[4];
+        __m256 dd[4];
+        for (int c = 0; c < NC; c++) {
+            const block_q8_1 *xc = x[c] + i;
+            xlo[c] = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)xc->qs));
+            xhi[c] = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(xc->qs + 16)));
+            dd[c] = _mm256_mul_ps(d8, _mm256_set1_ps(fp16_to_fp32(xc->d)));
+            sm[c] = _mm256_fmadd_ps(m8, _mm256_set1_ps(fp16_to_fp32(xc->s)), sm[c]);
+        }
+        for (int p = 0; p < NP; p++) {
+            const __m256i v = _mm256_loadu_si256((const __m256i *)b->qs[2 * (p0 + p)]);
+            const __m256i lo = _mm256_and_si256(v, low);
+            const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), low);
+            for (int c = 0; c < NC; c++) {
+                const __m256 s = NAME(pair_scale)(dd[c], p0 + p);
+                const __m256i z = _mm256_setzero_si256();
+                acc[c][p][0] = _mm256_fmadd_ps(s, NAME(lanes_to_float)(DOT_US(z, lo, xlo[c])), acc[c][p][0]);
+                acc[c][p][1] = _mm256_fmadd_ps(s, NAME(lanes_to_float)(DOT_US(z, hi, xhi[c])), acc[c][p][1]);
+            }
+        }
+    }
+    for (int c = 0; c < NC; c++) {
+        float m[8];
+        _mm256_storeu_ps(m, sm[c]);
+        for (int p = 0; p < NP; p++) {
+            const __m256 t = _mm256_add_ps(acc[c][p][0], acc[c][p][1]);
+            const int r = 2 * (p0 + p);
+            y[c][r] = NAME(finish4)(_mm256_castps256_ps128(t)) + m[r];
+            y[c][r + 1] = NAME(finish4)(_mm256_extractf128_ps(t, 1)) + m[r + 1];
+        }
+    }
+}
+
+// Q4_0: nibble - 8, signed; the -8 offset is folded into the lane sums exactly.
+TILE void NAME(q4_0x8_tile)(int nb, const block_q4_0x8 *w, const block_q8_0 *const *x, float *const *y,
+                            const int NC, const int p0, const int NP) {
+    __m256 acc[4][4][2];
+    for (int c = 0; c < NC; c++)
+        for (int p = 0; p < NP; p++) acc[c][p][0] = acc[c][p][1] = _mm256_setzero_ps();
+    const __m256i low = _mm256_set1_epi8(0x0F), eight = _mm256_set1_epi8(8);
+    for (int i = 0; i < nb; i++) {
+        const block_q4_0x8 *b = w + i;
+        _mm_prefetch((const char *)b + 1024, _MM_HINT_T0);
+        const __m256 d8 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)b->d));
+        __m256i xlo[4], xhi[4], clo[4], chi[4];
+        __m256 dd[4];
+        for (int c = 0; c < NC; c++) {
+            const block_q8_0 *xc = x[c] + i;
+            xlo[c] = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)xc->qs));
+            xhi[c] = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(xc->qs + 16)));
+            const __m256i z = _mm256_setzero_si256();
+            clo[c] = _mm256_sub_epi32(z, DOT_US(z, eight, xlo[c]));
+            chi[c] = _mm256_sub_epi32(z, DOT_US(z, eight, xhi[c]));
+            dd[c] = _mm256_mul_ps(d8, _mm256_set1_ps(fp16_to_fp32(xc->d)));
+        }
+        for (int p = 0; p < NP; p++) {
+            const __m256i v = _mm256_loadu_si256((const __m256i *)b->qs[2 * (p0 + p)]);
+            const __m256i lo = _mm256_and_si256(v, low);
+            const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), low);
+            for (int c = 0; c < NC; c++) {
+                const __m256 s = NAME(pair_scale)(dd[c], p0 + p);
+                acc[c][p][0] = _mm256_fmadd_ps(s, NAME(lanes_to_float)(DOT_US(clo[c], lo, xlo[c])), acc[c][p][0]);
+                acc[c][p][1] = _mm256_fmadd_ps(s, NAME(lanes_to_float)(DOT_US(chi[c], hi, xhi[c])), acc[c][p][1]);
+            }
+        }
+    }
+    for (int c = 0; c < NC; c++)
+        for (int p = 0; p < NP; p++) {
+            const __m256 t = _mm256_add_ps(acc[c][p][0], acc[c][p][1]);
+            const int r = 2 * (p0 + p);
+            y[c][r] = NAME(finish4)(_mm256_castps256_ps128(t));
+            y[c][r + 1] = NAME(finish4)(_mm256_extractf128_ps(t, 1));
+        }
+}
+
+// Q8_0 rows r0 .. r0+NR-1 of one group; weights are stored + 128 (see DOT_Q8).
+TILE void NAME(q8_0x8_tile)(int nb, const block_q8_0x8 *w, const block_q8_0 *const *x, float *const *y,
+                            const int NC, const int r0, const int NR) {
+    __m256 acc[4][8];
+    for (int c = 0; c < NC; c++)
+        for (int r = 0; r < NR; r++) acc[c][r] = _mm256_setzero_ps();
+    const __m256i bias = _mm256_set1_epi8((char)0x80);
+    for (int i = 0; i < nb; i++) {
+        const block_q8_0x8 *b = w + i;
+        _mm_prefetch((const char *)b + 1024, _MM_HINT_T0);
+        _mm_prefetch((const char *)b + 1088, _MM_HINT_T0);
+        const __m256 d8 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)b->d));
+        __m256i xq[4], corr[4];
+        __m256 dd[4];
+        for (int c = 0; c < NC; c++) {
+            const block_q8_0 *xc = x[c] + i;
+            xq[c] = _mm256_loadu_si256((const __m256i *)xc->qs);
+            const __m256i z = _mm256_setzero_si256();
+            corr[c] = Q8_CORR ? _mm256_sub_epi32(z, DOT_US(z, bias, xq[c])) : z;
+            dd[c] = _mm256_mul_ps(d8, _mm256_set1_ps(fp16_to_fp32(xc->d)));
+        }
+        for (int r = 0; r < NR; r++) {
+            const __m256i u = _mm256_loadu_si256((const __m256i *)b->qs[r0 + r]);
+            for (int c = 0; c < NC; c++) {
+                const __m256 s = _mm256_permutevar8x32_ps(dd[c], _mm256_set1_epi32(r0 + r));
+                acc[c][r] = _mm256_fmadd_ps(s, NAME(lanes_to_float)(DOT_Q8(corr[c], u, xq[c])), acc[c][r]);
+            }
+        }
+    }
+    for (int c = 0; c < NC; c++)
+        for (int r = 0; r < NR; r++) y[c][r0 + r] = NAME(hsum8)(acc[c][r]);
+}
+
+// One 8-row group against `cols` activation rows: y[c][0..7] for c < cols.
+TARGET static void NAME(group)(int type, int nb, const void *w, const char *x, size_t x_stride, int cols,
+                               float *y, int ldy) {
+    int c = 0;
+    const void *xs[4];
+    float *ys[4];
+#define COLS(n) for (int j = 0; j < (n); j++) { xs[j] = x + (size_t)(c + j) * x_stride; ys[j] = y + (size_t)(c + j) * ldy; }
+    switch (type) {
+    case CK_TYPE_Q4_1_X8:
+        for (; c + PREFILL_COLS <= cols; c += PREFILL_COLS) {
+            COLS(PREFILL_COLS)
+            for (int p = 0; p < 4; p += PREFILL_PAIRS)
+                NAME(q4_1x8_tile)(nb, w, (const block_q8_1 *const *)xs, ys, PREFILL_COLS, p, PREFILL_PAIRS);
+        }
+        for (; c < cols; c++) { COLS(1) NAME(q4_1x8_tile)(nb, w, (const block_q8_1 *const *)xs, ys, 1, 0, 4); }
+        break;
+    case CK_TYPE_Q4_0_X8:
+        for (; c + PREFILL_COLS <= cols; c += PREFILL_COLS) {
+            COLS(PREFILL_COLS)
+            for (int p = 0; p < 4; p += PREFILL_PAIRS)
+                NAME(q4_0x8_tile)(nb, w, (const block_q8_0 *const *)xs, ys, PREFILL_COLS, p, PREFILL_PAIRS);
+        }
+        for (; c < cols; c++) { COLS(1) NAME(q4_0x8_tile)(nb, w, (const block_q8_0 *const *)xs, ys, 1, 0, 4); }
+        break;
+    case CK_TYPE_Q8_0_X8:
+        for (; c + PREFILL_COLS <= cols; c += PREFILL_COLS) {
+            COLS(PREFILL_COLS)
+            for (int r = 0; r < 8; r += 2 * PREFILL_PAIRS)
+                NAME(q8_0x8_tile)(nb, w, (const block_q8_0 *const *)xs, ys, PREFILL_COLS, r, 2 * PREFILL_PAIRS);
+        }
+        for (; c < cols; c++) { COLS(1) NAME(q8_0x8_tile)(nb, w, (const block_q8_0 *const *)xs, ys, 1, 0, 8); }
+        break;
+    default: break;
+    }
+#undef COLS
+}
+#undef TILE

@@ -30,6 +30,9 @@ static inline uint16_t fp32_to_fp16(float x) { _Float16 f = (_Float16)x; uint16_
 #define CK_X86 1
 #endif
 
+// The CPU has AVX2, FMA and F16C (ck_has_avx2 also honours ck_set_isa_limit).
+int ck_cpu_avx2(void);
+
 float ck_dot_q4_0_q8_0_scalar(int n, const void *w, const void *x);
 float ck_dot_q4_1_q8_1_scalar(int n, const void *w, const void *x);
 float ck_dot_q8_0_q8_0_scalar(int n, const void *w, const void *x);

@@ -12,10 +12,10 @@ void ck_set_isa_limit(int level) { atomic_store(&isa_limit, level); }
 
 int ck_isa(void) {
 #ifdef CK_X86
-    static int level = -1;
+    static _Atomic int level = -1;
     if (level < 0) {
         __builtin_cpu_init();
-        level = !ck_has_avx2() ? CK_ISA_GENERIC
+        level = !ck_cpu_avx2() ? CK_ISA_GENERIC
               : (__builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512vl")
                  && __builtin_cpu_supports("avx512bw")) ? CK_ISA_AVX512VNNI : CK_ISA_AVX2;
     }

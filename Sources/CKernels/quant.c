@@ -1,4 +1,5 @@
 #include "internal.h"
+#include <stdatomic.h>
 #ifdef CK_X86
 #include <immintrin.h>
 #endif
@@ -82,9 +83,9 @@ static void quantize_q8_1_scalar(const float *x, void *vy, int n) {
     }
 }
 
-static int have_avx2 = -1;
-int ck_has_avx2(void) {
+int ck_cpu_avx2(void) {
 #ifdef CK_X86
+    static _Atomic int have_avx2 = -1;
     if (have_avx2 < 0) {
         __builtin_cpu_init();
         have_avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
@@ -94,6 +95,7 @@ int ck_has_avx2(void) {
     return 0;
 #endif
 }
+int ck_has_avx2(void) { return ck_isa() >= CK_ISA_AVX2; }
 int ck_has_avx512(void) {
 #ifdef CK_X86
     __builtin_cpu_init();

@@ -107,6 +107,7 @@ void ck_attention(ck_pool *pool, const float *q, int n_q, int q_pos0, const uint
 double ck_stream_read_gbs(ck_pool *pool, size_t bytes, int repeats);
 
 // ---- cpu features ----
+// AVX2 kernels are in use (the CPU has them and ck_set_isa_limit allows them).
 int ck_has_avx2(void);
 // The portable scalar versions of the kernels that must match the SIMD ones bit for bit (for tests).
 void ck_attention_portable(ck_pool *pool, const float *q, int n_q, int q_pos0, const uint16_t *k_cache,

@@ -25,29 +25,24 @@ AVX2 static inline float hsum32(__m256 a0, __m256 a1, __m256 a2, __m256 a3) {
 AVX2 static inline __m256 load_h(const uint16_t *p) { return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p)); }
 AVX2 static inline __m256 round_h(__m256 v) { return _mm256_cvtph_ps(_mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT)); }
 
-AVX2 void ck_attn_task_avx2(void *p, int ith, int nth) {
-    const attn_ctx *c = p;
-    float *scores = c->scratch + (size_t)ith * c->scratch_per_thread;
-    const int hd = c->head_dim, group = c->n_head / c->n_head_kv;
+AVX2 void ck_attn_unit_avx2(const attn_ctx *c, float *scores, const ck_attn_seq *sq, int i, int h) {
+    const int hd = c->head_dim, kvh = h / (c->n_head / c->n_head_kv);
     const int hd8 = hd & ~7;
     const size_t kv_stride = (size_t)c->n_head_kv * hd;
-    const int gemm = c->n_q > 1;
-    float qf[256] __attribute__((aligned(32)));
-    float acc[32 * 256] __attribute__((aligned(32)));
-    const int units = c->n_q * c->n_head;
-    for (int u = ith; u < units; u += nth) {
-        const int qi = u / c->n_head, h = u % c->n_head, kvh = h / group;
-        const int n_kv = c->q_pos0 + qi + 1;
-        const float *q = c->q + ((size_t)qi * c->n_head + h) * hd;
+    const int n_kv = sq->pos0 + i + 1, gemm = sq->pos0 + i < sq->decode_from;
+    const int bsl = c->bs_log2;
+    float qf[CK_MAX_HEAD_DIM] __attribute__((aligned(32)));
+    float acc[32 * CK_MAX_HEAD_DIM] __attribute__((aligned(32)));
+    {
+        const float *q = c->q + ((size_t)(sq->row0 + i) * c->n_head + h) * hd;
         for (int d = 0; d < hd8; d += 8) _mm256_store_ps(qf + d, round_h(_mm256_loadu_ps(q + d)));
         for (int d = hd8; d < hd; d++) qf[d] = fp16_to_fp32(fp32_to_fp16(q[d]));
 
         // scores = (K q) * scale
         float max = -INFINITY;
-        const uint16_t *kbase = c->k + (size_t)kvh * hd;
         if (gemm && hd % 8 == 0) {
             for (int j = 0; j < n_kv; j++) {
-                const uint16_t *kj = kbase + (size_t)j * kv_stride;
+                const uint16_t *kj = ck_kv_row(c->k, sq->blocks, bsl, j, kv_stride) + (size_t)kvh * hd;
                 __m256 a = _mm256_setzero_ps();
                 for (int d = 0; d < hd; d += 8) a = _mm256_fmadd_ps(load_h(kj + d), _mm256_load_ps(qf + d), a);
                 const float s = hsum8(a) * c->scale;
@@ -57,7 +52,7 @@ AVX2 void ck_attn_task_avx2(void *p, int ith, int nth) {
         } else {
             const int np = hd & ~31;
             for (int j = 0; j < n_kv; j++) {
-                const uint16_t *kj = kbase + (size_t)j * kv_stride;
+                const uint16_t *kj = ck_kv_row(c->k, sq->blocks, bsl, j, kv_stride) + (size_t)kvh * hd;
                 __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
                 for (int d = 0; d < np; d += 32) {
                     a0 = _mm256_fmadd_ps(load_h(kj + d), _mm256_load_ps(qf + d), a0);
@@ -92,13 +87,12 @@ AVX2 void ck_attn_task_avx2(void *p, int ith, int nth) {
         // out = sum_j p_j v_j, lane j mod (8 | 32), vectorised over the head dimension; 64 dimensions
         // of one lane stay in registers while its positions j = l, l + lanes, ... accumulate in order.
         const int lanes = gemm ? 8 : 32;
-        const uint16_t *vbase = c->v + (size_t)kvh * hd;
         int d0 = 0;
         for (; d0 + 64 <= hd8; d0 += 64)
             for (int l = 0; l < lanes; l++) {
                 __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
                 for (int j = l; j < n_kv; j += lanes) {
-                    const uint16_t *vj = vbase + (size_t)j * kv_stride + d0;
+                    const uint16_t *vj = ck_kv_row(c->v, sq->blocks, bsl, j, kv_stride) + (size_t)kvh * hd + d0;
                     const __m256 pj = _mm256_set1_ps(scores[j]);
                     a0 = _mm256_fmadd_ps(load_h(vj), pj, a0);
                     a1 = _mm256_fmadd_ps(load_h(vj + 8), pj, a1);
@@ -115,14 +109,14 @@ AVX2 void ck_attn_task_avx2(void *p, int ith, int nth) {
             }
         for (int l = 0; l < lanes && d0 < hd; l++) memset(acc + (size_t)l * hd + d0, 0, sizeof(float) * (size_t)(hd - d0));
         for (int j = 0; j < n_kv && d0 < hd; j++) {
-            const uint16_t *vj = vbase + (size_t)j * kv_stride;
+            const uint16_t *vj = ck_kv_row(c->v, sq->blocks, bsl, j, kv_stride) + (size_t)kvh * hd;
             float *a = acc + (size_t)(j & (lanes - 1)) * hd;
             const __m256 pj = _mm256_set1_ps(scores[j]);
             int d = d0;
             for (; d < hd8; d += 8) _mm256_storeu_ps(a + d, _mm256_fmadd_ps(load_h(vj + d), pj, _mm256_loadu_ps(a + d)));
             for (; d < hd; d++) a[d] = __builtin_fmaf(fp16_to_fp32(vj[d]), scores[j], a[d]);
         }
-        float *o = c->out + ((size_t)qi * c->n_head + h) * hd;
+        float *o = c->out + ((size_t)(sq->row0 + i) * c->n_head + h) * hd;
         if (gemm) {
             float *A[8];
             for (int l = 0; l < 8; l++) A[l] = acc + (size_t)l * hd;

@@ -3,6 +3,7 @@
 #include "ckernels.h"
 #include <string.h>
 #include <math.h>
+#include <stdatomic.h>
 
 #define QK 32
 typedef struct { uint16_t d; uint8_t qs[QK / 2]; } block_q4_0;
@@ -56,11 +57,21 @@ void ck_quantize_q8_1_avx2(const float *x, void *y, int n);
 // y[c * ldy + r] for the 8 rows of one packed group (type pt, nb blocks per row) and `cols` activations.
 void ck_matmul_packed_group(int pt, int nb, const void *w, const void *x, size_t x_stride, int cols, float *y, int ldy);
 
+#define CK_MAX_HEAD_DIM 256
+
 typedef struct {
-    const float *q; int n_q; int q_pos0; const uint16_t *k; const uint16_t *v;
-    int n_head; int n_head_kv; int head_dim; float scale; float *out; float *scratch; int scratch_per_thread;
+    const float *q; float *out; const ck_attn_seq *seqs;
+    const uint16_t *k; const uint16_t *v; int bs_log2;
+    int n_head; int n_head_kv; int head_dim; float scale; float *scratch; int scratch_per_thread;
+    int units; _Atomic int next_unit;
 } attn_ctx;
+typedef void (*attn_unit_fn)(const attn_ctx *c, float *scores, const ck_attn_seq *sq, int i, int h);
+
+// Row j of a block-paged K or V layer: block blocks[j >> bs_log2], slot j & (block size - 1).
+static inline const uint16_t *ck_kv_row(const uint16_t *layer, const int32_t *blocks, int bs_log2, int j, size_t kv_stride) {
+    return layer + ((((size_t)blocks[j >> bs_log2]) << bs_log2) + (size_t)(j & ((1 << bs_log2) - 1))) * kv_stride;
+}
 #ifdef CK_X86
-void ck_attn_task_avx2(void *p, int ith, int nth);
+void ck_attn_unit_avx2(const attn_ctx *c, float *scores, const ck_attn_seq *sq, int i, int h);
 #endif
 #endif

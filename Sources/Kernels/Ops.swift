@@ -49,14 +49,16 @@ public enum Ops {
         ck_fp32_to_fp16_row(x, y, Int32(count))
     }
 
-    /// Causal attention of `queries` rows (positions startPosition...) against an f16 KV cache.
+    /// Causal attention for a batch of sequences over one layer of a block-paged f16 KV cache
+    /// (see `ck_attention`).
     public static func attention(
-        _ pool: ThreadPool, q: UnsafePointer<Float>, queries: Int, startPosition: Int,
-        keys: UnsafePointer<UInt16>, values: UnsafePointer<UInt16>, heads: Int, kvHeads: Int, headDim: Int,
-        scale: Float, out: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>, scratchPerThread: Int
+        _ pool: ThreadPool, q: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>,
+        sequences: UnsafeBufferPointer<ck_attn_seq>, keys: UnsafePointer<UInt16>, values: UnsafePointer<UInt16>,
+        blockSizeLog2: Int32, heads: Int, kvHeads: Int, headDim: Int, scale: Float,
+        scratch: UnsafeMutablePointer<Float>, scratchPerThread: Int
     ) {
-        ck_attention(pool.raw, q, Int32(queries), Int32(startPosition), keys, values, Int32(heads), Int32(kvHeads),
-                     Int32(headDim), scale, out, scratch, Int32(scratchPerThread))
+        ck_attention(pool.raw, q, out, Int32(sequences.count), sequences.baseAddress, keys, values, blockSizeLog2,
+                     Int32(heads), Int32(kvHeads), Int32(headDim), scale, scratch, Int32(scratchPerThread))
     }
 }
 

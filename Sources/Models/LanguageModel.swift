@@ -5,11 +5,63 @@ public enum LogitsRequest: Sendable {
     case none, last, all
 }
 
+/// One sequence's share of a batched forward pass.
+public struct BatchSequence: Sendable {
+    /// Its tokens in the batch (consecutive in `ForwardBatch.tokens`, after the previous sequence's).
+    public var tokenCount: Int
+    /// Positions already in its KV cache; its tokens take the next ones.
+    public var startPosition: Int
+    /// Positions from here on hold generated tokens (one-row attention layout); earlier ones are
+    /// prompt tokens (batched layout). Keeps a token's result independent of how it was batched.
+    public var decodeFrom: Int
+    /// Its KV blocks in the storage, covering every position up to `startPosition + tokenCount`.
+    public var blockTable: [Int32]
+    /// Whether to return logits for its last token.
+    public var wantsLogits: Bool
+
+    public init(tokenCount: Int, startPosition: Int, decodeFrom: Int, blockTable: [Int32], wantsLogits: Bool) {
+        self.tokenCount = tokenCount
+        self.startPosition = startPosition
+        self.decodeFrom = decodeFrom
+        self.blockTable = blockTable
+        self.wantsLogits = wantsLogits
+    }
+}
+
+/// The tokens of several sequences run through the model together (one pass over the weights).
+public struct ForwardBatch: Sendable {
+    public var tokens: [Int] = []
+    public var sequences: [BatchSequence] = []
+
+    public init() {}
+
+    public mutating func append(_ tokens: some Collection<Int>, as sequence: BatchSequence) {
+        precondition(tokens.count == sequence.tokenCount)
+        self.tokens.append(contentsOf: tokens)
+        sequences.append(sequence)
+    }
+
+    public mutating func removeAll() {
+        tokens.removeAll(keepingCapacity: true)
+        sequences.removeAll(keepingCapacity: true)
+    }
+
+    /// Logit rows the batch returns: one per sequence that wants them, in order.
+    public var logitRows: Int { sequences.reduce(0) { $0 + ($1.wantsLogits ? 1 : 0) } }
+}
+
 /// What every model architecture implements. A model is not reentrant: callers serialize `forward`.
 public protocol LanguageModel: AnyObject, Sendable {
     var config: ModelConfig { get }
+    /// The most tokens one `forward(_:storage:logits:)` takes.
+    var maxBatchTokens: Int { get }
     /// A fresh KV cache for one sequence of at most `capacity` positions.
     func makeCache(capacity: Int) -> KVCache
+    /// Block storage for the KV caches of many sequences.
+    func makeStorage(blocks: Int, blockSize: Int) -> KVBlockStorage
+    /// Runs the batch, writing its sequences' keys and values into `storage` through their block
+    /// tables, and `batch.logitRows` rows of logits (`vocabularySize` floats each) to `logits`.
+    func forward(_ batch: ForwardBatch, storage: KVBlockStorage, logits: UnsafeMutablePointer<Float>) throws
     /// Appends `tokens` to the sequence in `cache` and writes the requested logits to `logits`
     /// (`vocabularySize` floats per returned row, row-major). Returns the number of logit rows written.
     @discardableResult

@@ -1,3 +1,4 @@
+import CKernels
 import Foundation
 import GGUF
 import Kernels
@@ -120,14 +121,18 @@ public final class LlamaModel: LanguageModel, @unchecked Sendable {
         KVCache(layers: config.layerCount, capacity: min(capacity, config.contextLength), kvDim: config.kvDim)
     }
 
+    public func makeStorage(blocks: Int, blockSize: Int) -> KVBlockStorage {
+        KVBlockStorage(layers: config.layerCount, blocks: blocks, blockSize: blockSize, kvDim: config.kvDim)
+    }
+
+    public var maxBatchTokens: Int { maxChunk }
+
     @discardableResult
     public func forward(tokens: [Int], cache: KVCache, logits: LogitsRequest, into out: inout [Float]) throws -> Int {
         guard cache.count + tokens.count <= cache.capacity else {
             throw ModelError.contextFull(needed: cache.count + tokens.count, capacity: cache.capacity)
         }
-        for t in tokens where t < 0 || t >= config.vocabularySize {
-            throw ModelError.invalidToken(t, vocabularySize: config.vocabularySize)
-        }
+        try checkTokens(tokens)
         let rows = switch logits {
         case .none: 0
         case .last: tokens.isEmpty ? 0 : 1
@@ -137,41 +142,97 @@ public final class LlamaModel: LanguageModel, @unchecked Sendable {
         if out.count < rows * vocab { out = [Float](repeating: 0, count: rows * vocab) }
         lock.lock()
         defer { lock.unlock() }
-        scratch.ensureAttentionCapacity(cache.capacity, threads: pool.threadCount, headDim: config.headDim)
         var start = 0
         var written = 0
         while start < tokens.count {
             let n = min(maxChunk, tokens.count - start)
-            let isLastChunk = start + n == tokens.count
             let want: Int = switch logits {
             case .none: 0
-            case .last: isLastChunk ? 1 : 0
+            case .last: start + n == tokens.count ? 1 : 0
             case .all: n
             }
+            // One sequence; like the reference, a lone token uses the one-row attention layout.
+            let seq = BatchSequence(
+                tokenCount: n, startPosition: cache.count, decodeFrom: n > 1 ? Int.max : cache.count,
+                blockTable: cache.blockTable, wantsLogits: false)
             try out.withUnsafeMutableBufferPointer { buf in
                 try tokens.withUnsafeBufferPointer { tk in
                     try forwardChunk(
-                        tokens: UnsafeBufferPointer(rebasing: tk[start..<start + n]), cache: cache,
-                        logitRows: want, logitsOut: buf.baseAddress! + written * vocab)
+                        tokens: UnsafeBufferPointer(rebasing: tk[start..<start + n]), sequences: CollectionOfOne(seq),
+                        storage: cache.storage, logitRows: (n - want)..<n, logitsOut: buf.baseAddress! + written * vocab)
                 }
             }
+            cache.count += n
             written += want
             start += n
         }
         return written
     }
 
-    /// One chunk of at most `maxChunk` tokens; writes logits for the last `logitRows` of them.
-    private func forwardChunk(
-        tokens: UnsafeBufferPointer<Int>, cache: KVCache, logitRows: Int, logitsOut: UnsafeMutablePointer<Float>
+    public func forward(_ batch: ForwardBatch, storage: KVBlockStorage, logits: UnsafeMutablePointer<Float>) throws {
+        guard batch.tokens.count <= maxChunk else {
+            throw ModelError.batchTooLarge(tokens: batch.tokens.count, limit: maxChunk)
+        }
+        guard storage.layers == config.layerCount, storage.kvDim == config.kvDim else {
+            throw ModelError.storageMismatch
+        }
+        guard batch.sequences.reduce(0, { $0 + $1.tokenCount }) == batch.tokens.count else {
+            throw ModelError.invalidBatch("sequence token counts do not add up to the batch's tokens")
+        }
+        try checkTokens(batch.tokens)
+        for sq in batch.sequences {
+            guard sq.tokenCount > 0, sq.startPosition >= 0,
+                  sq.startPosition + sq.tokenCount <= sq.blockTable.count * storage.blockSize,
+                  sq.blockTable.allSatisfy({ $0 >= 0 && Int($0) < storage.blockCount }) else {
+                throw ModelError.invalidBatch("a sequence's block table does not cover its positions")
+            }
+        }
+        lock.lock()
+        defer { lock.unlock() }
+        try batch.tokens.withUnsafeBufferPointer { tk in
+            try forwardChunk(tokens: tk, sequences: batch.sequences, storage: storage, logitRows: nil, logitsOut: logits)
+        }
+    }
+
+    private func checkTokens(_ tokens: [Int]) throws {
+        for t in tokens where t < 0 || t >= config.vocabularySize {
+            throw ModelError.invalidToken(t, vocabularySize: config.vocabularySize)
+        }
+    }
+
+    /// At most `maxChunk` tokens of one or more sequences (consecutive in `tokens`). Writes logits for
+    /// `logitRows` of the chunk, or (nil) for the last token of each sequence that wants them.
+    private func forwardChunk<S: Collection<BatchSequence>>(
+        tokens: UnsafeBufferPointer<Int>, sequences: S, storage: KVBlockStorage, logitRows: Range<Int>?,
+        logitsOut: UnsafeMutablePointer<Float>
     ) throws {
         let c = config
         let n = tokens.count
         let dim = c.embeddingLength, kvDim = c.kvDim, qDim = c.qDim, ff = c.feedForwardLength
-        let pos0 = cache.count
         let s = scratch
         let x = s.x, xn = s.xn, q = s.q, k = s.k, v = s.v, att = s.att, tmp = s.tmp, gate = s.gate, up = s.up
         let quant = s.quant
+
+        // Per row: its position and KV slot offset; per sequence: the attention descriptor.
+        var longest = 0
+        s.prepare(sequences: sequences.count, tableEntries: sequences.reduce(0) { $0 + $1.blockTable.count })
+        var row = 0, tableOffset = 0
+        for (i, sq) in sequences.enumerated() {
+            let table = s.tables + tableOffset
+            sq.blockTable.withUnsafeBufferPointer { table.update(from: $0.baseAddress!, count: $0.count) }
+            for j in 0..<sq.tokenCount {
+                let pos = sq.startPosition + j
+                s.positions[row + j] = Int32(pos)
+                s.slots[row + j] = storage.slot(table, pos)
+            }
+            s.attentionSequences[i] = ck_attn_seq(
+                n_q: Int32(sq.tokenCount), row0: Int32(row), pos0: Int32(sq.startPosition),
+                decode_from: Int32(clamping: sq.decodeFrom), blocks: table)
+            longest = max(longest, sq.startPosition + sq.tokenCount)
+            row += sq.tokenCount
+            tableOffset += sq.blockTable.count
+        }
+        s.ensureAttentionCapacity(longest, threads: pool.threadCount, headDim: c.headDim)
 
         for (i, t) in tokens.enumerated() { tokenEmbedding.dequantizeRow(t, into: x + i * dim) }
         let scale = 1 / Float(c.headDim).squareRoot()
@@ -195,19 +256,21 @@ public final class LlamaModel: LanguageModel, @unchecked Sendable {
             addBias(a.kBias, k, n, kvDim)
             addBias(a.vBias, v, n, kvDim)
 
-            let keyBase = cache.keyBase(layer: layer), valueBase = cache.valueBase(layer: layer)
+            let keys = storage.keyLayer(layer), values = storage.valueLayer(layer)
             withFreqFactors { ff in
                 for i in 0..<n {
-                    Ops.rope(q + i * qDim, heads: c.headCount, headDim: c.headDim, ropeDim: c.ropeDim, position: pos0 + i,
+                    let pos = Int(s.positions[i])
+                    Ops.rope(q + i * qDim, heads: c.headCount, headDim: c.headDim, ropeDim: c.ropeDim, position: pos,
                              freqBase: c.ropeFreqBase, freqScale: c.ropeFreqScale, freqFactors: ff, neox: c.ropeNeox)
-                    Ops.rope(k + i * kvDim, heads: c.kvHeadCount, headDim: c.headDim, ropeDim: c.ropeDim, position: pos0 + i,
+                    Ops.rope(k + i * kvDim, heads: c.kvHeadCount, headDim: c.headDim, ropeDim: c.ropeDim, position: pos,
                              freqBase: c.ropeFreqBase, freqScale: c.ropeFreqScale, freqFactors: ff, neox: c.ropeNeox)
-                    Ops.toHalf(k + i * kvDim, keyBase + (pos0 + i) * kvDim, count: kvDim)
-                    Ops.toHalf(v + i * kvDim, valueBase + (pos0 + i) * kvDim, count: kvDim)
+                    Ops.toHalf(k + i * kvDim, keys + s.slots[i], count: kvDim)
+                    Ops.toHalf(v + i * kvDim, values + s.slots[i], count: kvDim)
                 }
             }
-            Ops.attention(pool, q: q, queries: n, startPosition: pos0, keys: keyBase, values: valueBase,
-                          heads: c.headCount, kvHeads: c.kvHeadCount, headDim: c.headDim, scale: scale, out: att,
+            Ops.attention(pool, q: q, out: att, sequences: UnsafeBufferPointer(start: s.attentionSequences, count: sequences.count),
+                          keys: keys, values: values, blockSizeLog2: storage.blockSizeLog2,
+                          heads: c.headCount, kvHeads: c.kvHeadCount, headDim: c.headDim, scale: scale,
                           scratch: s.attentionScratch, scratchPerThread: s.attentionScratchPerThread)
             Ops.quantizeActivations(pool, for: a.o, x: att, ldx: qDim, count: n, out: quant)
             Ops.matmul(pool, a.o, quantized: quant, count: n, y: tmp, ldy: dim)
@@ -231,15 +294,27 @@ public final class LlamaModel: LanguageModel, @unchecked Sendable {
             Ops.matmul(pool, m.down, quantized: quant, count: n, y: tmp, ldy: dim)
             Ops.add(x, tmp, count: n * dim)
         }
-        cache.count = pos0 + n
 
-        guard logitRows > 0 else { return }
-        let first = n - logitRows
+        // Logits: the wanted rows, normalised side by side, through the output head in one matmul.
+        var rows = 0
         outputNorm.withUnsafeBufferPointer { w in
-            for i in first..<n { Ops.rmsNorm(x + i * dim, weight: w.baseAddress!, out: xn + i * dim, count: dim, eps: c.rmsNormEps) }
+            func take(_ r: Int) {
+                Ops.rmsNorm(x + r * dim, weight: w.baseAddress!, out: xn + rows * dim, count: dim, eps: c.rmsNormEps)
+                rows += 1
+            }
+            if let logitRows {
+                for r in logitRows { take(r) }
+            } else {
+                var end = 0
+                for sq in sequences {
+                    end += sq.tokenCount
+                    if sq.wantsLogits { take(end - 1) }
+                }
+            }
         }
-        Ops.quantizeActivations(pool, for: output, x: xn + first * dim, ldx: dim, count: logitRows, out: quant)
-        Ops.matmul(pool, output, quantized: quant, count: logitRows, y: logitsOut, ldy: c.vocabularySize)
+        guard rows > 0 else { return }
+        Ops.quantizeActivations(pool, for: output, x: xn, ldx: dim, count: rows, out: quant)
+        Ops.matmul(pool, output, quantized: quant, count: rows, y: logitsOut, ldy: c.vocabularySize)
     }
 
     @inline(__always)
@@ -256,12 +331,18 @@ public final class LlamaModel: LanguageModel, @unchecked Sendable {
     }
 }
 
-/// Activations of one forward chunk, allocated once per model.
+/// Activations of one forward chunk, allocated once per model (and grown, rarely, for more sequences).
 final class Scratch {
     let x, xn, q, k, v, att, tmp, gate, up: UnsafeMutablePointer<Float>
     let quant: UnsafeMutableRawPointer
+    /// Per row of the chunk: position and KV slot offset.
+    let positions: UnsafeMutablePointer<Int32>
+    let slots: UnsafeMutablePointer<Int>
     private(set) var attentionScratch: UnsafeMutablePointer<Float>
     private(set) var attentionScratchPerThread = 0
+    private(set) var attentionSequences: UnsafeMutablePointer<ck_attn_seq>
+    private(set) var tables: UnsafeMutablePointer<Int32>
+    private var sequenceCapacity = 0, tableCapacity = 0
 
     init(config c: ModelConfig, maxTokens n: Int, threads: Int, activationBytes: Int) {
         func buf(_ count: Int) -> UnsafeMutablePointer<Float> {
@@ -279,12 +360,30 @@ final class Scratch {
         gate = buf(n * c.feedForwardLength)
         up = buf(n * c.feedForwardLength)
         quant = .allocate(byteCount: n * activationBytes, alignment: 64)
+        positions = .allocate(capacity: n)
+        slots = .allocate(capacity: n)
         attentionScratch = buf(1)
+        attentionSequences = .allocate(capacity: 1)
+        tables = .allocate(capacity: 1)
+    }
+
+    func prepare(sequences: Int, tableEntries: Int) {
+        if sequences > sequenceCapacity {
+            attentionSequences.deallocate()
+            sequenceCapacity = max(sequences, 2 * sequenceCapacity)
+            attentionSequences = .allocate(capacity: sequenceCapacity)
+        }
+        if tableEntries > tableCapacity {
+            tables.deallocate()
+            tableCapacity = max(tableEntries, 2 * tableCapacity)
+            tables = .allocate(capacity: tableCapacity)
+        }
     }
 
     func ensureAttentionCapacity(_ positions: Int, threads: Int, headDim: Int) {
-        let per = positions + headDim + 8
-        guard per > attentionScratchPerThread else { return }
+        let needed = positions + headDim + 8
+        guard needed > attentionScratchPerThread else { return }
+        let per = max(needed, 2 * attentionScratchPerThread, 1024)
         attentionScratch.deallocate()
         attentionScratch = .allocate(capacity: per * threads)
         attentionScratchPerThread = per
@@ -293,5 +392,9 @@ final class Scratch {
     deinit {
         for p in [x, xn, q, k, v, att, tmp, gate, up, attentionScratch] { p.deallocate() }
         quant.deallocate()
+        positions.deallocate()
+        slots.deallocate()
+        attentionSequences.deallocate()
+        tables.deallocate()
     }
 }

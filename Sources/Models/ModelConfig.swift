@@ -70,6 +70,9 @@ public enum ModelError: Error, CustomStringConvertible, Sendable {
     case invalidHyperparameter(String, String)
     case contextFull(needed: Int, capacity: Int)
     case invalidToken(Int, vocabularySize: Int)
+    case batchTooLarge(tokens: Int, limit: Int)
+    case invalidBatch(String)
+    case storageMismatch
 
     public var description: String {
         switch self {
@@ -78,6 +81,9 @@ public enum ModelError: Error, CustomStringConvertible, Sendable {
         case .invalidHyperparameter(let k, let v): "invalid model hyper-parameter \(k) = \(v)"
         case .contextFull(let n, let c): "context full: \(n) positions needed, KV cache holds \(c)"
         case .invalidToken(let t, let v): "token id \(t) out of range (vocabulary size \(v))"
+        case .batchTooLarge(let t, let l): "a forward batch of \(t) tokens exceeds the model's limit of \(l)"
+        case .invalidBatch(let m): "invalid forward batch: \(m)"
+        case .storageMismatch: "the KV storage was made for a different model shape"
         }
     }
 }

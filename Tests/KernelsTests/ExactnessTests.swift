@@ -13,24 +13,75 @@ import Testing
         }
     }
 
-    @Test(arguments: [(1, 64, 37), (5, 64, 12), (1, 40, 9), (3, 40, 30), (1, 36, 5), (4, 36, 1), (1, 128, 300)])
-    func attentionMatchesPortable(queries: Int, headDim: Int, start: Int) {
-        let heads = 6, kvHeads = 2, positions = start + queries
-        var rng = LCG(state: UInt64(headDim * 1000 + start))
-        let kvDim = kvHeads * headDim
-        let q = (0..<(queries * heads * headDim)).map { _ in rng.next() * 3 }
-        let k = (0..<(positions * kvDim)).map { _ in ck_fp32_to_fp16(rng.next() * 2) }
-        let v = (0..<(positions * kvDim)).map { _ in ck_fp32_to_fp16(rng.next()) }
+    /// Per sequence: query rows, start position, first generated position.
+    typealias SequenceShape = (queries: Int, start: Int, decodeFrom: Int)
+
+    /// Runs the AVX2 and portable attention over a paged cache whose blocks are shuffled.
+    static func pagedAttention(
+        _ shapes: [SequenceShape], headDim: Int, heads: Int = 6, kvHeads: Int = 2, blockLog2: Int32 = 4, seed: UInt64,
+        only: Int? = nil
+    ) -> (fast: [Float], slow: [Float]) {
+        var rng = LCG(state: seed)
+        let bs = 1 << Int(blockLog2), kvDim = kvHeads * headDim
+        let rows = shapes.reduce(0) { $0 + $1.queries }
+        let blocksPer = shapes.map { ($0.start + $0.queries + bs - 1) / bs }
+        let totalBlocks = blocksPer.reduce(0, +)
+        var ids = Array(0..<Int32(totalBlocks))
+        for i in stride(from: ids.count - 1, to: 0, by: -1) { ids.swapAt(i, Int(rng.next().magnitude * 1e6) % (i + 1)) }
+        let q = (0..<(rows * heads * headDim)).map { _ in rng.next() * 3 }
+        let k = (0..<(totalBlocks * bs * kvDim)).map { _ in ck_fp32_to_fp16(rng.next() * 2) }
+        let v = (0..<(totalBlocks * bs * kvDim)).map { _ in ck_fp32_to_fp16(rng.next()) }
         let pool = ck_pool_create(2)!
         defer { ck_pool_destroy(pool) }
-        let per = Int32(positions + headDim + 8)
+        let longest = shapes.map { $0.start + $0.queries }.max()!
+        let per = Int32(longest + headDim + 8)
         var scratch = [Float](repeating: 0, count: Int(per) * 2)
-        var fast = [Float](repeating: 0, count: q.count), slow = fast
+        var fast = [Float](repeating: .nan, count: q.count), slow = fast
         let scale = 1 / Float(headDim).squareRoot()
-        ck_attention(pool, q, Int32(queries), Int32(start), k, v, Int32(heads), Int32(kvHeads), Int32(headDim), scale, &fast, &scratch, per)
-        ck_attention_portable(pool, q, Int32(queries), Int32(start), k, v, Int32(heads), Int32(kvHeads), Int32(headDim), scale, &slow, &scratch, per)
+        ids.withUnsafeBufferPointer { table in
+            var seqs: [ck_attn_seq] = []
+            var row = 0, first = 0
+            for (i, sh) in shapes.enumerated() {
+                seqs.append(ck_attn_seq(n_q: Int32(sh.queries), row0: Int32(row), pos0: Int32(sh.start),
+                                        decode_from: Int32(sh.decodeFrom), blocks: table.baseAddress! + first))
+                row += sh.queries
+                first += blocksPer[i]
+            }
+            if let only { seqs = [seqs[only]] }
+            ck_attention(pool, q, &fast, Int32(seqs.count), seqs, k, v, blockLog2, Int32(heads), Int32(kvHeads),
+                         Int32(headDim), scale, &scratch, per)
+            ck_attention_portable(pool, q, &slow, Int32(seqs.count), seqs, k, v, blockLog2, Int32(heads), Int32(kvHeads),
+                                  Int32(headDim), scale, &scratch, per)
+        }
+        return (fast, slow)
+    }
+
+    @Test(arguments: [(1, 64, 37), (5, 64, 12), (1, 40, 9), (3, 40, 30), (1, 36, 5), (4, 36, 1), (1, 128, 300)])
+    func attentionMatchesPortable(queries: Int, headDim: Int, start: Int) {
+        // The reference's per-call modes: several rows are a prompt batch, one row a generated token.
+        let decodeFrom = queries > 1 ? Int(Int32.max) : start
+        let (fast, slow) = Self.pagedAttention([(queries, start, decodeFrom)], headDim: headDim, seed: UInt64(headDim * 1000 + start))
         #expect(fast.map(\.bitPattern) == slow.map(\.bitPattern))
         #expect(fast.allSatisfy { $0.isFinite })
+    }
+
+    /// Several sequences in one call, prompt and generated rows mixed inside one sequence, blocks of
+    /// 16 and 4 positions: each row equals the same row computed alone.
+    @Test(arguments: [Int32(4), 2])
+    func batchedAttentionEqualsEachRowAlone(blockLog2: Int32) {
+        let shapes: [SequenceShape] = [(1, 40, 40), (7, 0, 100), (5, 20, 23), (1, 3, 0), (2, 61, 62)]
+        let (fast, slow) = Self.pagedAttention(shapes, headDim: 64, blockLog2: blockLog2, seed: 77)
+        #expect(fast.map(\.bitPattern) == slow.map(\.bitPattern))
+        #expect(fast.allSatisfy { $0.isFinite })
+        // The same data with every sequence alone gives the same rows.
+        var row = 0
+        for (i, sh) in shapes.enumerated() {
+            let alone = Self.pagedAttention(shapes, headDim: 64, blockLog2: blockLog2, seed: 77, only: i).fast
+            let width = 6 * 64
+            #expect(Array(alone[(row * width)..<((row + sh.queries) * width)]).map(\.bitPattern)
+                    == Array(fast[(row * width)..<((row + sh.queries) * width)]).map(\.bitPattern), "sequence \(i)")
+            row += sh.queries
+        }
     }
 
     @Test func swigluMatchesPortable() {

@@ -126,17 +126,16 @@ func dequantize(_ type: Int32, _ q: [UInt8], _ n: Int) -> [Float] {
         var out = [Float](repeating: 0, count: q.count)
         var scratch = [Float](repeating: 0, count: 2 * (positions + hd + 8))
         let scale = 1 / Float(hd).squareRoot()
-        q.withUnsafeBufferPointer { qp in
-            k.withUnsafeBufferPointer { kp in
-                v.withUnsafeBufferPointer { vp in
-                    scratch.withUnsafeMutableBufferPointer { sp in
-                        out.withUnsafeMutableBufferPointer { op in
-                            Ops.attention(pool, q: qp.baseAddress!, queries: queries, startPosition: start, keys: kp.baseAddress!,
-                                          values: vp.baseAddress!, heads: heads, kvHeads: kvHeads, headDim: hd, scale: scale,
-                                          out: op.baseAddress!, scratch: sp.baseAddress!, scratchPerThread: positions + hd + 8)
-                        }
-                    }
-                }
+        // One block of 16 positions holds them all (block table [0]).
+        let padded = 16 * kvHeads * hd
+        let kb = k + [UInt16](repeating: 0, count: padded - k.count), vb = v + [UInt16](repeating: 0, count: padded - v.count)
+        let table: [Int32] = [0]
+        table.withUnsafeBufferPointer { t in
+            let seq = [ck_attn_seq(n_q: Int32(queries), row0: 0, pos0: Int32(start), decode_from: Int32.max, blocks: t.baseAddress!)]
+            seq.withUnsafeBufferPointer { sp in
+                Ops.attention(pool, q: q, out: &out, sequences: sp, keys: kb, values: vb, blockSizeLog2: 4,
+                              heads: heads, kvHeads: kvHeads, headDim: hd, scale: scale,
+                              scratch: &scratch, scratchPerThread: positions + hd + 8)
             }
         }
         for qi in 0..<queries {

@@ -96,11 +96,21 @@ void ck_rope(float *x, int n_heads, int head_dim, int n_rot, int pos, float freq
 void ck_swiglu(const float *gate, const float *up, float *out, int n);
 void ck_add(float *y, const float *x, int n);
 
-// Causal attention for `n_q` query rows starting at position q_pos0 of one sequence.
-// q: [n_q][n_head][head_dim] f32; k_cache, v_cache: [n_ctx][n_head_kv][head_dim] f16, filled up to
-// q_pos0 + n_q. out: [n_q][n_head][head_dim] f32. scratch: at least pool_size * (n_ctx + head_dim) floats.
-void ck_attention(ck_pool *pool, const float *q, int n_q, int q_pos0, const uint16_t *k_cache,
-                  const uint16_t *v_cache, int n_head, int n_head_kv, int head_dim, float scale, float *out,
+// One sequence's part of a batched attention call.
+typedef struct {
+    int n_q;                // its query rows in the batch
+    int row0;               // index of its first row in q and out
+    int pos0;               // position of its first query row; row i attends to positions 0 ... pos0 + i
+    int decode_from;        // rows at positions >= this are generated tokens (one-row lane layout)
+    const int32_t *blocks;  // block table: position j is in block blocks[j >> block_size_log2]
+} ck_attn_seq;
+
+// Causal attention for a batch of sequences over one layer of a block-paged KV cache.
+// q, out: [rows][n_head][head_dim] f32. k, v: [block][block size][n_head_kv][head_dim] f16, filled
+// up to each sequence's pos0 + n_q. scratch: pool size * scratch_per_thread floats, at least the
+// longest context + 8 per thread. head_dim <= 256.
+void ck_attention(ck_pool *pool, const float *q, float *out, int n_seq, const ck_attn_seq *seqs, const uint16_t *k,
+                  const uint16_t *v, int block_size_log2, int n_head, int n_head_kv, int head_dim, float scale,
                   float *scratch, int scratch_per_thread);
 
 // Streaming-read bandwidth in GB/s over a `bytes` buffer split across the pool's threads (best of repeats).
@@ -110,9 +120,9 @@ double ck_stream_read_gbs(ck_pool *pool, size_t bytes, int repeats);
 // AVX2 kernels are in use (the CPU has them and ck_set_isa_limit allows them).
 int ck_has_avx2(void);
 // The portable scalar versions of the kernels that must match the SIMD ones bit for bit (for tests).
-void ck_attention_portable(ck_pool *pool, const float *q, int n_q, int q_pos0, const uint16_t *k_cache,
-                           const uint16_t *v_cache, int n_head, int n_head_kv, int head_dim, float scale, float *out,
-                           float *scratch, int scratch_per_thread);
+void ck_attention_portable(ck_pool *pool, const float *q, float *out, int n_seq, const ck_attn_seq *seqs,
+                           const uint16_t *k, const uint16_t *v, int block_size_log2, int n_head, int n_head_kv,
+                           int head_dim, float scale, float *scratch, int scratch_per_thread);
 void ck_swiglu_portable(const float *gate, const float *up, float *out, int n);
 int ck_has_avx512(void);
 

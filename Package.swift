@@ -43,6 +43,6 @@ let package = Package(
         .testTarget(name: "TemplatesTests", dependencies: ["Templates"], resources: [.copy("Fixtures")]),
         .testTarget(name: "ModelsTests", dependencies: ["Models", "Engine", "SwiftletTesting"],
                     resources: [.copy("Fixtures")]),
-        .testTarget(name: "EngineTests", dependencies: ["Engine", "SwiftletTesting"]),
+        .testTarget(name: "EngineTests", dependencies: ["Engine", "Models", "SwiftletTesting"]),
     ]
 )

@@ -23,10 +23,13 @@ public struct GenerationRequest: Sendable {
     public var ignoreEOS: Bool
     /// Number of top alternatives per token to report (nil = no logprobs).
     public var logprobs: Int?
+    /// Also report the log-probability of each prompt token after the first (the API's `echo` with
+    /// `logprobs`), with `logprobs` alternatives.
+    public var promptLogprobs: Bool
 
     public init(
         promptTokens: [Int], maxTokens: Int, sampling: SamplingParameters = .init(), stop: [String] = [],
-        ignoreEOS: Bool = false, logprobs: Int? = nil
+        ignoreEOS: Bool = false, logprobs: Int? = nil, promptLogprobs: Bool = false
     ) {
         self.promptTokens = promptTokens
         self.maxTokens = maxTokens
@@ -34,6 +37,7 @@ public struct GenerationRequest: Sendable {
         self.stop = stop
         self.ignoreEOS = ignoreEOS
         self.logprobs = logprobs
+        self.promptLogprobs = promptLogprobs
     }
 }
 
@@ -52,6 +56,10 @@ public struct GenerationResult: Sendable {
     public var finishReason: FinishReason
     public var promptTokenCount: Int
     public var logprobs: [TokenLogprob]
+    /// Log-probabilities of prompt tokens 1..<n when `promptLogprobs` was asked for.
+    public var promptLogprobs: [TokenLogprob] = []
+    /// Prompt tokens whose keys and values came from the prefix cache instead of being computed.
+    public var cachedPromptTokens = 0
     /// Seconds from start to the first generated token, and in total.
     public var timeToFirstToken: Double
     public var duration: Double
@@ -105,22 +113,30 @@ public final class InferenceEngine: @unchecked Sendable {
 
     public func encode(_ text: String) -> [Int] { tokenizer.encode(text, addSpecial: true, parseSpecial: false) }
 
-    /// Runs a generation; `onStep` sees each token's text as it comes and returns false to cancel.
-    public func generate(
-        _ request: GenerationRequest, onStep: (GenerationStep) -> Bool = { _ in true }
-    ) throws -> GenerationResult {
+    /// Checks a request without running it: what `generate` would reject, it rejects with the same error.
+    public func validate(_ request: GenerationRequest) throws {
         let prompt = request.promptTokens
         guard !prompt.isEmpty else { throw EngineError.emptyPrompt }
         guard request.maxTokens >= 0 else { throw EngineError.invalidParameter("max_tokens", "must be >= 0") }
-        guard prompt.count + request.maxTokens <= contextLength else {
+        guard prompt.count <= contextLength, request.maxTokens <= contextLength - prompt.count else {
             throw EngineError.contextLengthExceeded(
                 promptTokens: prompt.count, maxTokens: request.maxTokens, contextLength: contextLength)
         }
+        if let n = request.logprobs, n < 0 { throw EngineError.invalidParameter("logprobs", "must be >= 0") }
         let vocab = model.config.vocabularySize
         try request.sampling.validate(vocabularySize: vocab)
         for t in prompt where t < 0 || t >= vocab {
             throw EngineError.invalidParameter("prompt", "token id \(t) out of range [0, \(vocab))")
         }
+    }
+
+    /// Runs a generation; `onStep` sees each token's text as it comes and returns false to cancel.
+    public func generate(
+        _ request: GenerationRequest, onStep: (GenerationStep) -> Bool = { _ in true }
+    ) throws -> GenerationResult {
+        try validate(request)
+        let prompt = request.promptTokens
+        let vocab = model.config.vocabularySize
 
         lock.lock()
         defer { lock.unlock() }
@@ -131,61 +147,49 @@ public final class InferenceEngine: @unchecked Sendable {
         var logits: [Float] = []
         var sampler = Sampler(parameters: request.sampling)
         var context = prompt
-        var output: [Int] = []
-        var text = ""
-        var logprobs: [TokenLogprob] = []
-        var detok = StreamingDetokenizer(tokenizer: tokenizer)
-        var stops = StopMatcher(stops: request.stop)
-        var finish = FinishReason.length
-        var hitStopString = false
+        var out = SequenceOutput(tokenizer: tokenizer, request: request)
         var ttft = 0.0
 
-        if request.maxTokens > 0 {
+        var promptLogprobs: [TokenLogprob] = []
+        if request.promptLogprobs {
+            let rows = try model.forward(tokens: prompt, cache: cache, logits: .all, into: &logits)
+            logits.withUnsafeBufferPointer { all in
+                for i in 0..<(rows - 1) {
+                    promptLogprobs.append(TokenLogprob.compute(
+                        UnsafeBufferPointer(rebasing: all[i * vocab..<(i + 1) * vocab]), token: prompt[i + 1],
+                        topN: request.logprobs ?? 0))
+                }
+            }
+            // The last row holds the next-token logits; sampling reads the first row.
+            if rows > 1 { logits.replaceSubrange(0..<vocab, with: logits[(rows - 1) * vocab..<rows * vocab]) }
+        } else if out.finish == nil {
             try model.forward(tokens: prompt, cache: cache, logits: .last, into: &logits)
         }
-        while output.count < request.maxTokens {
-            sampler.applyPenalties(&logits, context: context[...])
-            let token = logits.withUnsafeBufferPointer { sampler.sample(UnsafeBufferPointer(rebasing: $0[0..<vocab])) }
+        while out.finish == nil {
+            let token = logits.withUnsafeMutableBufferPointer { buf in
+                let row = UnsafeMutableBufferPointer(rebasing: buf[0..<vocab])
+                sampler.applyPenalties(row, context: context[...])
+                return sampler.sample(UnsafeBufferPointer(row))
+            }
             var lp: TokenLogprob?
             if let n = request.logprobs {
                 lp = logits.withUnsafeBufferPointer {
                     TokenLogprob.compute(UnsafeBufferPointer(rebasing: $0[0..<vocab]), token: token, topN: n)
                 }
             }
-            if output.isEmpty { ttft = elapsed() }
-            if !request.ignoreEOS && tokenizer.endOfGenerationTokens.contains(token) {
-                finish = .stop
-                break
-            }
+            if out.tokens.isEmpty { ttft = elapsed() }
+            guard let step = out.accept(token, logprob: lp) else { break }
             sampler.accept(token)
-            output.append(token)
             context.append(token)
-            if let lp { logprobs.append(lp) }
-            let (delta, hitStop) = stops.feed(detok.append(token))
-            text += delta
-            if hitStop {
-                finish = .stop
-                hitStopString = true
-                _ = onStep(GenerationStep(token: token, text: delta, logprob: lp))
-                break
-            }
-            if !onStep(GenerationStep(token: token, text: delta, logprob: lp)) {
-                finish = .cancelled
-                break
-            }
-            if output.count == request.maxTokens { break }
+            if !onStep(step) { out.cancel() }
+            if out.finish != nil { break }
             try model.forward(tokens: [token], cache: cache, logits: .last, into: &logits)
         }
-        if !hitStopString {
-            let tail = stops.finish(detok.flush())
-            if !tail.isEmpty {
-                text += tail
-                if finish != .cancelled { _ = onStep(GenerationStep(token: nil, text: tail, logprob: nil)) }
-            }
-        }
+        let tail = out.flush()
+        if !tail.isEmpty && out.finish != .cancelled { _ = onStep(GenerationStep(token: nil, text: tail, logprob: nil)) }
         return GenerationResult(
-            text: text, tokens: output, finishReason: finish, promptTokenCount: prompt.count, logprobs: logprobs,
-            timeToFirstToken: ttft, duration: elapsed())
+            text: out.text, tokens: out.tokens, finishReason: out.finish ?? .length, promptTokenCount: prompt.count,
+            logprobs: out.logprobs, promptLogprobs: promptLogprobs, timeToFirstToken: ttft, duration: elapsed())
     }
 
     /// Logits for every position of `tokens` (rows of vocabulary size). For evaluation and tests.

@@ -101,6 +101,10 @@ public struct Sampler: Sendable {
 
     /// Applies penalties and bias to `logits` in place. `context` is prompt + output (repetition penalty).
     public func applyPenalties(_ logits: inout [Float], context: ArraySlice<Int>) {
+        logits.withUnsafeMutableBufferPointer { applyPenalties($0, context: context) }
+    }
+
+    public func applyPenalties(_ logits: UnsafeMutableBufferPointer<Float>, context: ArraySlice<Int>) {
         let p = parameters
         if p.repetitionPenalty != 1 {
             let window = p.repetitionWindow > 0 ? context.suffix(p.repetitionWindow) : context

@@ -16,15 +16,15 @@ public struct BatchSequence: Sendable {
     public var decodeFrom: Int
     /// Its KV blocks in the storage, covering every position up to `startPosition + tokenCount`.
     public var blockTable: [Int32]
-    /// Whether to return logits for its last token.
-    public var wantsLogits: Bool
+    /// How many of its last tokens to return logits for (usually 0 or 1).
+    public var logitCount: Int
 
-    public init(tokenCount: Int, startPosition: Int, decodeFrom: Int, blockTable: [Int32], wantsLogits: Bool) {
+    public init(tokenCount: Int, startPosition: Int, decodeFrom: Int, blockTable: [Int32], logitCount: Int) {
         self.tokenCount = tokenCount
         self.startPosition = startPosition
         self.decodeFrom = decodeFrom
         self.blockTable = blockTable
-        self.wantsLogits = wantsLogits
+        self.logitCount = logitCount
     }
 }
 
@@ -46,8 +46,8 @@ public struct ForwardBatch: Sendable {
         sequences.removeAll(keepingCapacity: true)
     }
 
-    /// Logit rows the batch returns: one per sequence that wants them, in order.
-    public var logitRows: Int { sequences.reduce(0) { $0 + ($1.wantsLogits ? 1 : 0) } }
+    /// Logit rows the batch returns: each sequence's `logitCount`, in order.
+    public var logitRows: Int { sequences.reduce(0) { $0 + $1.logitCount } }
 }
 
 /// What every model architecture implements. A model is not reentrant: callers serialize `forward`.

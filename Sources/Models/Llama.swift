@@ -154,12 +154,12 @@ public final class LlamaModel: LanguageModel, @unchecked Sendable {
             // One sequence; like the reference, a lone token uses the one-row attention layout.
             let seq = BatchSequence(
                 tokenCount: n, startPosition: cache.count, decodeFrom: n > 1 ? Int.max : cache.count,
-                blockTable: cache.blockTable, wantsLogits: false)
+                blockTable: cache.blockTable, logitCount: want)
             try out.withUnsafeMutableBufferPointer { buf in
                 try tokens.withUnsafeBufferPointer { tk in
                     try forwardChunk(
                         tokens: UnsafeBufferPointer(rebasing: tk[start..<start + n]), sequences: CollectionOfOne(seq),
-                        storage: cache.storage, logitRows: (n - want)..<n, logitsOut: buf.baseAddress! + written * vocab)
+                        storage: cache.storage, logitsOut: buf.baseAddress! + written * vocab)
                 }
             }
             cache.count += n
@@ -181,7 +181,7 @@ public final class LlamaModel: LanguageModel, @unchecked Sendable {
         }
         try checkTokens(batch.tokens)
         for sq in batch.sequences {
-            guard sq.tokenCount > 0, sq.startPosition >= 0,
+            guard sq.tokenCount > 0, sq.startPosition >= 0, (0...sq.tokenCount).contains(sq.logitCount),
                   sq.startPosition + sq.tokenCount <= sq.blockTable.count * storage.blockSize,
                   sq.blockTable.allSatisfy({ $0 >= 0 && Int($0) < storage.blockCount }) else {
                 throw ModelError.invalidBatch("a sequence's block table does not cover its positions")
@@ -190,7 +190,7 @@ public final class LlamaModel: LanguageModel, @unchecked Sendable {
         lock.lock()
         defer { lock.unlock() }
         try batch.tokens.withUnsafeBufferPointer { tk in
-            try forwardChunk(tokens: tk, sequences: batch.sequences, storage: storage, logitRows: nil, logitsOut: logits)
+            try forwardChunk(tokens: tk, sequences: batch.sequences, storage: storage, logitsOut: logits)
         }
     }
 
@@ -201,10 +201,9 @@ public final class LlamaModel: LanguageModel, @unchecked Sendable {
     }
 
     /// At most `maxChunk` tokens of one or more sequences (consecutive in `tokens`). Writes logits for
-    /// `logitRows` of the chunk, or (nil) for the last token of each sequence that wants them.
+    /// the last `logitCount` tokens of each sequence.
     private func forwardChunk<S: Collection<BatchSequence>>(
-        tokens: UnsafeBufferPointer<Int>, sequences: S, storage: KVBlockStorage, logitRows: Range<Int>?,
-        logitsOut: UnsafeMutablePointer<Float>
+        tokens: UnsafeBufferPointer<Int>, sequences: S, storage: KVBlockStorage, logitsOut: UnsafeMutablePointer<Float>
     ) throws {
         let c = config
         let n = tokens.count
@@ -302,14 +301,10 @@ public final class LlamaModel: LanguageModel, @unchecked Sendable {
                 Ops.rmsNorm(x + r * dim, weight: w.baseAddress!, out: xn + rows * dim, count: dim, eps: c.rmsNormEps)
                 rows += 1
             }
-            if let logitRows {
-                for r in logitRows { take(r) }
-            } else {
-                var end = 0
-                for sq in sequences {
-                    end += sq.tokenCount
-                    if sq.wantsLogits { take(end - 1) }
-                }
+            var end = 0
+            for sq in sequences {
+                end += sq.tokenCount
+                for r in (end - sq.logitCount)..<end { take(r) }
             }
         }
         guard rows > 0 else { return }

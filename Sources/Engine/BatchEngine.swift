@@ -1,0 +1,332 @@
+import Foundation
+import Models
+import Tokenizer
+
+/// What the batching engine is doing, for metrics.
+public struct EngineStats: Sendable, Equatable {
+    public var running = 0
+    public var waiting = 0
+    /// Sequences cancelled (consumer gone) and preempted (KV blocks reclaimed), since the start.
+    public var cancelled = 0
+    public var preemptions = 0
+    public var kvBlocksTotal = 0
+    public var kvBlocksUsed = 0
+    /// Blocks in the prefix cache (held or not).
+    public var kvBlocksCached = 0
+    public var kvBlockSize = 0
+    /// Full prompt blocks looked up in the prefix cache, and found.
+    public var prefixLookups = 0
+    public var prefixHits = 0
+    public var steps = 0
+    public var tokensComputed = 0
+
+    public init() {}
+
+    public var prefixHitRate: Double { prefixLookups == 0 ? 0 : Double(prefixHits) / Double(prefixLookups) }
+}
+
+/// One step of the engine: sequences and tokens in the batch, and how long it took.
+public struct StepReport: Sendable {
+    public var sequences: Int
+    public var tokens: Int
+    public var decodeSequences: Int
+    public var seconds: Double
+}
+
+/// Continuous batching over a paged KV cache with prefix caching: every step runs one forward pass
+/// over the weights for all running sequences (a decode token each, plus chunks of prompts) and
+/// samples their next tokens; requests join and leave between steps. One dedicated thread runs
+/// the loop (generation is blocking CPU work), fed through a lock-protected inbox.
+///
+/// A request's greedy output does not depend on what it runs with: every token is computed the
+/// same way alone or batched, from the prefix cache or after preemption.
+public final class BatchEngine: GenerationService, @unchecked Sendable {
+    // @unchecked: the mutable state under "inbox" is guarded by `condition`; the scheduler, pool and
+    // sequences are touched only by the loop thread.
+    public struct Options: Sendable {
+        /// Bytes of KV cache (nil: a quarter of physical memory, at most 4 GiB).
+        public var kvCacheBytes: Int?
+        public var blockSize = KVBlockStorage.defaultBlockSize
+        /// Tokens per step (decode tokens plus prompt chunks).
+        public var maxBatchTokens = 512
+        /// Sequences running at once.
+        public var maxSequences = 64
+        /// Requests that may wait to start before `submit` throws `queueFull`.
+        public var maxWaiting = 256
+        public var prefixCaching = true
+
+        public init() {}
+
+        public static var defaultKVCacheBytes: Int {
+            min(Int(ProcessInfo.processInfo.physicalMemory / 4), 4 << 30)
+        }
+    }
+
+    public let engine: InferenceEngine
+    public let options: Options
+    /// Tokens of KV cache one request may use at most (prompt + generated).
+    public let maxSequenceTokens: Int
+    private let model: any LanguageModel
+    private let pool: BlockPool
+    private let scheduler: Scheduler
+    private let vocab: Int
+    private let observer: (@Sendable (StepReport) -> Void)?
+    /// Logit rows per step: one per running sequence, plus the prompt rows of an echo request.
+    private let logitCapacity: Int
+
+    // Inbox, guarded by `condition`.
+    private let condition = NSCondition()
+    private var inbox: [EngineSequence] = []
+    private var cancels: [UInt64] = []
+    private var lastID: UInt64 = 0
+    private var queued = 0
+    private var stopping = false
+    private var stopped = false
+    private var snapshot = EngineStats()
+
+    // Loop thread only.
+    private var live: [UInt64: EngineSequence] = [:]
+    private var cancelledCount = 0
+
+    public init(engine: InferenceEngine, options: Options = .init(), observer: (@Sendable (StepReport) -> Void)? = nil) throws {
+        self.engine = engine
+        self.options = options
+        self.observer = observer
+        model = engine.model
+        vocab = model.config.vocabularySize
+        guard options.blockSize > 0, options.blockSize & (options.blockSize - 1) == 0 else {
+            throw EngineError.invalidParameter("block_size", "must be a power of two")
+        }
+        guard options.maxSequences > 0, options.maxBatchTokens > 0 else {
+            throw EngineError.invalidParameter("max_sequences", "must be positive")
+        }
+        let bytes = options.kvCacheBytes ?? Options.defaultKVCacheBytes
+        let perBlock = KVBlockStorage.bytesPerBlock(
+            layers: model.config.layerCount, blockSize: options.blockSize, kvDim: model.config.kvDim)
+        let blocks = bytes / perBlock
+        guard blocks >= 1 else {
+            throw EngineError.invalidParameter(
+                "kv_cache_memory", "\(bytes) bytes hold no block of \(options.blockSize) tokens (\(perBlock) bytes)")
+        }
+        pool = BlockPool(storage: model.makeStorage(blocks: blocks, blockSize: options.blockSize),
+                         prefixCaching: options.prefixCaching)
+        maxSequenceTokens = min(engine.contextLength, blocks * options.blockSize)
+        scheduler = Scheduler(pool: pool, maxBatchTokens: min(options.maxBatchTokens, model.maxBatchTokens),
+                              maxSequences: options.maxSequences)
+        logitCapacity = options.maxSequences + Scheduler.promptLogprobChunk
+        snapshot.kvBlocksTotal = blocks
+        snapshot.kvBlockSize = options.blockSize
+        let thread = Thread { [self] in self.loop() }
+        thread.name = "swiftlet-engine"
+        thread.stackSize = 8 << 20
+        thread.start()
+    }
+
+    public var stats: ServiceStats {
+        let s = engineStats
+        return ServiceStats(running: s.running, waiting: s.waiting, cancelled: s.cancelled)
+    }
+
+    public var engineStats: EngineStats {
+        condition.lock()
+        defer { condition.unlock() }
+        var s = snapshot
+        s.waiting += inbox.count
+        return s
+    }
+
+    public func submit(_ request: GenerationRequest) throws -> AsyncThrowingStream<GenerationEvent, Error> {
+        try submit(request, priority: 0)
+    }
+
+    /// Starts a generation; higher `priority` runs first (then arrival order).
+    public func submit(_ request: GenerationRequest, priority: Int) throws -> AsyncThrowingStream<GenerationEvent, Error> {
+        try engine.validate(request)
+        guard request.promptTokens.count + request.maxTokens <= maxSequenceTokens else {
+            throw EngineError.contextLengthExceeded(
+                promptTokens: request.promptTokens.count, maxTokens: request.maxTokens, contextLength: maxSequenceTokens)
+        }
+        let (stream, continuation) = AsyncThrowingStream.makeStream(of: GenerationEvent.self)
+        condition.lock()
+        defer { condition.unlock() }
+        if stopping { throw GenerationServiceError.shuttingDown }
+        guard queued < options.maxWaiting else { throw GenerationServiceError.queueFull(capacity: options.maxWaiting) }
+        lastID += 1
+        let id = lastID
+        let sequence = EngineSequence(
+            id: id, request: request, priority: priority, arrival: id,
+            output: SequenceOutput(tokenizer: engine.tokenizer, request: request), events: continuation)
+        // Runs when the consumer goes away, and after the engine finishes the stream (then a no-op).
+        continuation.onTermination = { [weak self] _ in self?.cancel(id) }
+        inbox.append(sequence)
+        queued += 1
+        condition.signal()
+        return stream
+    }
+
+    /// Stops taking requests; those not yet started fail with `shuttingDown`, running ones finish.
+    public func shutdown() {
+        condition.lock()
+        stopping = true
+        condition.broadcast()
+        condition.unlock()
+    }
+
+    /// Waits until the loop thread has exited (after `shutdown()`).
+    public func waitUntilStopped() {
+        condition.lock()
+        while !stopped { condition.wait() }
+        condition.unlock()
+    }
+
+    private func cancel(_ id: UInt64) {
+        condition.lock()
+        cancels.append(id)
+        condition.signal()
+        condition.unlock()
+    }
+
+    // MARK: - The loop
+
+    private func loop() {
+        let logits = UnsafeMutablePointer<Float>.allocate(capacity: logitCapacity * vocab)
+        defer { logits.deallocate() }
+        var batch = ForwardBatch()
+        while true {
+            condition.lock()
+            while inbox.isEmpty && cancels.isEmpty && scheduler.isIdle && !stopping { condition.wait() }
+            let arrived = inbox, cancelled = cancels, stop = stopping
+            inbox.removeAll()
+            cancels.removeAll()
+            condition.unlock()
+
+            for s in arrived {
+                live[s.id] = s
+                scheduler.enqueue(s)
+            }
+            for id in cancelled {
+                guard let s = live[id] else { continue }
+                s.output.cancel()
+                finish(s)
+            }
+            if stop {
+                for s in scheduler.waiting where s.computed == 0 && s.output.tokens.isEmpty {
+                    fail(s, GenerationServiceError.shuttingDown)
+                }
+                if scheduler.isIdle { break }
+            }
+            let chunks = scheduler.schedule()
+            guard !chunks.isEmpty else {
+                // Nothing could be scheduled now (blocks still being given back): do not spin.
+                publish(nil)
+                condition.lock()
+                _ = condition.wait(until: Date().addingTimeInterval(0.001))
+                condition.unlock()
+                continue
+            }
+            let start = DispatchTime.now().uptimeNanoseconds
+            batch.removeAll()
+            for c in chunks {
+                let s = c.sequence
+                let echo = s.request.promptLogprobs && c.start < s.promptCount
+                batch.append(s.tokens[c.start..<(c.start + c.count)], as: BatchSequence(
+                    tokenCount: c.count, startPosition: c.start, decodeFrom: s.promptCount, blockTable: s.blocks,
+                    logitCount: echo ? c.count : (c.wantsLogits ? 1 : 0)))
+            }
+            do {
+                try model.forward(batch, storage: pool.storage, logits: logits)
+            } catch {
+                for c in chunks { fail(c.sequence, error) }
+                publish(nil)
+                continue
+            }
+            var row = 0
+            for (c, entry) in zip(chunks, batch.sequences) {
+                scheduler.completed(c)
+                let s = c.sequence
+                if entry.logitCount > 1 || (entry.logitCount == 1 && s.request.promptLogprobs && c.start < s.promptCount) {
+                    collectPromptLogprobs(s, chunk: c, rows: logits + row * vocab)
+                }
+                if c.wantsLogits { sample(s, row: logits + (row + entry.logitCount - 1) * vocab) }
+                row += entry.logitCount
+            }
+            let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+            let report = StepReport(
+                sequences: chunks.count, tokens: batch.tokens.count,
+                decodeSequences: chunks.filter { $0.start >= $0.sequence.promptCount }.count, seconds: seconds)
+            publish(report)
+        }
+        condition.lock()
+        stopped = true
+        condition.broadcast()
+        condition.unlock()
+    }
+
+    /// Prompt logprobs for the positions of `chunk` (row i predicts the token after position start + i).
+    private func collectPromptLogprobs(_ s: EngineSequence, chunk c: ScheduledChunk, rows: UnsafeMutablePointer<Float>) {
+        for i in 0..<c.count {
+            let next = c.start + i + 1
+            guard next < s.promptCount else { break }
+            let lp = TokenLogprob.compute(
+                UnsafeBufferPointer(start: rows + i * vocab, count: vocab), token: s.tokens[next], topN: s.request.logprobs ?? 0)
+            s.promptLogprobs.append(lp)
+        }
+    }
+
+    private func sample(_ s: EngineSequence, row: UnsafeMutablePointer<Float>) {
+        let logits = UnsafeMutableBufferPointer(start: row, count: vocab)
+        s.sampler.applyPenalties(logits, context: s.tokens[...])
+        let token = s.sampler.sample(UnsafeBufferPointer(logits))
+        let lp = s.request.logprobs.map { TokenLogprob.compute(UnsafeBufferPointer(logits), token: token, topN: $0) }
+        if s.firstToken == nil { s.firstToken = DispatchTime.now().uptimeNanoseconds }
+        if let step = s.output.accept(token, logprob: lp) {
+            s.sampler.accept(token)
+            s.tokens.append(token)
+            if case .terminated = s.events.yield(.step(step)) { s.output.cancel() }
+        }
+        if s.output.finish != nil { finish(s) }
+    }
+
+    private func finish(_ s: EngineSequence) {
+        let tail = s.output.flush()
+        if !tail.isEmpty && s.output.finish != .cancelled { s.events.yield(.step(GenerationStep(token: nil, text: tail, logprob: nil))) }
+        if s.output.finish == .cancelled { cancelledCount += 1 }
+        scheduler.remove(s)
+        live[s.id] = nil
+        let now = DispatchTime.now().uptimeNanoseconds
+        let ttft = s.firstToken.map { Double($0 - s.submitted) / 1e9 } ?? 0
+        s.events.yield(.finished(GenerationResult(
+            text: s.output.text, tokens: s.output.tokens, finishReason: s.output.finish ?? .length,
+            promptTokenCount: s.promptCount, logprobs: s.output.logprobs, promptLogprobs: s.promptLogprobs,
+            cachedPromptTokens: s.cachedPromptTokens, timeToFirstToken: ttft,
+            duration: Double(now - s.submitted) / 1e9)))
+        s.events.finish()
+    }
+
+    private func fail(_ s: EngineSequence, _ error: Error) {
+        scheduler.remove(s)
+        live[s.id] = nil
+        s.events.finish(throwing: error)
+    }
+
+    private func publish(_ report: StepReport?) {
+        var s = EngineStats()
+        s.running = scheduler.running.count
+        s.waiting = scheduler.waiting.count
+        s.cancelled = cancelledCount
+        s.preemptions = scheduler.preemptionCount
+        s.kvBlocksTotal = pool.capacity
+        s.kvBlocksUsed = pool.used
+        s.kvBlocksCached = pool.cachedBlocks
+        s.kvBlockSize = pool.blockSize
+        s.prefixLookups = pool.lookups
+        s.prefixHits = pool.hits
+        condition.lock()
+        s.steps = snapshot.steps + (report == nil ? 0 : 1)
+        s.tokensComputed = snapshot.tokensComputed + (report?.tokens ?? 0)
+        queued = inbox.count + s.waiting
+        snapshot = s
+        condition.unlock()
+        if let report { observer?(report) }
+    }
+}

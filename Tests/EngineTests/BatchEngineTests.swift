@@ -1,0 +1,196 @@
+import Engine
+import Foundation
+import Models
+import SwiftletTesting
+import Templates
+import Testing
+
+/// The batching engine against the real model: whatever runs beside a request, it gets the tokens it
+/// gets alone; blocks always come back; the prefix cache is used and changes nothing.
+@Suite(.serialized) struct BatchEngineTests {
+    static let prompts = [
+        "The capital of France is", "def fibonacci(n):\n", "Once upon a time, in a small village by the sea,",
+        "1, 2, 3, 5, 8, 13,", "Translate to French: I like green apples.\nFrench:", "The three primary colors are",
+        "SELECT name, COUNT(*) FROM users", "日本の首都は", "A haiku about the ocean:", "List three fruits:",
+        "The quick brown fox", "In 1969, astronauts", "To make bread, first", "The best way to learn Swift is",
+        "Water boils at", "My favourite book is",
+    ]
+
+    /// Runs every request through `engine` at once; returns their results in order.
+    static func runAll(_ engine: BatchEngine, _ requests: [GenerationRequest], priorities: [Int]? = nil) async throws
+        -> [GenerationResult] {
+        try await withThrowingTaskGroup(of: (Int, GenerationResult).self) { group in
+            for (i, r) in requests.enumerated() {
+                let stream = try engine.submit(r, priority: priorities?[i] ?? 0)
+                group.addTask {
+                    var text = ""
+                    for try await event in stream {
+                        switch event {
+                        case .step(let s): text += s.text
+                        case .finished(let result):
+                            #expect(result.text == text, "streamed text adds up to the result")
+                            return (i, result)
+                        }
+                    }
+                    throw CancellationError()
+                }
+            }
+            var out = [GenerationResult?](repeating: nil, count: requests.count)
+            for try await (i, r) in group { out[i] = r }
+            return out.map { $0! }
+        }
+    }
+
+    static func waitUntilIdle(_ engine: BatchEngine) async throws {
+        for _ in 0..<500 {
+            let s = engine.engineStats
+            if s.running == 0 && s.waiting == 0 { return }
+            try await Task.sleep(nanoseconds: 10_000_000)
+        }
+        Issue.record("engine did not become idle: \(engine.engineStats)")
+    }
+
+    func greedy(_ e: InferenceEngine, _ text: String, _ n: Int = 24) -> GenerationRequest {
+        GenerationRequest(promptTokens: e.encode(text), maxTokens: n, ignoreEOS: true)
+    }
+
+    @Test func sixteenAtOnceEqualEachAlone() async throws {
+        guard let e = try engineOrSkip() else { return }
+        let requests = Self.prompts.map { greedy(e, $0) }
+        let alone = try requests.map { try e.generate($0).tokens }
+        var options = BatchEngine.Options()
+        options.kvCacheBytes = 64 << 20
+        let engine = try BatchEngine(engine: e, options: options)
+        defer { engine.shutdown() }
+        let batched = try await Self.runAll(engine, requests)
+        for i in requests.indices { #expect(batched[i].tokens == alone[i], "request \(i): \(Self.prompts[i])") }
+        // They really ran together: far fewer steps than the 16 x 24 tokens one at a time would take.
+        #expect(engine.engineStats.steps < 100, "\(engine.engineStats.steps) steps")
+        // Sampled requests too: the same seed gives the same tokens whatever runs beside.
+        let sampled = Self.prompts.prefix(6).enumerated().map { i, p in
+            GenerationRequest(promptTokens: e.encode(p), maxTokens: 16,
+                              sampling: SamplingParameters(temperature: 0.9, topP: 0.95, seed: UInt64(i)), ignoreEOS: true)
+        }
+        let sampledAlone = try sampled.map { try e.generate($0).tokens }
+        let sampledBatched = try await Self.runAll(engine, sampled + requests.prefix(6))
+        for i in sampled.indices { #expect(sampledBatched[i].tokens == sampledAlone[i], "sampled \(i)") }
+        try await Self.waitUntilIdle(engine)
+        #expect(engine.engineStats.kvBlocksUsed == 0)
+    }
+
+    @Test func tinyPoolPreemptsAndEveryRequestCompletesCorrectly() async throws {
+        guard let e = try engineOrSkip() else { return }
+        let requests = Self.prompts.prefix(8).map { greedy(e, $0, 40) }
+        let alone = try requests.map { try e.generate($0).tokens }
+        var options = BatchEngine.Options()
+        // 6 blocks of 16 positions: one request needs up to 4, so eight cannot all fit.
+        options.kvCacheBytes = 6 * KVBlockStorage.bytesPerBlock(layers: e.model.config.layerCount, kvDim: e.model.config.kvDim)
+        options.prefixCaching = false
+        let engine = try BatchEngine(engine: e, options: options)
+        defer { engine.shutdown() }
+        let batched = try await Self.runAll(engine, requests)
+        for i in requests.indices { #expect(batched[i].tokens == alone[i], "request \(i)") }
+        try await Self.waitUntilIdle(engine)
+        let stats = engine.engineStats
+        #expect(stats.preemptions > 0, "the pool is too small for all of them: some must have been preempted")
+        #expect(stats.kvBlocksUsed == 0)
+        // A request that could never fit is refused up front, not left waiting.
+        #expect(throws: EngineError.self) {
+            _ = try engine.submit(GenerationRequest(promptTokens: e.encode("Hi"), maxTokens: 200))
+        }
+    }
+
+    @Test func cancelledRequestsGiveTheirBlocksBack() async throws {
+        guard let e = try engineOrSkip() else { return }
+        var options = BatchEngine.Options()
+        options.kvCacheBytes = 64 << 20
+        let engine = try BatchEngine(engine: e, options: options)
+        defer { engine.shutdown() }
+        // Consumers that stop reading after a few tokens, and ones cancelled before they start.
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for (i, p) in Self.prompts.prefix(8).enumerated() {
+                let stream = try engine.submit(GenerationRequest(promptTokens: e.encode(p), maxTokens: 500, ignoreEOS: true))
+                group.addTask {
+                    var seen = 0
+                    for try await event in stream {
+                        if case .step = event { seen += 1 }
+                        if seen == 2 + i { break }
+                    }
+                }
+            }
+            try await group.waitForAll()
+        }
+        let never = Task {
+            let stream = try engine.submit(GenerationRequest(promptTokens: e.encode("Hello"), maxTokens: 500, ignoreEOS: true))
+            for try await _ in stream {}
+        }
+        never.cancel()
+        _ = await never.result
+        try await Self.waitUntilIdle(engine)
+        let stats = engine.engineStats
+        #expect(stats.kvBlocksUsed == 0, "every block is back in the pool: \(stats)")
+        #expect(stats.cancelled >= 8)
+    }
+
+    @Test func sharedPrefixIsReusedAndChangesNothing() async throws {
+        guard let e = try engineOrSkip() else { return }
+        let system = "You are a careful assistant. " + String(repeating: "Answer briefly and precisely. ", count: 12)
+        func chat(_ q: String) throws -> GenerationRequest {
+            GenerationRequest(promptTokens: try e.chatTokens([ChatMessage(role: "system", content: system),
+                                                              ChatMessage(role: "user", content: q)]),
+                              maxTokens: 12, ignoreEOS: true)
+        }
+        let first = try chat("What is 2 + 2?"), second = try chat("Name a colour.")
+        let aloneSecond = try e.generate(second).tokens
+        var options = BatchEngine.Options()
+        options.kvCacheBytes = 64 << 20
+        let engine = try BatchEngine(engine: e, options: options)
+        defer { engine.shutdown() }
+        _ = try await Self.runAll(engine, [first])
+        let r = try await Self.runAll(engine, [second])[0]
+        #expect(r.tokens == aloneSecond)
+        let blocks = second.promptTokens.count / 16
+        #expect(r.cachedPromptTokens >= 16 * (blocks - 2), "most of the shared system prompt came from the cache")
+        let stats = engine.engineStats
+        #expect(stats.prefixHits > 0 && stats.prefixHitRate > 0)
+        // The same request again: everything but its last block is cached.
+        let again = try await Self.runAll(engine, [second])[0]
+        #expect(again.tokens == aloneSecond)
+        #expect(again.cachedPromptTokens == (second.promptTokens.count - 1) / 16 * 16)
+        try await Self.waitUntilIdle(engine)
+        #expect(engine.engineStats.kvBlocksUsed == 0)
+    }
+
+    @Test func promptLogprobsMatchTheSingleSequenceEngine() async throws {
+        guard let e = try engineOrSkip() else { return }
+        let prompt = e.encode(String(repeating: "one two three four five six seven eight nine ten ", count: 12))
+        let request = GenerationRequest(promptTokens: prompt, maxTokens: 3, logprobs: 2, promptLogprobs: true)
+        let alone = try e.generate(request)
+        var options = BatchEngine.Options()
+        options.kvCacheBytes = 64 << 20
+        let engine = try BatchEngine(engine: e, options: options)
+        defer { engine.shutdown() }
+        let results = try await Self.runAll(engine, [request, greedy(e, "Hello there"), request])
+        for r in [results[0], results[2]] {
+            #expect(r.tokens == alone.tokens)
+            #expect(r.promptLogprobs.count == prompt.count - 1)
+            #expect(r.promptLogprobs == alone.promptLogprobs)
+            #expect(r.logprobs == alone.logprobs)
+        }
+    }
+
+    @Test func higherPriorityRunsFirst() async throws {
+        guard let e = try engineOrSkip() else { return }
+        var options = BatchEngine.Options()
+        options.kvCacheBytes = 64 << 20
+        options.maxSequences = 1
+        let engine = try BatchEngine(engine: e, options: options)
+        defer { engine.shutdown() }
+        let requests = (0..<4).map { greedy(e, Self.prompts[$0], 6) }
+        // All four arrive before the engine takes any: the last has the highest priority.
+        let results = try await Self.runAll(engine, requests, priorities: [0, 0, 0, 5])
+        let order = results.indices.sorted { results[$0].timeToFirstToken < results[$1].timeToFirstToken }
+        #expect(order.first == 3 || order.first == 0, "the first may already be running; then the urgent one is next")
+        if order.first == 0 { #expect(order[1] == 3) }
+    }
+}

@@ -84,10 +84,10 @@ static void attention(ck_pool *pool, int portable, const float *q, float *out, i
     atomic_init(&c.next_unit, 0);
     if (c.units == 0) return;
 #ifdef CK_X86
-    if (!portable && ck_has_avx2()) { ck_pool_run(pool, attn_task_avx2, &c); return; }
+    if (!portable && ck_has_avx2()) { ck_pool_run_dynamic(pool, attn_task_avx2, &c); return; }
 #endif
     (void)portable;
-    ck_pool_run(pool, attn_task_generic, &c);
+    ck_pool_run_dynamic(pool, attn_task_generic, &c);
 }
 
 void ck_attention(ck_pool *pool, const float *q, float *out, int n_seq, const ck_attn_seq *seqs, const uint16_t *k,

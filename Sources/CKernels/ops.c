@@ -1,5 +1,6 @@
 #include "internal.h"
 #include <stdlib.h>
+#include <stdatomic.h>
 #include <time.h>
 #include "ggml_exact.h"
 #ifdef CK_X86
@@ -11,6 +12,8 @@ typedef struct {
     int wt; const char *w; size_t w_stride; int rows; int k;
     const char *x; size_t x_stride; int cols; float *y; int ldy;
 } matmul_ctx;
+
+typedef struct { const matmul_ctx *m; int count; ck_ranges ranges; } matmul_job;
 
 #define ROW_BLOCK 16
 _Static_assert(ROW_BLOCK % 8 == 0, "packed groups of 8 rows must not straddle row blocks");
@@ -78,28 +81,31 @@ static void matmul_blocks(const matmul_ctx *c, int b0, int b1) {
     }
 }
 
+static int row_blocks(const matmul_ctx *m) { return (m->rows + ROW_BLOCK - 1) / ROW_BLOCK; }
+
+// Row blocks of all the job's matrices in one sequence, shared out with stealing: each thread
+// streams its own stretch of weights, and one that falls behind (or never wakes) loses its tail.
 static void matmul_task(void *p, int ith, int nth) {
-    const matmul_ctx *c = p;
-    const int nblocks = (c->rows + ROW_BLOCK - 1) / ROW_BLOCK;
-    matmul_blocks(c, (int)((long)nblocks * ith / nth), (int)((long)nblocks * (ith + 1) / nth));
+    (void)nth;
+    matmul_job *job = p;
+    int g0, g1;
+    while (ck_ranges_next(&job->ranges, ith, 1, &g0, &g1)) {
+        int base = 0;
+        for (int i = 0; i < job->count; i++) {
+            const int nb = row_blocks(&job->m[i]);
+            const int lo = g0 > base ? g0 - base : 0, hi = g1 - base < nb ? g1 - base : nb;
+            if (lo < hi) matmul_blocks(&job->m[i], lo, hi);
+            base += nb;
+        }
+    }
 }
 
-// Several matrices against the same activations in one dispatch: row blocks of all of them are
-// dealt out together, so threads stay busy across matrix boundaries and the pool syncs once.
-typedef struct { const matmul_ctx *m; int count; } matmul_multi_ctx;
-
-static void matmul_multi_task(void *p, int ith, int nth) {
-    const matmul_multi_ctx *mc = p;
+static void run_matmuls(ck_pool *pool, const matmul_ctx *m, int count) {
+    matmul_job job = { m, count };
     int total = 0;
-    for (int i = 0; i < mc->count; i++) total += (mc->m[i].rows + ROW_BLOCK - 1) / ROW_BLOCK;
-    const int g0 = (int)((long)total * ith / nth), g1 = (int)((long)total * (ith + 1) / nth);
-    int base = 0;
-    for (int i = 0; i < mc->count; i++) {
-        const int nb = (mc->m[i].rows + ROW_BLOCK - 1) / ROW_BLOCK;
-        const int lo = g0 > base ? g0 - base : 0, hi = g1 - base < nb ? g1 - base : nb;
-        if (lo < hi) matmul_blocks(&mc->m[i], lo, hi);
-        base += nb;
-    }
+    for (int i = 0; i < count; i++) total += row_blocks(&m[i]);
+    ck_ranges_init(&job.ranges, total, ck_pool_size(pool));
+    ck_pool_run_dynamic(pool, matmul_task, &job);
 }
 
 void ck_matmul_multi(ck_pool *pool, int count, const int *wt, const void *const *w, const size_t *w_stride,
@@ -109,28 +115,28 @@ void ck_matmul_multi(ck_pool *pool, int count, const int *wt, const void *const 
     for (int i = 0; i < count; i++) {
         m[i] = (matmul_ctx){ wt[i], w[i], w_stride[i], rows[i], k, x, x_stride, cols, y[i], ldy[i] };
     }
-    matmul_multi_ctx mc = { m, count };
-    ck_pool_run(pool, matmul_multi_task, &mc);
+    run_matmuls(pool, m, count);
 }
 
 void ck_matmul(ck_pool *pool, int wt, const void *w, size_t w_stride, int rows, int k,
                const void *x, size_t x_stride, int cols, float *y, int ldy) {
     matmul_ctx c = { wt, w, w_stride, rows, k, x, x_stride, cols, y, ldy };
-    ck_pool_run(pool, matmul_task, &c);
+    run_matmuls(pool, &c, 1);
 }
 
-typedef struct { int vt; const float *x; int ldx; int cols; int k; char *y; size_t stride; } quant_ctx;
+typedef struct { int vt; const float *x; int ldx; int cols; int k; char *y; size_t stride; _Atomic int next; } quant_ctx;
 
 static void quant_task(void *p, int ith, int nth) {
-    const quant_ctx *c = p;
-    for (int col = ith; col < c->cols; col += nth)
+    (void)ith; (void)nth;
+    quant_ctx *c = p;
+    for (int col; (col = atomic_fetch_add_explicit(&c->next, 1, memory_order_relaxed)) < c->cols;)
         ck_quantize_row(c->vt, c->x + (size_t)col * c->ldx, c->y + (size_t)col * c->stride, c->k);
 }
 
 void ck_quantize_rows(ck_pool *pool, int vt, const float *x, int ldx, int cols, int k, void *y, size_t stride) {
-    quant_ctx c = { vt, x, ldx, cols, k, y, stride };
-    if (cols == 1) { quant_task(&c, 0, 1); return; }
-    ck_pool_run(pool, quant_task, &c);
+    quant_ctx c = { vt, x, ldx, cols, k, y, stride, 0 };
+    if (cols < 4) { quant_task(&c, 0, 1); return; }
+    ck_pool_run_dynamic(pool, quant_task, &c);
 }
 
 // ---- elementwise ----

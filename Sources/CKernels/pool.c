@@ -3,6 +3,7 @@
 #include <stdatomic.h>
 #include <sched.h>
 #include <stdlib.h>
+#include <time.h>
 #if defined(__x86_64__)
 #include <immintrin.h>
 #define CPU_RELAX() _mm_pause()
@@ -10,8 +11,9 @@
 #define CPU_RELAX() ((void)0)
 #endif
 
-// Workers spin briefly for the next job (ops come back to back during a forward pass), then sleep.
-#define SPIN_LIMIT (1 << 17)
+// Workers spin for the next job for about this long (ops come back to back during a forward pass),
+// then sleep on a condition variable.
+#define SPIN_NS 200000
 
 struct ck_pool {
     int n;
@@ -19,35 +21,67 @@ struct ck_pool {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     _Atomic int generation;
-    _Atomic int done;
+    _Atomic int sleepers;
     _Atomic int stop;
+    // The current job. Static jobs need every thread index to run; dynamic jobs share out work
+    // themselves, so the caller waits only for workers that joined while the job was open.
     ck_task_fn fn;
     void *ctx;
+    int dynamic;
+    int job;  // numbers jobs, so a worker runs each at most once
+    _Atomic int open;
+    _Atomic int active;
+    _Atomic int done;
 };
 
 typedef struct { ck_pool *pool; int index; } worker_arg;
+
+static inline uint64_t now_ns(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
+}
 
 static void *worker_main(void *p) {
     worker_arg *arg = p;
     ck_pool *pool = arg->pool;
     const int index = arg->index;
     free(arg);
-    int seen = 0;
+    int seen = 0, last_job = 0;
     for (;;) {
         int g = atomic_load_explicit(&pool->generation, memory_order_acquire);
-        for (int spins = 0; g == seen && spins < SPIN_LIMIT; spins++) {
-            if (spins < (1 << 14)) CPU_RELAX(); else sched_yield();
-            g = atomic_load_explicit(&pool->generation, memory_order_acquire);
+        if (g == seen) {
+            const uint64_t until = now_ns() + SPIN_NS;
+            for (int spins = 0; g == seen; spins++) {
+                CPU_RELAX();
+                if ((spins & 255) == 255) {
+                    if (now_ns() > until) break;
+                    sched_yield();
+                }
+                g = atomic_load_explicit(&pool->generation, memory_order_acquire);
+            }
         }
         if (g == seen) {
             pthread_mutex_lock(&pool->mu);
+            atomic_fetch_add(&pool->sleepers, 1);
             while ((g = atomic_load(&pool->generation)) == seen) pthread_cond_wait(&pool->cv, &pool->mu);
+            atomic_fetch_sub(&pool->sleepers, 1);
             pthread_mutex_unlock(&pool->mu);
         }
         seen = g;
         if (atomic_load(&pool->stop)) return NULL;
-        pool->fn(pool->ctx, index, pool->n);
-        atomic_fetch_add_explicit(&pool->done, 1, memory_order_release);
+        atomic_fetch_add(&pool->active, 1);
+        // While the job is open and we are active, the caller leaves fn, ctx and job alone.
+        if (atomic_load(&pool->open) && pool->job != last_job) {
+            last_job = pool->job;
+            if (pool->dynamic) {
+                pool->fn(pool->ctx, index, pool->n);
+            } else {
+                pool->fn(pool->ctx, index, pool->n);
+                atomic_fetch_add_explicit(&pool->done, 1, memory_order_release);
+            }
+        }
+        atomic_fetch_sub(&pool->active, 1);
     }
 }
 
@@ -75,20 +109,43 @@ ck_pool *ck_pool_create(int n) {
 
 int ck_pool_size(const ck_pool *pool) { return pool ? pool->n : 1; }
 
-void ck_pool_run(ck_pool *pool, ck_task_fn fn, void *ctx) {
-    if (!pool || pool->n == 1) { fn(ctx, 0, 1); return; }
+static void post(ck_pool *pool, ck_task_fn fn, void *ctx, int dynamic) {
     pool->fn = fn;
     pool->ctx = ctx;
+    pool->dynamic = dynamic;
+    pool->job++;
     atomic_store_explicit(&pool->done, 0, memory_order_relaxed);
-    pthread_mutex_lock(&pool->mu);
+    atomic_store(&pool->open, 1);
     atomic_fetch_add_explicit(&pool->generation, 1, memory_order_release);
-    pthread_cond_broadcast(&pool->cv);
-    pthread_mutex_unlock(&pool->mu);
-    fn(ctx, 0, pool->n);
-    // Spin briefly, then yield: with more threads than free cores a pure spin would starve the workers.
-    for (int spins = 0; atomic_load_explicit(&pool->done, memory_order_acquire) < pool->n - 1; spins++) {
-        if (spins < (1 << 14)) CPU_RELAX(); else sched_yield();
+    if (atomic_load(&pool->sleepers) > 0) {
+        pthread_mutex_lock(&pool->mu);
+        pthread_cond_broadcast(&pool->cv);
+        pthread_mutex_unlock(&pool->mu);
     }
+}
+
+// Spin briefly, then yield: with more threads than free cores a pure spin would starve the others.
+#define WAIT_UNTIL(cond)                                                        \
+    for (int spins = 0; !(cond); spins++) {                                     \
+        if (spins < (1 << 12)) CPU_RELAX(); else sched_yield();                 \
+    }
+
+void ck_pool_run(ck_pool *pool, ck_task_fn fn, void *ctx) {
+    if (!pool || pool->n == 1) { fn(ctx, 0, 1); return; }
+    post(pool, fn, ctx, 0);
+    fn(ctx, 0, pool->n);
+    WAIT_UNTIL(atomic_load_explicit(&pool->done, memory_order_acquire) >= pool->n - 1)
+    atomic_store(&pool->open, 0);
+    WAIT_UNTIL(atomic_load(&pool->active) == 0)
+}
+
+void ck_pool_run_dynamic(ck_pool *pool, ck_task_fn fn, void *ctx) {
+    if (!pool || pool->n == 1) { fn(ctx, 0, 1); return; }
+    post(pool, fn, ctx, 1);
+    fn(ctx, 0, pool->n);
+    // All work is claimed; wait only for workers still inside fn (a late one sees the job closed).
+    atomic_store(&pool->open, 0);
+    WAIT_UNTIL(atomic_load(&pool->active) == 0)
 }
 
 void ck_pool_destroy(ck_pool *pool) {
@@ -103,4 +160,50 @@ void ck_pool_destroy(ck_pool *pool) {
     pthread_cond_destroy(&pool->cv);
     free(pool->threads);
     free(pool);
+}
+
+// ---- work ranges with stealing ----
+
+void ck_ranges_init(ck_ranges *r, int units, int threads) {
+    if (threads < 1) threads = 1;
+    if (threads > CK_RANGE_SLOTS) threads = CK_RANGE_SLOTS;
+    r->slots = threads;
+    for (int t = 0; t < threads; t++) {
+        const uint64_t lo = (uint64_t)((long)units * t / threads), hi = (uint64_t)((long)units * (t + 1) / threads);
+        atomic_init(&r->slot[t].range, hi << 32 | lo);
+    }
+}
+
+int ck_ranges_next(ck_ranges *r, int ith, int grain, int *begin, int *end) {
+    if (grain < 1) grain = 1;
+    if (ith < r->slots) {
+        _Atomic uint64_t *s = &r->slot[ith].range;
+        uint64_t v = atomic_load_explicit(s, memory_order_relaxed);
+        for (;;) {
+            const uint32_t lo = (uint32_t)v, hi = (uint32_t)(v >> 32);
+            if (lo >= hi) break;
+            const uint32_t nl = hi - lo > (uint32_t)grain ? lo + (uint32_t)grain : hi;
+            if (atomic_compare_exchange_weak(s, &v, (uint64_t)hi << 32 | nl)) {
+                *begin = (int)lo;
+                *end = (int)nl;
+                return 1;
+            }
+        }
+    }
+    for (int j = 1; j <= r->slots; j++) {
+        const int victim = (ith + j) % r->slots;
+        _Atomic uint64_t *s = &r->slot[victim].range;
+        uint64_t v = atomic_load_explicit(s, memory_order_relaxed);
+        for (;;) {
+            const uint32_t lo = (uint32_t)v, hi = (uint32_t)(v >> 32);
+            if (lo >= hi) break;
+            const uint32_t nh = hi - lo > (uint32_t)grain ? hi - (uint32_t)grain : lo;
+            if (atomic_compare_exchange_weak(s, &v, (uint64_t)nh << 32 | lo)) {
+                *begin = (int)nh;
+                *end = (int)hi;
+                return 1;
+            }
+        }
+    }
+    return 0;
 }

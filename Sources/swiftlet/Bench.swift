@@ -24,6 +24,9 @@ struct Bench: ParsableCommand {
     @Flag(name: .long, help: "Measure streaming-read memory bandwidth instead (1 GiB buffer, best of 5).")
     var memory = false
 
+    @Option(name: .long, help: "Run this many sequences at once through the batching engine and report aggregate decode tokens/s.")
+    var batch: Int = 1
+
     @Option(name: .long, help: "Use at most this kernel instruction set: \(CPUFeatures.ISA.allCases.map(\.name).joined(separator: ", ")).")
     var isa: String?
 
@@ -42,8 +45,8 @@ struct Bench: ParsableCommand {
     }
 
     func validate() throws {
-        guard promptTokens >= 1, genTokens >= 1, `repeat` >= 1 else {
-            throw ValidationError("--prompt-tokens, --gen-tokens and --repeat must be >= 1")
+        guard promptTokens >= 1, genTokens >= 1, `repeat` >= 1, batch >= 1 else {
+            throw ValidationError("--prompt-tokens, --gen-tokens, --repeat and --batch must be >= 1")
         }
         if let isa, !CPUFeatures.ISA.allCases.contains(where: { $0.name == isa }) {
             throw ValidationError("--isa must be one of \(CPUFeatures.ISA.allCases.map(\.name).joined(separator: ", "))")
@@ -68,6 +71,10 @@ struct Bench: ParsableCommand {
             // A deterministic prompt of ordinary text tokens.
             let text = String(repeating: "The quick brown fox jumps over the lazy dog while the river flows to the sea. ", count: 1 + promptTokens / 8)
             let prompt = Array(engine.encode(text).prefix(promptTokens))
+            if batch > 1 {
+                try benchBatch(engine, prompt: prompt)
+                return
+            }
             var prefill: [Double] = [], decode: [Double] = [], ttft: [Double] = []
             let model = engine.model
             var logits: [Float] = []
@@ -110,5 +117,55 @@ struct Bench: ParsableCommand {
                     report.time_to_first_token_ms, report.peak_rss_mb, report.threads, report.simd))
             }
         }
+    }
+
+    /// `batch` sequences submitted together to the batching engine (prefix cache off, so each computes
+    /// its prompt): prefill of all, then aggregate decode tokens/s while all of them generate.
+    private func benchBatch(_ engine: InferenceEngine, prompt: [Int]) throws {
+        var options = BatchEngine.Options()
+        options.prefixCaching = false
+        options.maxSequences = batch
+        options.kvCacheBytes = batch * (prompt.count + genTokens + 32) * 2 * 2 * engine.model.config.layerCount
+            * engine.model.config.kvDim
+        let service = try BatchEngine(engine: engine, options: options)
+        defer { service.shutdown() }
+        final class Times: @unchecked Sendable {
+            private let lock = NSLock()
+            private(set) var firstTokens: [UInt64] = [], ends: [UInt64] = []
+            func record(first: UInt64, end: UInt64) {
+                lock.withLock {
+                    firstTokens.append(first)
+                    ends.append(end)
+                }
+            }
+        }
+        var results: [(prefill: Double, decode: Double)] = []
+        for _ in 0..<`repeat` {
+            let times = Times()
+            let done = DispatchGroup()
+            let start = DispatchTime.now().uptimeNanoseconds
+            for _ in 0..<batch {
+                let stream = try service.submit(GenerationRequest(promptTokens: prompt, maxTokens: genTokens, ignoreEOS: true))
+                done.enter()
+                Task {
+                    var first: UInt64?
+                    for try await event in stream {
+                        if case .step = event, first == nil { first = DispatchTime.now().uptimeNanoseconds }
+                    }
+                    let end = DispatchTime.now().uptimeNanoseconds
+                    times.record(first: first ?? end, end: end)
+                    done.leave()
+                }
+            }
+            done.wait()
+            let lastFirst = times.firstTokens.max()!, lastEnd = times.ends.max()!
+            results.append((Double(batch * prompt.count) / (Double(lastFirst - start) / 1e9),
+                            Double(batch * (genTokens - 1)) / (Double(lastEnd - lastFirst) / 1e9)))
+        }
+        let prefill = results.map(\.prefill).sorted()[results.count / 2]
+        let decode = results.map(\.decode).sorted()[results.count / 2]
+        writeOut(String(format: "%@: %d sequences at once: prefill %.1f tok/s, aggregate decode %.1f tok/s (%d threads, %@)\n",
+                        engine.modelName, batch, prefill, decode, modelOptions.threads ?? ThreadPoolDefaults.threads,
+                        CPUFeatures.description))
     }
 }

@@ -72,6 +72,19 @@ void ck_pool_destroy(ck_pool *pool);
 int ck_pool_size(const ck_pool *pool);
 // Runs fn(ctx, i, n) for i in [0, n) on the pool's threads (the caller is thread 0) and waits.
 void ck_pool_run(ck_pool *pool, ck_task_fn fn, void *ctx);
+// Runs fn(ctx, i, n) on the caller and on whichever workers join while it runs; fn must share out
+// its work itself (e.g. with ck_ranges) and return when none is left. Returns once every thread
+// in fn has left it, without waiting for workers that are late (descheduled, asleep).
+void ck_pool_run_dynamic(ck_pool *pool, ck_task_fn fn, void *ctx);
+
+// Units [0, n) dealt as one contiguous range per thread: each thread takes `grain` units at a time
+// from the front of its own range, then steals from the back of the others'.
+#define CK_RANGE_SLOTS 64
+typedef struct { _Atomic uint64_t range; char pad[56]; } ck_range_slot;
+typedef struct { ck_range_slot slot[CK_RANGE_SLOTS]; int slots; } ck_ranges;
+void ck_ranges_init(ck_ranges *r, int units, int threads);
+// The next units [*begin, *end) for thread ith; 0 when all are taken.
+int ck_ranges_next(ck_ranges *r, int ith, int grain, int *begin, int *end);
 
 // ---- operations (parallel over the pool) ----
 // Y[c * ldy + r] = dot(W row r, X row c) for r < rows, c < cols.

@@ -88,8 +88,10 @@ static int row_blocks(const matmul_ctx *m) { return (m->rows + ROW_BLOCK - 1) / 
 static void matmul_task(void *p, int ith, int nth) {
     (void)nth;
     matmul_job *job = p;
+    // A single activation row makes a row block a fraction of a microsecond: take several at a time.
+    const int grain = job->m[0].cols >= 4 ? 1 : 4;
     int g0, g1;
-    while (ck_ranges_next(&job->ranges, ith, 1, &g0, &g1)) {
+    while (ck_ranges_next(&job->ranges, ith, grain, &g0, &g1)) {
         int base = 0;
         for (int i = 0; i < job->count; i++) {
             const int nb = row_blocks(&job->m[i]);
@@ -106,6 +108,31 @@ static void run_matmuls(ck_pool *pool, const matmul_ctx *m, int count) {
     for (int i = 0; i < count; i++) total += row_blocks(&m[i]);
     ck_ranges_init(&job.ranges, total, ck_pool_size(pool));
     ck_pool_run_dynamic(pool, matmul_task, &job);
+}
+
+void ck_matmul_prefetch(ck_pool *pool, int count, const void *const *w, const size_t *w_stride, const int *rows) {
+    const int n = ck_pool_size(pool);
+    int total = 0;
+    for (int i = 0; i < count; i++) total += (rows[i] + ROW_BLOCK - 1) / ROW_BLOCK;
+    for (int t = 0; t < n && t < CK_RANGE_SLOTS; t++) {
+        // The row blocks ck_ranges_init will deal thread t, as byte ranges of the matrices.
+        const int g0 = (int)((long)total * t / n), g1 = (int)((long)total * (t + 1) / n);
+        const void *base[4];
+        size_t bytes[4];
+        int segments = 0, first = 0;
+        for (int i = 0; i < count && segments < 4; i++) {
+            const int nb = (rows[i] + ROW_BLOCK - 1) / ROW_BLOCK;
+            const int lo = g0 > first ? g0 - first : 0, hi = g1 - first < nb ? g1 - first : nb;
+            if (lo < hi) {
+                const int r0 = lo * ROW_BLOCK, r1 = hi * ROW_BLOCK < rows[i] ? hi * ROW_BLOCK : rows[i];
+                base[segments] = (const char *)w[i] + (size_t)r0 * w_stride[i];
+                bytes[segments] = (size_t)(r1 - r0) * w_stride[i];
+                segments++;
+            }
+            first += nb;
+        }
+        ck_pool_prefetch(pool, t, segments, base, bytes);
+    }
 }
 
 void ck_matmul_multi(ck_pool *pool, int count, const int *wt, const void *const *w, const size_t *w_stride,

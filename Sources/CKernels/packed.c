@@ -107,6 +107,10 @@ void ck_unpack_row(int pt, const void *packed, int k, int row, void *out) {
     }
 }
 
+#ifndef PACKED_PREFETCH
+#define PACKED_PREFETCH 2048
+#endif
+
 #ifdef CK_X86
 // Prefill tiles: 2 activation rows; 2 row pairs at a time with 16 registers, all 4 with 32.
 #define PREFILL_COLS 2

@@ -13,6 +13,11 @@
 
 TILE __m256 NAME(lanes_to_float)(__m256i v) { return _mm256_cvtepi32_ps(v); }
 
+// Every cache line of the block PACKED_PREFETCH bytes ahead in this group's weight stream.
+TILE void NAME(prefetch_ahead)(const void *block, const int bytes) {
+    for (int o = 0; o < bytes; o += 64) _mm_prefetch((const char *)block + PACKED_PREFETCH + o, _MM_HINT_T0);
+}
+
 // ((v0+v4)+(v2+v6)) + ((v1+v5)+(v3+v7)) of one row, given t = its lanes 0-3 + lanes 4-7.
 TILE float NAME(finish4)(__m128 r) {
     r = _mm_add_ps(r, _mm_movehl_ps(r, r));
@@ -40,7 +45,7 @@ TILE void NAME(q4_1x8_tile)(int nb, const block_q4_1x8 *w, const block_q8_1 *con
     const __m256i low = _mm256_set1_epi8(0x0F);
     for (int i = 0; i < nb; i++) {
         const block_q4_1x8 *b = w + i;
-        _mm_prefetch((const char *)b + 1024, _MM_HINT_T0);
+        NAME(prefetch_ahead)(b, sizeof *b);
         const __m256 d8 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)b->d));
         const __m256 m8 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)b->m));
         __m256i xlo[4], xhi[4];
@@ -85,7 +90,7 @@ TILE void NAME(q4_0x8_tile)(int nb, const block_q4_0x8 *w, const block_q8_0 *con
     const __m256i low = _mm256_set1_epi8(0x0F), eight = _mm256_set1_epi8(8);
     for (int i = 0; i < nb; i++) {
         const block_q4_0x8 *b = w + i;
-        _mm_prefetch((const char *)b + 1024, _MM_HINT_T0);
+        NAME(prefetch_ahead)(b, sizeof *b);
         const __m256 d8 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)b->d));
         __m256i xlo[4], xhi[4], clo[4], chi[4];
         __m256 dd[4];
@@ -127,8 +132,7 @@ TILE void NAME(q8_0x8_tile)(int nb, const block_q8_0x8 *w, const block_q8_0 *con
     const __m256i bias = _mm256_set1_epi8((char)0x80);
     for (int i = 0; i < nb; i++) {
         const block_q8_0x8 *b = w + i;
-        _mm_prefetch((const char *)b + 1024, _MM_HINT_T0);
-        _mm_prefetch((const char *)b + 1088, _MM_HINT_T0);
+        NAME(prefetch_ahead)(b, sizeof *b);
         const __m256 d8 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)b->d));
         __m256i xq[4], corr[4];
         __m256 dd[4];

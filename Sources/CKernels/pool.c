@@ -15,6 +15,20 @@
 // then sleep on a condition variable.
 #define SPIN_NS 200000
 
+// Weights a thread will read in the next matmul, to pull into its cache while it would otherwise
+// wait (the caller's serial work, attention stragglers): memory is otherwise idle then.
+#define PF_SEGMENTS 4
+// Plans are rewritten while their thread may read them; a torn read costs only useless
+// prefetches (they never fault), and the fields are atomics so that it is no data race.
+typedef struct {
+    _Atomic int gen;
+    _Atomic int count;
+    _Atomic(const char *) base[PF_SEGMENTS];
+    _Atomic size_t bytes[PF_SEGMENTS];
+    char pad[64];
+} pf_plan;
+typedef struct { int gen, seg; size_t at; } pf_cursor;
+
 struct ck_pool {
     int n;
     pthread_t *threads;
@@ -32,9 +46,31 @@ struct ck_pool {
     _Atomic int open;
     _Atomic int active;
     _Atomic int done;
+    pf_plan *plans;
+    pf_cursor caller_cursor;  // the calling thread's (index 0) place in its plan
 };
 
 typedef struct { ck_pool *pool; int index; } worker_arg;
+
+// Prefetches the next few lines of thread t's plan; 0 when there is nothing (left) to prefetch.
+static int prefetch_step(ck_pool *pool, int t, pf_cursor *c) {
+    pf_plan *p = &pool->plans[t];
+    const int g = atomic_load_explicit(&p->gen, memory_order_acquire);
+    if (g != c->gen) { c->gen = g; c->seg = 0; c->at = 0; }
+    const int count = atomic_load_explicit(&p->count, memory_order_relaxed);
+    while (c->seg < count && c->at >= atomic_load_explicit(&p->bytes[c->seg], memory_order_relaxed)) { c->seg++; c->at = 0; }
+    if (c->seg >= count) return 0;
+    const char *b = atomic_load_explicit(&p->base[c->seg], memory_order_relaxed) + c->at;
+    for (int o = 0; o < 512; o += 64) {
+#if defined(__x86_64__)
+        _mm_prefetch(b + o, _MM_HINT_T1);
+#else
+        __builtin_prefetch(b + o, 0, 2);
+#endif
+    }
+    c->at += 512;
+    return 1;
+}
 
 static inline uint64_t now_ns(void) {
     struct timespec t;
@@ -48,16 +84,14 @@ static void *worker_main(void *p) {
     const int index = arg->index;
     free(arg);
     int seen = 0, last_job = 0;
+    pf_cursor cursor = { -1, 0, 0 };
     for (;;) {
         int g = atomic_load_explicit(&pool->generation, memory_order_acquire);
         if (g == seen) {
             const uint64_t until = now_ns() + SPIN_NS;
             for (int spins = 0; g == seen; spins++) {
-                CPU_RELAX();
-                if ((spins & 255) == 255) {
-                    if (now_ns() > until) break;
-                    sched_yield();
-                }
+                if (!prefetch_step(pool, index, &cursor)) CPU_RELAX();
+                if ((spins & 255) == 255 && now_ns() > until) break;
                 g = atomic_load_explicit(&pool->generation, memory_order_acquire);
             }
         }
@@ -94,6 +128,8 @@ ck_pool *ck_pool_create(int n) {
     pthread_mutex_init(&pool->mu, NULL);
     pthread_cond_init(&pool->cv, NULL);
     pool->threads = calloc((size_t)n, sizeof(pthread_t));
+    pool->plans = calloc((size_t)n, sizeof(pf_plan));
+    pool->caller_cursor = (pf_cursor){ -1, 0, 0 };
     for (int i = 1; i < n; i++) {
         worker_arg *arg = malloc(sizeof(worker_arg));
         arg->pool = pool;
@@ -124,11 +160,25 @@ static void post(ck_pool *pool, ck_task_fn fn, void *ctx, int dynamic) {
     }
 }
 
-// Spin briefly, then yield: with more threads than free cores a pure spin would starve the others.
+// Spin briefly (prefetching the caller's plan), then yield: with more threads than free cores a
+// pure spin would starve the others.
 #define WAIT_UNTIL(cond)                                                        \
     for (int spins = 0; !(cond); spins++) {                                     \
+        if (prefetch_step(pool, 0, &pool->caller_cursor)) continue;             \
         if (spins < (1 << 12)) CPU_RELAX(); else sched_yield();                 \
     }
+
+void ck_pool_prefetch(ck_pool *pool, int thread, int segments, const void *const *base, const size_t *bytes) {
+    if (!pool || thread < 0 || thread >= pool->n) return;
+    pf_plan *p = &pool->plans[thread];
+    if (segments > PF_SEGMENTS) segments = PF_SEGMENTS;
+    for (int i = 0; i < segments; i++) {
+        atomic_store_explicit(&p->base[i], (const char *)base[i], memory_order_relaxed);
+        atomic_store_explicit(&p->bytes[i], bytes[i], memory_order_relaxed);
+    }
+    atomic_store_explicit(&p->count, segments, memory_order_relaxed);
+    atomic_fetch_add_explicit(&p->gen, 1, memory_order_release);
+}
 
 void ck_pool_run(ck_pool *pool, ck_task_fn fn, void *ctx) {
     if (!pool || pool->n == 1) { fn(ctx, 0, 1); return; }
@@ -159,6 +209,7 @@ void ck_pool_destroy(ck_pool *pool) {
     pthread_mutex_destroy(&pool->mu);
     pthread_cond_destroy(&pool->cv);
     free(pool->threads);
+    free(pool->plans);
     free(pool);
 }
 

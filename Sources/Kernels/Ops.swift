@@ -21,6 +21,15 @@ public enum Ops {
                   x, w.activationRowBytes, Int32(count), y, Int32(ldy))
     }
 
+    /// Lets the pool's threads pull the weights they will read first in `matmul(w)` into cache
+    /// whenever they would otherwise wait.
+    public static func prefetch(_ pool: ThreadPool, _ w: WeightMatrix) {
+        var base: UnsafeRawPointer? = w.data
+        var stride = w.rowStride
+        var rows = Int32(w.rows)
+        ck_matmul_prefetch(pool.raw, 1, &base, &stride, &rows)
+    }
+
     @inline(__always)
     public static func rmsNorm(_ x: UnsafePointer<Float>, weight: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>, count: Int, eps: Float) {
         ck_rms_norm(x, weight, out, Int32(count), eps)
@@ -90,6 +99,11 @@ public final class FusedMatmul: @unchecked Sendable {
         columns = Int32(first.columns)
         activationRowBytes = first.activationRowBytes
         activationType = first.activationType
+    }
+
+    /// See `Ops.prefetch`.
+    public func prefetch(_ pool: ThreadPool) {
+        ck_matmul_prefetch(pool.raw, Int32(types.count), weights, strides, rows)
     }
 
     /// outputs[i][c * ldys[i] + r] = W_i[r] · x[c] for `count` activation rows quantized for these matrices.

@@ -244,6 +244,7 @@ public final class LlamaModel: LanguageModel, @unchecked Sendable {
             Ops.quantizeActivations(pool, for: a.q, x: xn, ldx: dim, count: n, out: quant)
             if let qkv = fused[layer].qkv {
                 qkv.run(pool, quantized: quant, count: n)
+                Ops.prefetch(pool, a.o)
             } else {
                 Ops.matmul(pool, a.q, quantized: quant, count: n, y: q, ldy: qDim)
                 Ops.quantizeActivations(pool, for: a.k, x: xn, ldx: dim, count: n, out: quant)
@@ -273,6 +274,7 @@ public final class LlamaModel: LanguageModel, @unchecked Sendable {
                           scratch: s.attentionScratch, scratchPerThread: s.attentionScratchPerThread)
             Ops.quantizeActivations(pool, for: a.o, x: att, ldx: qDim, count: n, out: quant)
             Ops.matmul(pool, a.o, quantized: quant, count: n, y: tmp, ldy: dim)
+            fused[layer].gateUp?.prefetch(pool)
             addBias(a.oBias, tmp, n, dim)
             Ops.add(x, tmp, count: n * dim)
 
@@ -283,6 +285,7 @@ public final class LlamaModel: LanguageModel, @unchecked Sendable {
             Ops.quantizeActivations(pool, for: m.gate, x: xn, ldx: dim, count: n, out: quant)
             if let gateUp = fused[layer].gateUp {
                 gateUp.run(pool, quantized: quant, count: n)
+                Ops.prefetch(pool, m.down)
             } else {
                 Ops.matmul(pool, m.gate, quantized: quant, count: n, y: gate, ldy: ff)
                 Ops.quantizeActivations(pool, for: m.up, x: xn, ldx: dim, count: n, out: quant)
@@ -291,6 +294,7 @@ public final class LlamaModel: LanguageModel, @unchecked Sendable {
             Ops.swiglu(gate: gate, up: up, out: gate, count: n * ff)
             Ops.quantizeActivations(pool, for: m.down, x: gate, ldx: ff, count: n, out: quant)
             Ops.matmul(pool, m.down, quantized: quant, count: n, y: tmp, ldy: dim)
+            if layer + 1 < blocks.count { fused[layer + 1].qkv?.prefetch(pool) } else { Ops.prefetch(pool, output) }
             Ops.add(x, tmp, count: n * dim)
         }
 

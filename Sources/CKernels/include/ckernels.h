@@ -77,6 +77,9 @@ void ck_pool_run(ck_pool *pool, ck_task_fn fn, void *ctx);
 // in fn has left it, without waiting for workers that are late (descheduled, asleep).
 void ck_pool_run_dynamic(ck_pool *pool, ck_task_fn fn, void *ctx);
 
+// Gives thread `thread` up to 4 memory ranges to prefetch whenever it would otherwise wait.
+void ck_pool_prefetch(ck_pool *pool, int thread, int segments, const void *const *base, const size_t *bytes);
+
 // Units [0, n) dealt as one contiguous range per thread: each thread takes `grain` units at a time
 // from the front of its own range, then steals from the back of the others'.
 #define CK_RANGE_SLOTS 64
@@ -93,6 +96,9 @@ int ck_ranges_next(ck_ranges *r, int ith, int grain, int *begin, int *end);
 // X: cols rows already quantized to ck_vec_dot_type(wt) (row stride x_stride bytes).
 void ck_matmul(ck_pool *pool, int wt, const void *w, size_t w_stride, int rows, int k,
                const void *x, size_t x_stride, int cols, float *y, int ldy);
+// Has each thread prefetch, while it would otherwise wait, the weights it will read first in a
+// ck_matmul / ck_matmul_multi of these matrices (w, w_stride, rows as there).
+void ck_matmul_prefetch(ck_pool *pool, int count, const void *const *w, const size_t *w_stride, const int *rows);
 // Up to 8 matrices (same k and activation type) against the same activations, in one dispatch.
 void ck_matmul_multi(ck_pool *pool, int count, const int *wt, const void *const *w, const size_t *w_stride,
                      const int *rows, int k, const void *x, size_t x_stride, int cols, float *const *y, const int *ldy);

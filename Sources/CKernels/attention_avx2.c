@@ -25,6 +25,13 @@ AVX2 static inline float hsum32(__m256 a0, __m256 a1, __m256 a2, __m256 a3) {
 AVX2 static inline __m256 load_h(const uint16_t *p) { return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p)); }
 AVX2 static inline __m256 round_h(__m256 v) { return _mm256_cvtph_ps(_mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT)); }
 
+// for each position j < n_kv: `row` points at its K (or V) row for this head, walking block by block.
+#define KV_ROWS(layer, j, row)                                                                          \
+    for (int jb_ = 0, j = 0; jb_ < n_kv; jb_ += 1 << bsl)                                               \
+        for (const uint16_t *row = (layer) + ((size_t)sq->blocks[jb_ >> bsl] << bsl) * kv_stride        \
+                                   + (size_t)kvh * hd, *end_ = row + (size_t)((n_kv - jb_ < (1 << bsl) ? n_kv - jb_ : (1 << bsl))) * kv_stride; \
+             row < end_; row += kv_stride, j++)
+
 AVX2 void ck_attn_unit_avx2(const attn_ctx *c, float *scores, const ck_attn_seq *sq, int i, int h) {
     const int hd = c->head_dim, kvh = h / (c->n_head / c->n_head_kv);
     const int hd8 = hd & ~7;
@@ -41,8 +48,7 @@ AVX2 void ck_attn_unit_avx2(const attn_ctx *c, float *scores, const ck_attn_seq 
         // scores = (K q) * scale
         float max = -INFINITY;
         if (gemm && hd % 8 == 0) {
-            for (int j = 0; j < n_kv; j++) {
-                const uint16_t *kj = ck_kv_row(c->k, sq->blocks, bsl, j, kv_stride) + (size_t)kvh * hd;
+            KV_ROWS(c->k, j, kj) {
                 __m256 a = _mm256_setzero_ps();
                 for (int d = 0; d < hd; d += 8) a = _mm256_fmadd_ps(load_h(kj + d), _mm256_load_ps(qf + d), a);
                 const float s = hsum8(a) * c->scale;
@@ -51,8 +57,7 @@ AVX2 void ck_attn_unit_avx2(const attn_ctx *c, float *scores, const ck_attn_seq 
             }
         } else {
             const int np = hd & ~31;
-            for (int j = 0; j < n_kv; j++) {
-                const uint16_t *kj = ck_kv_row(c->k, sq->blocks, bsl, j, kv_stride) + (size_t)kvh * hd;
+            KV_ROWS(c->k, j, kj) {
                 __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
                 for (int d = 0; d < np; d += 32) {
                     a0 = _mm256_fmadd_ps(load_h(kj + d), _mm256_load_ps(qf + d), a0);

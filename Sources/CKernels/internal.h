@@ -54,8 +54,12 @@ void ck_dot4x2_q4_1_q8_1_avx2(int n, const void *const *w, const void *x0, const
 void ck_quantize_q8_1_avx2(const float *x, void *y, int n);
 #endif
 
-// y[c * ldy + r] for the 8 rows of one packed group (type pt, nb blocks per row) and `cols` activations.
-void ck_matmul_packed_group(int pt, int nb, const void *w, const void *x, size_t x_stride, int cols, float *y, int ldy);
+// y[c * ldy + r] for the 8 rows of one packed group (type pt, nb blocks per row) and `cols` activations,
+// with xf from ck_activation_scales.
+void ck_matmul_packed_group(int pt, int nb, const void *w, const void *x, size_t x_stride, const float *xf, int cols,
+                            float *y, int ldy);
+// The f16 scales (and sums, for Q8_1) of `cols` activation rows of type vt as floats: 2 * (k / 32) per row.
+void ck_activation_scales(int vt, const void *x, size_t x_stride, int cols, int k, float *out);
 
 #define CK_MAX_HEAD_DIM 256
 

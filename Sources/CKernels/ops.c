@@ -11,6 +11,7 @@
 typedef struct {
     int wt; const char *w; size_t w_stride; int rows; int k;
     const char *x; size_t x_stride; int cols; float *y; int ldy;
+    const float *xf;  // activation scales as floats, for packed types
 } matmul_ctx;
 
 typedef struct { const matmul_ctx *m; int count; ck_ranges ranges; } matmul_job;
@@ -39,8 +40,8 @@ static void matmul_blocks(const matmul_ctx *c, int b0, int b1) {
     if (c->wt >= CK_TYPE_PACKED) {
         const int r1 = b1 * ROW_BLOCK < c->rows ? b1 * ROW_BLOCK : c->rows;
         for (int r = b0 * ROW_BLOCK; r < r1; r += 8)
-            ck_matmul_packed_group(c->wt, c->k / QK, c->w + (size_t)r * c->w_stride, c->x, c->x_stride, c->cols,
-                                   c->y + r, c->ldy);
+            ck_matmul_packed_group(c->wt, c->k / QK, c->w + (size_t)r * c->w_stride, c->x, c->x_stride, c->xf,
+                                   c->cols, c->y + r, c->ldy);
         return;
     }
     const dot4_fn dot4 = dot4_for(c->wt);
@@ -102,7 +103,24 @@ static void matmul_task(void *p, int ith, int nth) {
     }
 }
 
-static void run_matmuls(ck_pool *pool, const matmul_ctx *m, int count) {
+// The caller thread's buffer for activation scales (grows, never shrinks: no allocation per token).
+static _Thread_local float *scales;
+static _Thread_local size_t scales_capacity;
+
+static void run_matmuls(ck_pool *pool, matmul_ctx *m, int count) {
+    int packed = 0;
+    for (int i = 0; i < count; i++) packed |= m[i].wt >= CK_TYPE_PACKED;
+    if (packed) {  // all share one activation matrix
+        const size_t need = 2 * (size_t)(m[0].k / QK) * (size_t)m[0].cols;
+        if (need > scales_capacity) {
+            float *p = realloc(scales, sizeof(float) * need);
+            if (!p) return;
+            scales = p;
+            scales_capacity = need;
+        }
+        ck_activation_scales(ck_vec_dot_type(m[0].wt), m[0].x, m[0].x_stride, m[0].cols, m[0].k, scales);
+        for (int i = 0; i < count; i++) m[i].xf = scales;
+    }
     matmul_job job = { m, count };
     int total = 0;
     for (int i = 0; i < count; i++) total += row_blocks(&m[i]);
@@ -140,14 +158,14 @@ void ck_matmul_multi(ck_pool *pool, int count, const int *wt, const void *const 
     matmul_ctx m[8];
     if (count > 8) count = 8;
     for (int i = 0; i < count; i++) {
-        m[i] = (matmul_ctx){ wt[i], w[i], w_stride[i], rows[i], k, x, x_stride, cols, y[i], ldy[i] };
+        m[i] = (matmul_ctx){ wt[i], w[i], w_stride[i], rows[i], k, x, x_stride, cols, y[i], ldy[i], NULL };
     }
     run_matmuls(pool, m, count);
 }
 
 void ck_matmul(ck_pool *pool, int wt, const void *w, size_t w_stride, int rows, int k,
                const void *x, size_t x_stride, int cols, float *y, int ldy) {
-    matmul_ctx c = { wt, w, w_stride, rows, k, x, x_stride, cols, y, ldy };
+    matmul_ctx c = { wt, w, w_stride, rows, k, x, x_stride, cols, y, ldy, NULL };
     run_matmuls(pool, &c, 1);
 }
 

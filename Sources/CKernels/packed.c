@@ -2,6 +2,7 @@
 // side by side, then their quants. One sequential stream per group instead of 8, aligned loads of
 // two rows at once, and the scales of 8 rows converted in one instruction. Same bytes per row.
 #include "internal.h"
+#include <stdlib.h>
 #ifdef CK_X86
 #include <immintrin.h>
 #endif
@@ -113,7 +114,9 @@ void ck_unpack_row(int pt, const void *packed, int k, int row, void *out) {
 
 #ifdef CK_X86
 // Prefill tiles: 2 activation rows; 2 row pairs at a time with 16 registers, all 4 with 32.
+#ifndef PREFILL_COLS
 #define PREFILL_COLS 2
+#endif
 
 #define NAME(x) x##_avx2
 #define TARGET __attribute__((target("avx2,fma,f16c")))
@@ -138,18 +141,42 @@ TARGET static inline __m256i dot_q8_avx2(__m256i u, __m256i s) {
 
 #define NAME(x) x##_vnni
 #define TARGET __attribute__((target("avx2,fma,f16c,avx512f,avx512vl,avx512bw,avx512vnni")))
+#ifdef VNNI_PAIRS
+#define PREFILL_PAIRS VNNI_PAIRS
+#else
 #define PREFILL_PAIRS 4
+#endif
 #define Q8_CORR 1
 #define DOT_US(acc, u, s) _mm256_dpbusd_epi32(acc, u, s)
 #define DOT_Q8(corr, u, s) _mm256_dpbusd_epi32(corr, u, s)
 #include "packed_impl.h"
 #endif
 
-static void packed_group(int isa, int pt, int nb, const void *w, const void *x, size_t x_stride, int cols, float *y, int ldy) {
+void ck_activation_scales(int vt, const void *x, size_t x_stride, int cols, int k, float *out) {
+    const int nb = k / QK;
+    for (int c = 0; c < cols; c++) {
+        const char *row = (const char *)x + (size_t)c * x_stride;
+        float *o = out + (size_t)c * 2 * nb;
+        for (int i = 0; i < nb; i++) {
+            if (vt == CK_TYPE_Q8_1) {
+                const block_q8_1 *b = (const block_q8_1 *)row + i;
+                o[2 * i] = fp16_to_fp32(b->d);
+                o[2 * i + 1] = fp16_to_fp32(b->s);
+            } else {
+                o[2 * i] = fp16_to_fp32(((const block_q8_0 *)row)[i].d);
+                o[2 * i + 1] = 0;
+            }
+        }
+    }
+}
+
+static void packed_group(int isa, int pt, int nb, const void *w, const void *x, size_t x_stride, const float *xf,
+                         int cols, float *y, int ldy) {
 #ifdef CK_X86
-    if (isa >= CK_ISA_AVX512VNNI) { group_vnni(pt, nb, w, x, x_stride, cols, y, ldy); return; }
-    if (isa >= CK_ISA_AVX2) { group_avx2(pt, nb, w, x, x_stride, cols, y, ldy); return; }
+    if (isa >= CK_ISA_AVX512VNNI) { group_vnni(pt, nb, w, x, x_stride, xf, cols, y, ldy); return; }
+    if (isa >= CK_ISA_AVX2) { group_avx2(pt, nb, w, x, x_stride, xf, cols, y, ldy); return; }
 #endif
+    (void)xf;
     // Without SIMD nothing is packed (ck_packed_type returns -1), but stay correct if called.
     const int bt = ck_base_type(pt), k = nb * QK;
     char row[ck_row_bytes(bt, k)];
@@ -159,14 +186,19 @@ static void packed_group(int isa, int pt, int nb, const void *w, const void *x, 
     }
 }
 
-void ck_matmul_packed_group(int pt, int nb, const void *w, const void *x, size_t x_stride, int cols, float *y, int ldy) {
-    packed_group(ck_isa(), pt, nb, w, x, x_stride, cols, y, ldy);
+void ck_matmul_packed_group(int pt, int nb, const void *w, const void *x, size_t x_stride, const float *xf, int cols,
+                            float *y, int ldy) {
+    packed_group(ck_isa(), pt, nb, w, x, x_stride, xf, cols, y, ldy);
 }
 
 void ck_matmul_packed_isa(int isa, int pt, const void *w, int rows, int k, const void *x, size_t x_stride, int cols,
                           float *y, int ldy) {
     if (isa > ck_isa()) isa = ck_isa();
     const size_t group_bytes = 8 * ck_row_bytes(pt, k);
+    float *xf = malloc(sizeof(float) * 2 * (size_t)(k / QK) * (size_t)(cols > 0 ? cols : 1));
+    if (!xf) return;
+    ck_activation_scales(ck_vec_dot_type(pt), x, x_stride, cols, k, xf);
     for (int g = 0; g < rows / 8; g++)
-        packed_group(isa, pt, k / QK, (const char *)w + g * group_bytes, x, x_stride, cols, y + 8 * g, ldy);
+        packed_group(isa, pt, k / QK, (const char *)w + g * group_bytes, x, x_stride, xf, cols, y + 8 * g, ldy);
+    free(xf);
 }

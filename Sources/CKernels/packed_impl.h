@@ -35,8 +35,8 @@ TILE __m256 NAME(pair_scale)(__m256 s, int p) {
 }
 
 // Q4_1 rows 2*p0 .. 2*(p0+NP)-1 of one group against NC activation rows.
-TILE void NAME(q4_1x8_tile)(int nb, const block_q4_1x8 *w, const block_q8_1 *const *x, float *const *y,
-                            const int NC, const int p0, const int NP) {
+TILE void NAME(q4_1x8_tile)(int nb, const block_q4_1x8 *w, const block_q8_1 *const *x, const float *const *xf,
+                            float *const *y, const int NC, const int p0, const int NP) {
     __m256 acc[4][4][2], sm[4];
     for (int c = 0; c < NC; c++) {
         sm[c] = _mm256_setzero_ps();
@@ -54,8 +54,8 @@ TILE void NAME(q4_1x8_tile)(int nb, const block_q4_1x8 *w, const block_q8_1 *con
             const block_q8_1 *xc = x[c] + i;
             xlo[c] = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)xc->qs));
             xhi[c] = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(xc->qs + 16)));
-            dd[c] = _mm256_mul_ps(d8, _mm256_set1_ps(fp16_to_fp32(xc->d)));
-            sm[c] = _mm256_fmadd_ps(m8, _mm256_set1_ps(fp16_to_fp32(xc->s)), sm[c]);
+            dd[c] = _mm256_mul_ps(d8, _mm256_broadcast_ss(xf[c] + 2 * i));
+            sm[c] = _mm256_fmadd_ps(m8, _mm256_broadcast_ss(xf[c] + 2 * i + 1), sm[c]);
         }
         for (int p = 0; p < NP; p++) {
             const __m256i v = _mm256_loadu_si256((const __m256i *)b->qs[2 * (p0 + p)]);
@@ -82,8 +82,8 @@ TILE void NAME(q4_1x8_tile)(int nb, const block_q4_1x8 *w, const block_q8_1 *con
 }
 
 // Q4_0: nibble - 8, signed; the -8 offset is folded into the lane sums exactly.
-TILE void NAME(q4_0x8_tile)(int nb, const block_q4_0x8 *w, const block_q8_0 *const *x, float *const *y,
-                            const int NC, const int p0, const int NP) {
+TILE void NAME(q4_0x8_tile)(int nb, const block_q4_0x8 *w, const block_q8_0 *const *x, const float *const *xf,
+                            float *const *y, const int NC, const int p0, const int NP) {
     __m256 acc[4][4][2];
     for (int c = 0; c < NC; c++)
         for (int p = 0; p < NP; p++) acc[c][p][0] = acc[c][p][1] = _mm256_setzero_ps();
@@ -101,7 +101,7 @@ TILE void NAME(q4_0x8_tile)(int nb, const block_q4_0x8 *w, const block_q8_0 *con
             const __m256i z = _mm256_setzero_si256();
             clo[c] = _mm256_sub_epi32(z, DOT_US(z, eight, xlo[c]));
             chi[c] = _mm256_sub_epi32(z, DOT_US(z, eight, xhi[c]));
-            dd[c] = _mm256_mul_ps(d8, _mm256_set1_ps(fp16_to_fp32(xc->d)));
+            dd[c] = _mm256_mul_ps(d8, _mm256_broadcast_ss(xf[c] + 2 * i));
         }
         for (int p = 0; p < NP; p++) {
             const __m256i v = _mm256_loadu_si256((const __m256i *)b->qs[2 * (p0 + p)]);
@@ -124,8 +124,8 @@ TILE void NAME(q4_0x8_tile)(int nb, const block_q4_0x8 *w, const block_q8_0 *con
 }
 
 // Q8_0 rows r0 .. r0+NR-1 of one group; weights are stored + 128 (see DOT_Q8).
-TILE void NAME(q8_0x8_tile)(int nb, const block_q8_0x8 *w, const block_q8_0 *const *x, float *const *y,
-                            const int NC, const int r0, const int NR) {
+TILE void NAME(q8_0x8_tile)(int nb, const block_q8_0x8 *w, const block_q8_0 *const *x, const float *const *xf,
+                            float *const *y, const int NC, const int r0, const int NR) {
     __m256 acc[4][8];
     for (int c = 0; c < NC; c++)
         for (int r = 0; r < NR; r++) acc[c][r] = _mm256_setzero_ps();
@@ -141,7 +141,7 @@ TILE void NAME(q8_0x8_tile)(int nb, const block_q8_0x8 *w, const block_q8_0 *con
             xq[c] = _mm256_loadu_si256((const __m256i *)xc->qs);
             const __m256i z = _mm256_setzero_si256();
             corr[c] = Q8_CORR ? _mm256_sub_epi32(z, DOT_US(z, bias, xq[c])) : z;
-            dd[c] = _mm256_mul_ps(d8, _mm256_set1_ps(fp16_to_fp32(xc->d)));
+            dd[c] = _mm256_mul_ps(d8, _mm256_broadcast_ss(xf[c] + 2 * i));
         }
         for (int r = 0; r < NR; r++) {
             const __m256i u = _mm256_loadu_si256((const __m256i *)b->qs[r0 + r]);
@@ -155,37 +155,40 @@ TILE void NAME(q8_0x8_tile)(int nb, const block_q8_0x8 *w, const block_q8_0 *con
         for (int r = 0; r < NR; r++) y[c][r0 + r] = NAME(hsum8)(acc[c][r]);
 }
 
-// One 8-row group against `cols` activation rows: y[c][0..7] for c < cols.
-TARGET static void NAME(group)(int type, int nb, const void *w, const char *x, size_t x_stride, int cols,
-                               float *y, int ldy) {
+// One 8-row group against `cols` activation rows: y[c][0..7] for c < cols. xf: per activation row,
+// 2 * nb floats, its blocks' scale (and sum, for Q8_1) converted from f16 once for all groups.
+TARGET static void NAME(group)(int type, int nb, const void *w, const char *x, size_t x_stride, const float *xf,
+                               int cols, float *y, int ldy) {
     int c = 0;
     const void *xs[4];
+    const float *fs[4];
     float *ys[4];
-#define COLS(n) for (int j = 0; j < (n); j++) { xs[j] = x + (size_t)(c + j) * x_stride; ys[j] = y + (size_t)(c + j) * ldy; }
+#define COLS(n) for (int j = 0; j < (n); j++) { \
+        xs[j] = x + (size_t)(c + j) * x_stride; fs[j] = xf + (size_t)(c + j) * 2 * nb; ys[j] = y + (size_t)(c + j) * ldy; }
     switch (type) {
     case CK_TYPE_Q4_1_X8:
         for (; c + PREFILL_COLS <= cols; c += PREFILL_COLS) {
             COLS(PREFILL_COLS)
             for (int p = 0; p < 4; p += PREFILL_PAIRS)
-                NAME(q4_1x8_tile)(nb, w, (const block_q8_1 *const *)xs, ys, PREFILL_COLS, p, PREFILL_PAIRS);
+                NAME(q4_1x8_tile)(nb, w, (const block_q8_1 *const *)xs, fs, ys, PREFILL_COLS, p, PREFILL_PAIRS);
         }
-        for (; c < cols; c++) { COLS(1) NAME(q4_1x8_tile)(nb, w, (const block_q8_1 *const *)xs, ys, 1, 0, 4); }
+        for (; c < cols; c++) { COLS(1) NAME(q4_1x8_tile)(nb, w, (const block_q8_1 *const *)xs, fs, ys, 1, 0, 4); }
         break;
     case CK_TYPE_Q4_0_X8:
         for (; c + PREFILL_COLS <= cols; c += PREFILL_COLS) {
             COLS(PREFILL_COLS)
             for (int p = 0; p < 4; p += PREFILL_PAIRS)
-                NAME(q4_0x8_tile)(nb, w, (const block_q8_0 *const *)xs, ys, PREFILL_COLS, p, PREFILL_PAIRS);
+                NAME(q4_0x8_tile)(nb, w, (const block_q8_0 *const *)xs, fs, ys, PREFILL_COLS, p, PREFILL_PAIRS);
         }
-        for (; c < cols; c++) { COLS(1) NAME(q4_0x8_tile)(nb, w, (const block_q8_0 *const *)xs, ys, 1, 0, 4); }
+        for (; c < cols; c++) { COLS(1) NAME(q4_0x8_tile)(nb, w, (const block_q8_0 *const *)xs, fs, ys, 1, 0, 4); }
         break;
     case CK_TYPE_Q8_0_X8:
         for (; c + PREFILL_COLS <= cols; c += PREFILL_COLS) {
             COLS(PREFILL_COLS)
             for (int r = 0; r < 8; r += 2 * PREFILL_PAIRS)
-                NAME(q8_0x8_tile)(nb, w, (const block_q8_0 *const *)xs, ys, PREFILL_COLS, r, 2 * PREFILL_PAIRS);
+                NAME(q8_0x8_tile)(nb, w, (const block_q8_0 *const *)xs, fs, ys, PREFILL_COLS, r, 2 * PREFILL_PAIRS);
         }
-        for (; c < cols; c++) { COLS(1) NAME(q8_0x8_tile)(nb, w, (const block_q8_0 *const *)xs, ys, 1, 0, 8); }
+        for (; c < cols; c++) { COLS(1) NAME(q8_0x8_tile)(nb, w, (const block_q8_0 *const *)xs, fs, ys, 1, 0, 8); }
         break;
     default: break;
     }

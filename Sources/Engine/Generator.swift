@@ -23,10 +23,13 @@ public struct GenerationRequest: Sendable {
     public var ignoreEOS: Bool
     /// Number of top alternatives per token to report (nil = no logprobs).
     public var logprobs: Int?
+    /// Also report the log-probability of each prompt token after the first (the API's `echo` with
+    /// `logprobs`), with `logprobs` alternatives.
+    public var promptLogprobs: Bool
 
     public init(
         promptTokens: [Int], maxTokens: Int, sampling: SamplingParameters = .init(), stop: [String] = [],
-        ignoreEOS: Bool = false, logprobs: Int? = nil
+        ignoreEOS: Bool = false, logprobs: Int? = nil, promptLogprobs: Bool = false
     ) {
         self.promptTokens = promptTokens
         self.maxTokens = maxTokens
@@ -34,6 +37,7 @@ public struct GenerationRequest: Sendable {
         self.stop = stop
         self.ignoreEOS = ignoreEOS
         self.logprobs = logprobs
+        self.promptLogprobs = promptLogprobs
     }
 }
 
@@ -52,6 +56,8 @@ public struct GenerationResult: Sendable {
     public var finishReason: FinishReason
     public var promptTokenCount: Int
     public var logprobs: [TokenLogprob]
+    /// Log-probabilities of prompt tokens 1..<n when `promptLogprobs` was asked for.
+    public var promptLogprobs: [TokenLogprob]
     /// Seconds from start to the first generated token, and in total.
     public var timeToFirstToken: Double
     public var duration: Double
@@ -105,22 +111,30 @@ public final class InferenceEngine: @unchecked Sendable {
 
     public func encode(_ text: String) -> [Int] { tokenizer.encode(text, addSpecial: true, parseSpecial: false) }
 
-    /// Runs a generation; `onStep` sees each token's text as it comes and returns false to cancel.
-    public func generate(
-        _ request: GenerationRequest, onStep: (GenerationStep) -> Bool = { _ in true }
-    ) throws -> GenerationResult {
+    /// Checks a request without running it: what `generate` would reject, it rejects with the same error.
+    public func validate(_ request: GenerationRequest) throws {
         let prompt = request.promptTokens
         guard !prompt.isEmpty else { throw EngineError.emptyPrompt }
         guard request.maxTokens >= 0 else { throw EngineError.invalidParameter("max_tokens", "must be >= 0") }
-        guard prompt.count + request.maxTokens <= contextLength else {
+        guard prompt.count <= contextLength, request.maxTokens <= contextLength - prompt.count else {
             throw EngineError.contextLengthExceeded(
                 promptTokens: prompt.count, maxTokens: request.maxTokens, contextLength: contextLength)
         }
+        if let n = request.logprobs, n < 0 { throw EngineError.invalidParameter("logprobs", "must be >= 0") }
         let vocab = model.config.vocabularySize
         try request.sampling.validate(vocabularySize: vocab)
         for t in prompt where t < 0 || t >= vocab {
             throw EngineError.invalidParameter("prompt", "token id \(t) out of range [0, \(vocab))")
         }
+    }
+
+    /// Runs a generation; `onStep` sees each token's text as it comes and returns false to cancel.
+    public func generate(
+        _ request: GenerationRequest, onStep: (GenerationStep) -> Bool = { _ in true }
+    ) throws -> GenerationResult {
+        try validate(request)
+        let prompt = request.promptTokens
+        let vocab = model.config.vocabularySize
 
         lock.lock()
         defer { lock.unlock() }
@@ -140,7 +154,19 @@ public final class InferenceEngine: @unchecked Sendable {
         var hitStopString = false
         var ttft = 0.0
 
-        if request.maxTokens > 0 {
+        var promptLogprobs: [TokenLogprob] = []
+        if request.promptLogprobs {
+            let rows = try model.forward(tokens: prompt, cache: cache, logits: .all, into: &logits)
+            logits.withUnsafeBufferPointer { all in
+                for i in 0..<(rows - 1) {
+                    promptLogprobs.append(TokenLogprob.compute(
+                        UnsafeBufferPointer(rebasing: all[i * vocab..<(i + 1) * vocab]), token: prompt[i + 1],
+                        topN: request.logprobs ?? 0))
+                }
+            }
+            // The last row holds the next-token logits; sampling reads the first row.
+            if rows > 1 { logits.replaceSubrange(0..<vocab, with: logits[(rows - 1) * vocab..<rows * vocab]) }
+        } else if request.maxTokens > 0 {
             try model.forward(tokens: prompt, cache: cache, logits: .last, into: &logits)
         }
         while output.count < request.maxTokens {
@@ -185,7 +211,7 @@ public final class InferenceEngine: @unchecked Sendable {
         }
         return GenerationResult(
             text: text, tokens: output, finishReason: finish, promptTokenCount: prompt.count, logprobs: logprobs,
-            timeToFirstToken: ttft, duration: elapsed())
+            promptLogprobs: promptLogprobs, timeToFirstToken: ttft, duration: elapsed())
     }
 
     /// Logits for every position of `tokens` (rows of vocabulary size). For evaluation and tests.

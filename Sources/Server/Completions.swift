@@ -137,10 +137,11 @@ extension OpenAIServer {
         return streams
     }
 
-    /// Runs `body` on the events of all streams as they come (interleaved across choices). Returning
-    /// early, throwing, or being cancelled cancels the sequences still running.
+    /// Runs `first`, then `body` on the events of all streams as they come (interleaved across choices).
+    /// If either throws, or the task is cancelled, the sequences still waiting or running are cancelled.
     static func forEachEvent(
         of streams: [AsyncThrowingStream<GenerationEvent, Error>],
+        first: () async throws -> Void = {},
         _ body: (Int, GenerationEvent) async throws -> Void
     ) async throws {
         let (merged, continuation) = AsyncThrowingStream.makeStream(of: (Int, GenerationEvent).self)
@@ -156,33 +157,34 @@ extension OpenAIServer {
                     }
                 }
             }
+            try await first()
             for try await (i, event) in merged { try await body(i, event) }
             group.cancelAll()
         }
     }
 
-    /// Collects results, counting tokens and timing as they come; `onEvent` sees each event first.
+    /// Collects results, counting tokens and timing as they come. `first` runs once the sequences are
+    /// being consumed (a stream's opening chunks); `onEvent` sees each event.
     func run(
         _ streams: [AsyncThrowingStream<GenerationEvent, Error>], start: Double,
-        onEvent: (Int, GenerationEvent, ChoiceTracker) async throws -> Void = { _, _, _ in }
+        first: () async throws -> Void = {},
+        onEvent: (Int, GenerationEvent) async throws -> Void = { _, _ in }
     ) async throws -> [GenerationResult] {
         var trackers = [ChoiceTracker](repeating: ChoiceTracker(), count: streams.count)
-        do {
-            try await Self.forEachEvent(of: streams) { i, event in
-                switch event {
-                case .step(let step):
-                    if step.token != nil {
-                        metrics.generated(tokens: 1)
-                        if trackers[i].firstTokenAt == nil { trackers[i].firstTokenAt = Self.now() }
-                    }
-                case .finished(let result):
-                    trackers[i].result = result
-                    let ttft = trackers[i].firstTokenAt.map { $0 - start }
-                        ?? (Self.now() - start - (result.duration - result.timeToFirstToken))
-                    metrics.sequence(result, timeToFirstToken: ttft)
+        try await Self.forEachEvent(of: streams, first: first) { i, event in
+            switch event {
+            case .step(let step):
+                if step.token != nil {
+                    metrics.generated(tokens: 1)
+                    if trackers[i].firstTokenAt == nil { trackers[i].firstTokenAt = Self.now() }
                 }
-                try await onEvent(i, event, trackers[i])
+            case .finished(let result):
+                trackers[i].result = result
+                let ttft = trackers[i].firstTokenAt.map { $0 - start }
+                    ?? (Self.now() - start - (result.duration - result.timeToFirstToken))
+                metrics.sequence(result, timeToFirstToken: ttft)
             }
+            try await onEvent(i, event)
         }
         return try trackers.map {
             guard let r = $0.result else { throw CancellationError() }
@@ -390,12 +392,13 @@ extension OpenAIServer {
                 c.encodesUsage = includeUsage
                 return Self.event(c)
             }
-            for i in 0..<n {
-                try await Self.write(chunk([ChatChunkChoice(index: i, delta: ChatDelta(role: "assistant", content: ""))]),
-                                     to: &writer)
-            }
             var heldLogprobs = [[ChatTokenLogprob]](repeating: [], count: n)
-            let results = try await self.run(streams, start: start) { i, event, _ in
+            let results = try await self.run(streams, start: start, first: {
+                for i in 0..<n {
+                    try await Self.write(
+                        chunk([ChatChunkChoice(index: i, delta: ChatDelta(role: "assistant", content: ""))]), to: &writer)
+                }
+            }) { i, event in
                 switch event {
                 case .step(let step):
                     if wantLogprobs, let lp = step.logprob { heldLogprobs[i].append(self.chatLogprob(lp, tokenizer)) }
@@ -563,15 +566,15 @@ extension OpenAIServer {
                 held[i] = []
                 return lp
             }
-            // The echoed prompt goes first; its logprobs arrive with the result, so with logprobs it waits.
-            if !wantLogprobs {
+            let results = try await self.run(streams, start: start, first: {
+                // The echoed prompt goes first; its logprobs arrive with the result, so with logprobs it waits.
+                guard !wantLogprobs else { return }
                 for i in 0..<choiceCount where !echoed[i] {
                     echoed[i] = true
                     try await Self.write(chunk([CompletionChoice(index: i, text: promptOf(i).text, logprobs: nil,
                                                                  finishReason: nil)]), to: &writer)
                 }
-            }
-            let results = try await self.run(streams, start: start) { i, event, _ in
+            }) { i, event in
                 switch event {
                 case .step(let step):
                     if let token = step.token, wantLogprobs { held[i].append((token, step.logprob)) }

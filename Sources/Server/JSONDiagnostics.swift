@@ -154,9 +154,7 @@ enum JSONDiagnostics {
             if Int(exactly: value) == nil {
                 return APIError.invalidValue(pathString, "the number \(literal) is out of range.")
             }
-            return APIError.invalidRequest(
-                "Invalid type for '\(pathString)': expected an integer written without a fraction or exponent, got \(literal).",
-                param: pathString, code: "invalid_type")
+            return nil
         }
     }
 }

@@ -3,11 +3,12 @@ import Foundation
 import SwiftletTesting
 import Testing
 
-/// Polls `condition` (the service works on its own thread); fails after a generous bound.
-private func eventually(_ what: String, _ condition: () -> Bool) async throws {
-    for _ in 0..<6000 {
+/// Polls `condition` without suspending: once the test runs, it sees the service's state change even
+/// while other tests keep Swift concurrency's threads busy. Fails after a generous bound.
+func waitUntil(_ what: String, _ condition: () -> Bool) {
+    for _ in 0..<120_000 {
         if condition() { return }
-        try await Task.sleep(for: .milliseconds(10))
+        usleep(1000)
     }
     Issue.record("never happened: \(what)")
 }
@@ -53,31 +54,26 @@ private func collect(_ stream: AsyncThrowingStream<GenerationEvent, Error>) asyn
         #expect(service.stats.waiting == 0)
     }
 
-    @Test func queueIsBoundedAndCancellingFreesTheSequences() async throws {
+    @Test func queueIsBoundedAndDroppingAStreamCancelsItsSequence() async throws {
         guard let e = try engineOrSkip() else { return }
         let service = SerialGenerationService(engine: e, maxWaiting: 1)
         defer { service.shutdown() }
-        let long = GenerationRequest(promptTokens: e.encode("Count: 1, 2, 3,"), maxTokens: 3000, ignoreEOS: true)
-        let running = try service.submit(long)
-        let consumer = Task {
-            for try await _ in running {}
-        }
-        try await eventually("the first sequence to start") { service.stats.running == 1 }
+        let long = GenerationRequest(promptTokens: e.encode("Count: 1, 2, 3,"), maxTokens: 4000, ignoreEOS: true)
+        var running: AsyncThrowingStream<GenerationEvent, Error>? = try service.submit(long)
+        waitUntil("the first sequence to start") { service.stats.running == 1 }
 
         var waiting: AsyncThrowingStream<GenerationEvent, Error>? = try service.submit(long)
         #expect(service.stats.waiting == 1)
         #expect(throws: GenerationServiceError.queueFull(capacity: 1)) { try service.submit(long) }
 
-        // Dropping a waiting stream takes it out of the queue: it never runs.
+        // A waiting sequence whose stream goes away leaves the queue at once: it never runs.
         waiting = nil
-        #expect(waiting == nil)
-        try await eventually("the waiting sequence to leave the queue") { service.stats.waiting == 0 }
-        #expect(service.stats.cancelled == 1)
+        #expect(waiting == nil && service.stats == ServiceStats(running: 1, waiting: 0, cancelled: 1))
 
-        // Cancelling the consumer of the running one stops it at its next token.
-        consumer.cancel()
-        _ = try? await consumer.value
-        try await eventually("the running sequence to stop") { service.stats.running == 0 }
+        // A running one stops at its next token.
+        running = nil
+        #expect(running == nil)
+        waitUntil("the running sequence to stop") { service.stats.running == 0 }
         #expect(service.stats.cancelled == 2)
 
         // The service goes on.
@@ -103,26 +99,21 @@ private func collect(_ stream: AsyncThrowingStream<GenerationEvent, Error>) asyn
         #expect(got == expected)
     }
 
-    @Test func shutdownFailsWaitingWorkAndStopsTheThread() async throws {
+    @Test func shutdownFailsWaitingWorkLetsTheRunningOneFinishAndStopsTheThread() async throws {
         guard let e = try engineOrSkip() else { return }
         let service = SerialGenerationService(engine: e, maxWaiting: 4)
-        let long = GenerationRequest(promptTokens: e.encode("Count: 1, 2, 3,"), maxTokens: 40, ignoreEOS: true)
-        let first = try service.submit(long)
-        var it = first.makeAsyncIterator()
-        _ = try await it.next()
-        let second = try service.submit(long)
+        let request = GenerationRequest(promptTokens: e.encode("Count: 1, 2, 3,"), maxTokens: 200, ignoreEOS: true)
+        let first = try service.submit(request)
+        waitUntil("the first sequence to start") { service.stats.running == 1 }
+        let second = try service.submit(request)
         service.shutdown()
-        #expect(throws: GenerationServiceError.shuttingDown) { try service.submit(long) }
+        #expect(service.stats == ServiceStats(running: 1, waiting: 0, cancelled: 0))
+        #expect(throws: GenerationServiceError.shuttingDown) { try service.submit(request) }
         await #expect(throws: GenerationServiceError.shuttingDown) { _ = try await collect(second) }
-        // The running one finishes.
-        var last: GenerationEvent?
-        while let event = try await it.next() { last = event }
-        guard case .finished(let r) = last else {
-            Issue.record("no result")
-            return
-        }
-        #expect(r.tokens.count == 40)
+        let (_, result) = try await collect(first)
+        #expect(result?.tokens.count == 200 && result?.finishReason == .length)
         service.waitUntilStopped()
+        #expect(service.stats == ServiceStats(running: 0, waiting: 0, cancelled: 0))
     }
 
     @Test func promptLogprobsScoreEachPromptTokenAndLeaveGenerationUnchanged() throws {

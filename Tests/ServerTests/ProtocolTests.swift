@@ -63,6 +63,8 @@ private func jsonObject(_ value: some Encodable) throws -> [String: Any] {
         let cases: [(String, String, String)] = [
             (#"{\#(base), "temperature": "hot"}"#, "temperature", "invalid_type"),
             (#"{\#(base), "max_tokens": 1.5}"#, "max_tokens", "invalid_type"),
+            (#"{\#(base), "max_tokens": 2, "seed": 7, "top_logprobs": 1e1, "n": 2.5}"#, "n", "invalid_type"),
+            (#"{\#(base), "logit_bias": {"5": 1.5}, "seed": -99999999999999999999}"#, "seed", "invalid_value"),
             (#"{\#(base), "max_tokens": 1e30}"#, "max_tokens", "invalid_value"),
             (#"{\#(base), "max_tokens": -1e30}"#, "max_tokens", "invalid_value"),
             (#"{\#(base), "seed": 99999999999999999999}"#, "seed", "invalid_value"),

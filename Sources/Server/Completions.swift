@@ -101,7 +101,7 @@ public struct SamplingRequest: Sendable {
     }
 }
 
-/// Where one choice's output goes and what it has produced so far.
+/// When one choice produced its first token, and its result once finished.
 struct ChoiceTracker {
     var firstTokenAt: Double?
     var result: GenerationResult?
@@ -119,7 +119,8 @@ extension OpenAIServer {
         prefix + String(format: "%016llx%08x", UInt64.random(in: 0...UInt64.max), UInt32.random(in: 0...UInt32.max))
     }
 
-    /// Submits every choice; if one is refused, the ones already queued are dropped (and so cancelled).
+    /// Submits every choice; if one is refused, the streams of those already queued are released here,
+    /// which cancels them (they leave the queue).
     func submit(_ requests: [GenerationRequest], to service: any GenerationService) throws
         -> [AsyncThrowingStream<GenerationEvent, Error>]
     {

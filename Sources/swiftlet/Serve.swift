@@ -8,11 +8,9 @@ import ServiceLifecycle
 struct Serve: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Serve the model over an OpenAI-compatible HTTP API.",
-        discussion: """
-            Endpoints: POST /v1/chat/completions, POST /v1/completions, GET /v1/models[/ID], GET /health,
-            GET /ready, GET /metrics. SIGINT/SIGTERM stop accepting connections and let requests in flight
-            finish (up to --shutdown-grace seconds).
-            """)
+        discussion: "Endpoints: POST /v1/chat/completions, POST /v1/completions, GET /v1/models[/ID], GET /health, "
+            + "GET /ready, GET /metrics. SIGINT/SIGTERM stop accepting connections and let requests in flight "
+            + "finish (up to --shutdown-grace seconds).")
 
     @OptionGroup var modelOptions: ModelOptions
 

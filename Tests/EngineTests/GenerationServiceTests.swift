@@ -59,20 +59,21 @@ private func collect(_ stream: AsyncThrowingStream<GenerationEvent, Error>) asyn
         let service = SerialGenerationService(engine: e, maxWaiting: 1)
         defer { service.shutdown() }
         let long = GenerationRequest(promptTokens: e.encode("Count: 1, 2, 3,"), maxTokens: 4000, ignoreEOS: true)
-        var running: AsyncThrowingStream<GenerationEvent, Error>? = try service.submit(long)
-        waitUntil("the first sequence to start") { service.stats.running == 1 }
-
-        var waiting: AsyncThrowingStream<GenerationEvent, Error>? = try service.submit(long)
-        #expect(service.stats.waiting == 1)
-        #expect(throws: GenerationServiceError.queueFull(capacity: 1)) { try service.submit(long) }
-
-        // A waiting sequence whose stream goes away leaves the queue at once: it never runs.
-        waiting = nil
-        #expect(waiting == nil && service.stats == ServiceStats(running: 1, waiting: 0, cancelled: 1))
-
+        // Streams are released at the end of their scope at the latest: that is where they are dropped.
+        do {
+            let running = try service.submit(long)
+            waitUntil("the first sequence to start") { service.stats.running == 1 }
+            do {
+                let waiting = try service.submit(long)
+                #expect(service.stats.waiting == 1)
+                #expect(throws: GenerationServiceError.queueFull(capacity: 1)) { try service.submit(long) }
+                withExtendedLifetime(waiting) {}
+            }
+            // A waiting sequence whose stream goes away leaves the queue at once: it never runs.
+            #expect(service.stats == ServiceStats(running: 1, waiting: 0, cancelled: 1))
+            withExtendedLifetime(running) {}
+        }
         // A running one stops at its next token.
-        running = nil
-        #expect(running == nil)
         waitUntil("the running sequence to stop") { service.stats.running == 0 }
         #expect(service.stats.cancelled == 2)
 

@@ -207,25 +207,45 @@ extension RouterClient {
     @Test func aClientThatGoesAwayCancelsItsSequence() async throws {
         guard let (server, service, engine) = try modelServer() else { return }
         defer { service.shutdown() }
-        // A long sequence holds the generation thread, so the request's sequence usually waits behind it
-        // and leaves the queue; if this test is starved of threads long enough, it runs and is stopped at
-        // its next token. Either way it is cancelled, not run to its 4000 tokens. (Disconnects after some
-        // tokens are in Tests/api, against the real server.)
-        var blocker: AsyncThrowingStream<GenerationEvent, Error>? = try service.submit(GenerationRequest(
-            promptTokens: engine.encode("Count: 1, 2, 3,"), maxTokens: 4000, ignoreEOS: true))
-        waitUntil("the blocker to start") { service.stats.running == 1 }
         let client = RouterClient(server)
-        let r = try await client.post("/v1/chat/completions", """
-            {"model": "test-model", "messages": [{"role": "user", "content": "Tell a long story."}], "max_tokens": 4000,
-             "ignore_eos": true, "stream": true}
-            """, failAfterWrites: 0)
-        #expect(r.status == .ok && r.bodyError is CancellationError)
-        waitUntil("the request's sequence to be cancelled") { service.stats.cancelled == 1 }
-        let metrics = try await client.send(.get, "/metrics")
-        #expect(metrics.body.contains("swiftlet_sequences_cancelled_total 1"))
-        #expect(!metrics.body.contains("swiftlet_sequences_total"))
-        blocker = nil
-        #expect(blocker == nil)
+        do {
+            // A long sequence holds the generation thread, so the request's sequence usually waits behind it
+            // and leaves the queue; if this test is starved of threads long enough, it runs and is stopped at
+            // its next token. Either way it is cancelled, not run to its 4000 tokens. (Disconnects after some
+            // tokens are in Tests/api, against the real server.)
+            let blocker = try service.submit(GenerationRequest(
+                promptTokens: engine.encode("Count: 1, 2, 3,"), maxTokens: 4000, ignoreEOS: true))
+            waitUntil("the blocker to start") { service.stats.running == 1 }
+            let r = try await client.post("/v1/chat/completions", """
+                {"model": "test-model", "messages": [{"role": "user", "content": "Tell a long story."}], "max_tokens": 4000,
+                 "ignore_eos": true, "stream": true}
+                """, failAfterWrites: 0)
+            #expect(r.status == .ok && r.bodyError is CancellationError)
+            waitUntil("the request's sequence to be cancelled") { service.stats.cancelled == 1 }
+            let metrics = try await client.send(.get, "/metrics")
+            #expect(metrics.body.contains("swiftlet_sequences_cancelled_total 1"))
+            #expect(!metrics.body.contains("swiftlet_sequences_total"))
+            withExtendedLifetime(blocker) {}
+        }
+        waitUntil("the service to be idle") { service.stats.running == 0 && service.stats.waiting == 0 }
+    }
+
+    @Test func aFullQueueGives429AndQueuesNoPartOfTheRequest() async throws {
+        guard let (server, service, engine) = try modelServer() else { return }
+        defer { service.shutdown() }
+        let long = GenerationRequest(promptTokens: engine.encode("Count: 1, 2, 3,"), maxTokens: 4000, ignoreEOS: true)
+        do {
+            let running = try service.submit(long)
+            waitUntil("the blocker to start") { service.stats.running == 1 }
+            let waiting = try (0..<3).map { _ in try service.submit(long) }  // 3 of the 4 places taken
+            // Two choices: the first takes the last place, the second is refused, and the first leaves again.
+            let client = RouterClient(server)
+            let r = try await client.post("/v1/completions", #"{"model": "test-model", "prompt": "Hi", "max_tokens": 2, "n": 2}"#)
+            #expect(r.status == .tooManyRequests && r.headers[.retryAfter] == "1")
+            #expect(r.error?["type"] as? String == "rate_limit_error")
+            #expect(service.stats.waiting == 3 && service.stats.cancelled == 1)
+            withExtendedLifetime((running, waiting)) {}
+        }
         waitUntil("the service to be idle") { service.stats.running == 0 && service.stats.waiting == 0 }
     }
 

@@ -147,6 +147,7 @@ extension OpenAIServer {
     ) async throws {
         let (merged, continuation) = AsyncThrowingStream.makeStream(of: (Int, GenerationEvent).self)
         let remaining = NIOLockedValueBox(streams.count)
+        if streams.isEmpty { continuation.finish() }
         try await withThrowingTaskGroup(of: Void.self) { group in
             for (i, stream) in streams.enumerated() {
                 group.addTask {
@@ -181,9 +182,7 @@ extension OpenAIServer {
                 }
             case .finished(let result):
                 trackers[i].result = result
-                let ttft = trackers[i].firstTokenAt.map { $0 - start }
-                    ?? (Self.now() - start - (result.duration - result.timeToFirstToken))
-                metrics.sequence(result, timeToFirstToken: ttft)
+                metrics.sequence(result, timeToFirstToken: trackers[i].firstTokenAt.map { $0 - start })
             }
             try await onEvent(i, event)
         }

@@ -7,11 +7,21 @@ let package = Package(
     products: [
         .executable(name: "swiftlet", targets: ["swiftlet"]),
         .library(name: "Engine", targets: ["Engine"]),
+        .library(name: "Server", targets: ["Server"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
         .package(url: "https://github.com/apple/swift-collections", from: "1.6.0"),
+        // Server: HTTP, lifecycle, logging, metrics. Hummingbird's default traits (swift-configuration,
+        // full Foundation coders) are not needed: the server decodes JSON itself.
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1", traits: []),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.0"),
+        .package(url: "https://github.com/apple/swift-http-types", from: "1.8.0"),
     ],
     targets: [
         // Layer 1: GGUF file format.
@@ -29,9 +39,23 @@ let package = Package(
             "Models", "Tokenizer", "Templates", "GGUF",
             .product(name: "Crypto", package: "swift-crypto"),
         ]),
+        // Layer 6: the OpenAI-compatible HTTP server.
+        .target(name: "Server", dependencies: [
+            "Engine", "Templates", "Tokenizer",
+            .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "CoreMetrics", package: "swift-metrics"),
+            .product(name: "Prometheus", package: "swift-prometheus"),
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            .product(name: "HTTPTypes", package: "swift-http-types"),
+        ]),
         .executableTarget(name: "swiftlet", dependencies: [
-            "Engine", "GGUF", "Kernels", "Tokenizer", "Templates",
+            "Engine", "GGUF", "Kernels", "Tokenizer", "Templates", "Server",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            .product(name: "Logging", package: "swift-log"),
         ]),
         // Shared test support: locates the real model and fixtures.
         .target(name: "SwiftletTesting", dependencies: ["Engine"], path: "Sources/SwiftletTesting"),
@@ -44,5 +68,12 @@ let package = Package(
         .testTarget(name: "ModelsTests", dependencies: ["Models", "Engine", "SwiftletTesting"],
                     resources: [.copy("Fixtures")]),
         .testTarget(name: "EngineTests", dependencies: ["Engine", "Models", "SwiftletTesting"]),
+        .testTarget(name: "ServerTests", dependencies: [
+            "Server", "Engine", "Templates", "SwiftletTesting",
+            .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOEmbedded", package: "swift-nio"),
+            .product(name: "HTTPTypes", package: "swift-http-types"),
+        ]),
     ]
 )

@@ -12,7 +12,7 @@ public enum EngineError: Error, CustomStringConvertible, Sendable, Equatable {
         switch self {
         case .invalidParameter(let f, let m): "invalid parameter '\(f)': \(m)"
         case .contextLengthExceeded(let p, let m, let c):
-            "this model's maximum context length is \(c) tokens, but \(p + m) were requested (\(p) in the prompt, \(m) to generate)"
+            "this model's maximum context length is \(c) tokens, but \(p.addingReportingOverflow(m).overflow ? "more" : String(p + m)) were requested (\(p) in the prompt, \(m) to generate)"
         case .emptyPrompt: "the prompt is empty"
         case .modelNotFound(let m): "model '\(m)' not found: give a path to a .gguf file or a known model name (\(ModelStore.knownModels.keys.sorted().joined(separator: ", ")))"
         case .pullFailed(let m): "could not fetch the model: \(m)"

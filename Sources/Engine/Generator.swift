@@ -26,10 +26,12 @@ public struct GenerationRequest: Sendable {
     /// Also report the log-probability of each prompt token after the first (the API's `echo` with
     /// `logprobs`), with `logprobs` alternatives.
     public var promptLogprobs: Bool
+    /// Scheduling priority: higher runs first when requests compete (then arrival order).
+    public var priority: Int
 
     public init(
         promptTokens: [Int], maxTokens: Int, sampling: SamplingParameters = .init(), stop: [String] = [],
-        ignoreEOS: Bool = false, logprobs: Int? = nil, promptLogprobs: Bool = false
+        ignoreEOS: Bool = false, logprobs: Int? = nil, promptLogprobs: Bool = false, priority: Int = 0
     ) {
         self.promptTokens = promptTokens
         self.maxTokens = maxTokens
@@ -38,6 +40,7 @@ public struct GenerationRequest: Sendable {
         self.ignoreEOS = ignoreEOS
         self.logprobs = logprobs
         self.promptLogprobs = promptLogprobs
+        self.priority = priority
     }
 }
 

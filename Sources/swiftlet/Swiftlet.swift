@@ -6,11 +6,11 @@ import Templates
 import Tokenizer
 
 @main
-struct Swiftlet: ParsableCommand {
+struct Swiftlet: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "swiftlet",
         abstract: "Fast LLM inference on GGUF models.",
-        subcommands: [Generate.self, Chat.self, Tokenize.self, Pull.self, Bench.self])
+        subcommands: [Generate.self, Chat.self, Tokenize.self, Pull.self, Bench.self, Serve.self])
 }
 
 /// Options every model-using command shares.

@@ -1,0 +1,608 @@
+// The OpenAI wire format: every request and response body the server reads or writes.
+// Field names are OpenAI's (snake_case); fields that OpenAI sends as `null` are encoded as null.
+
+// MARK: - Shared request pieces
+
+/// `stop`: one string or an array of strings.
+public struct StopSequences: Codable, Sendable, Equatable {
+    public var values: [String]
+
+    public init(_ values: [String]) { self.values = values }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.singleValueContainer()
+        if let s = try? c.decode(String.self) {
+            values = [s]
+        } else if let a = try? c.decode([String].self) {
+            values = a
+        } else {
+            throw DecodingError.typeMismatch([String].self, .init(
+                codingPath: c.codingPath, debugDescription: "expected a string or an array of strings"))
+        }
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.singleValueContainer()
+        try c.encode(values)
+    }
+}
+
+public struct StreamOptions: Codable, Sendable, Equatable {
+    public var includeUsage: Bool?
+
+    public init(includeUsage: Bool? = nil) { self.includeUsage = includeUsage }
+
+    enum CodingKeys: String, CodingKey {
+        case includeUsage = "include_usage"
+    }
+}
+
+// MARK: - POST /v1/chat/completions
+
+public struct ChatCompletionRequest: Codable, Sendable {
+    public var model: String
+    public var messages: [ChatMessageParam]
+    public var maxTokens: Int?
+    public var maxCompletionTokens: Int?
+    public var temperature: Double?
+    public var topP: Double?
+    public var n: Int?
+    public var stop: StopSequences?
+    public var seed: Int?
+    public var presencePenalty: Double?
+    public var frequencyPenalty: Double?
+    /// Token id (as a string) to a bias in [-100, 100].
+    public var logitBias: [String: Double]?
+    public var logprobs: Bool?
+    public var topLogprobs: Int?
+    public var user: String?
+    public var stream: Bool?
+    public var streamOptions: StreamOptions?
+    // Extensions beyond OpenAI's parameters (as in vLLM and llama.cpp's server).
+    public var topK: Int?
+    public var minP: Double?
+    public var repetitionPenalty: Double?
+    public var ignoreEOS: Bool?
+
+    public init(model: String, messages: [ChatMessageParam]) {
+        self.model = model
+        self.messages = messages
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case model, messages, temperature, n, stop, seed, logprobs, user, stream
+        case maxTokens = "max_tokens"
+        case maxCompletionTokens = "max_completion_tokens"
+        case topP = "top_p"
+        case presencePenalty = "presence_penalty"
+        case frequencyPenalty = "frequency_penalty"
+        case logitBias = "logit_bias"
+        case topLogprobs = "top_logprobs"
+        case streamOptions = "stream_options"
+        case topK = "top_k"
+        case minP = "min_p"
+        case repetitionPenalty = "repetition_penalty"
+        case ignoreEOS = "ignore_eos"
+    }
+}
+
+public struct ChatMessageParam: Codable, Sendable, Equatable {
+    public var role: String
+    /// Absent or null only for assistant messages.
+    public var content: MessageContent?
+    public var name: String?
+
+    public init(role: String, content: MessageContent?, name: String? = nil) {
+        self.role = role
+        self.content = content
+        self.name = name
+    }
+}
+
+/// Message `content`: a string or an array of content parts.
+public enum MessageContent: Codable, Sendable, Equatable {
+    case text(String)
+    case parts([ContentPart])
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.singleValueContainer()
+        if let s = try? c.decode(String.self) {
+            self = .text(s)
+            return
+        }
+        // Decode the array for real so that an error inside a part names that part.
+        do {
+            self = .parts(try c.decode([ContentPart].self))
+        } catch DecodingError.typeMismatch(_, let ctx) where ctx.codingPath.count == c.codingPath.count {
+            throw DecodingError.typeMismatch(String.self, .init(
+                codingPath: c.codingPath, debugDescription: "expected a string or an array of content parts"))
+        }
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.singleValueContainer()
+        switch self {
+        case .text(let s): try c.encode(s)
+        case .parts(let p): try c.encode(p)
+        }
+    }
+}
+
+public struct ContentPart: Codable, Sendable, Equatable {
+    public var type: String
+    public var text: String?
+
+    public init(type: String = "text", text: String?) {
+        self.type = type
+        self.text = text
+    }
+}
+
+// MARK: - POST /v1/completions
+
+/// `prompt`: a string, an array of strings, an array of token ids, or an array of arrays of token ids.
+public enum CompletionPrompt: Codable, Sendable, Equatable {
+    case texts([String])
+    case tokens([[Int]])
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.singleValueContainer()
+        if let s = try? c.decode(String.self) {
+            self = .texts([s])
+        } else if let a = try? c.decode([String].self) {
+            self = .texts(a)
+        } else if let t = try? c.decode([Int].self) {
+            self = .tokens([t])
+        } else if let t = try? c.decode([[Int]].self) {
+            self = .tokens(t)
+        } else {
+            throw DecodingError.typeMismatch(String.self, .init(
+                codingPath: c.codingPath,
+                debugDescription: "expected a string, an array of strings, or an array of token ids"))
+        }
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.singleValueContainer()
+        switch self {
+        case .texts(let t): try c.encode(t)
+        case .tokens(let t): try c.encode(t)
+        }
+    }
+}
+
+public struct CompletionRequest: Codable, Sendable {
+    public var model: String
+    public var prompt: CompletionPrompt
+    public var maxTokens: Int?
+    public var temperature: Double?
+    public var topP: Double?
+    public var n: Int?
+    public var stop: StopSequences?
+    public var seed: Int?
+    public var presencePenalty: Double?
+    public var frequencyPenalty: Double?
+    public var logitBias: [String: Double]?
+    /// Number of most likely alternatives to report per token (the legacy `logprobs`).
+    public var logprobs: Int?
+    public var echo: Bool?
+    public var suffix: String?
+    public var bestOf: Int?
+    public var user: String?
+    public var stream: Bool?
+    public var streamOptions: StreamOptions?
+    public var topK: Int?
+    public var minP: Double?
+    public var repetitionPenalty: Double?
+    public var ignoreEOS: Bool?
+
+    public init(model: String, prompt: CompletionPrompt) {
+        self.model = model
+        self.prompt = prompt
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case model, prompt, temperature, n, stop, seed, logprobs, echo, suffix, user, stream
+        case maxTokens = "max_tokens"
+        case topP = "top_p"
+        case presencePenalty = "presence_penalty"
+        case frequencyPenalty = "frequency_penalty"
+        case logitBias = "logit_bias"
+        case bestOf = "best_of"
+        case streamOptions = "stream_options"
+        case topK = "top_k"
+        case minP = "min_p"
+        case repetitionPenalty = "repetition_penalty"
+        case ignoreEOS = "ignore_eos"
+    }
+}
+
+// MARK: - Responses
+
+public struct Usage: Codable, Sendable, Equatable {
+    public var promptTokens: Int
+    public var completionTokens: Int
+    public var totalTokens: Int
+
+    public init(promptTokens: Int, completionTokens: Int) {
+        self.promptTokens = promptTokens
+        self.completionTokens = completionTokens
+        totalTokens = promptTokens + completionTokens
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case promptTokens = "prompt_tokens"
+        case completionTokens = "completion_tokens"
+        case totalTokens = "total_tokens"
+    }
+}
+
+/// A log-probability as JSON allows it: never infinite or NaN.
+func finiteLogprob(_ x: Float) -> Float { x.isFinite ? x : -9999 }
+
+public struct TopLogprob: Codable, Sendable, Equatable {
+    public var token: String
+    public var logprob: Float
+    public var bytes: [Int]?
+
+    public init(token: String, logprob: Float, bytes: [Int]?) {
+        self.token = token
+        self.logprob = logprob
+        self.bytes = bytes
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(token, forKey: .token)
+        try c.encode(finiteLogprob(logprob), forKey: .logprob)
+        try c.encode(bytes, forKey: .bytes)
+    }
+}
+
+public struct ChatTokenLogprob: Codable, Sendable, Equatable {
+    public var token: String
+    public var logprob: Float
+    public var bytes: [Int]?
+    public var topLogprobs: [TopLogprob]
+
+    public init(token: String, logprob: Float, bytes: [Int]?, topLogprobs: [TopLogprob]) {
+        self.token = token
+        self.logprob = logprob
+        self.bytes = bytes
+        self.topLogprobs = topLogprobs
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case token, logprob, bytes
+        case topLogprobs = "top_logprobs"
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(token, forKey: .token)
+        try c.encode(finiteLogprob(logprob), forKey: .logprob)
+        try c.encode(bytes, forKey: .bytes)
+        try c.encode(topLogprobs, forKey: .topLogprobs)
+    }
+}
+
+public struct ChatChoiceLogprobs: Codable, Sendable, Equatable {
+    public var content: [ChatTokenLogprob]?
+    public var refusal: [ChatTokenLogprob]?
+
+    public init(content: [ChatTokenLogprob]?) { self.content = content }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(content, forKey: .content)
+        try c.encode(refusal, forKey: .refusal)
+    }
+}
+
+public struct ChatCompletionMessage: Codable, Sendable, Equatable {
+    public var role: String
+    public var content: String?
+    public var refusal: String?
+
+    public init(role: String = "assistant", content: String?) {
+        self.role = role
+        self.content = content
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(role, forKey: .role)
+        try c.encode(content, forKey: .content)
+        try c.encode(refusal, forKey: .refusal)
+    }
+}
+
+public struct ChatCompletionChoice: Codable, Sendable, Equatable {
+    public var index: Int
+    public var message: ChatCompletionMessage
+    public var logprobs: ChatChoiceLogprobs?
+    public var finishReason: String
+
+    public init(index: Int, message: ChatCompletionMessage, logprobs: ChatChoiceLogprobs?, finishReason: String) {
+        self.index = index
+        self.message = message
+        self.logprobs = logprobs
+        self.finishReason = finishReason
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case index, message, logprobs
+        case finishReason = "finish_reason"
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(index, forKey: .index)
+        try c.encode(message, forKey: .message)
+        try c.encode(logprobs, forKey: .logprobs)
+        try c.encode(finishReason, forKey: .finishReason)
+    }
+}
+
+public struct ChatCompletion: Codable, Sendable, Equatable {
+    public var id: String
+    public var object = "chat.completion"
+    public var created: Int
+    public var model: String
+    public var choices: [ChatCompletionChoice]
+    public var usage: Usage
+    public var systemFingerprint: String?
+
+    public init(id: String, created: Int, model: String, choices: [ChatCompletionChoice], usage: Usage) {
+        self.id = id
+        self.created = created
+        self.model = model
+        self.choices = choices
+        self.usage = usage
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case id, object, created, model, choices, usage
+        case systemFingerprint = "system_fingerprint"
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(id, forKey: .id)
+        try c.encode(object, forKey: .object)
+        try c.encode(created, forKey: .created)
+        try c.encode(model, forKey: .model)
+        try c.encode(choices, forKey: .choices)
+        try c.encode(usage, forKey: .usage)
+        try c.encode(systemFingerprint, forKey: .systemFingerprint)
+    }
+}
+
+public struct ChatDelta: Codable, Sendable, Equatable {
+    public var role: String?
+    public var content: String?
+
+    public init(role: String? = nil, content: String? = nil) {
+        self.role = role
+        self.content = content
+    }
+}
+
+public struct ChatChunkChoice: Codable, Sendable, Equatable {
+    public var index: Int
+    public var delta: ChatDelta
+    public var logprobs: ChatChoiceLogprobs?
+    public var finishReason: String?
+
+    public init(index: Int, delta: ChatDelta, logprobs: ChatChoiceLogprobs? = nil, finishReason: String? = nil) {
+        self.index = index
+        self.delta = delta
+        self.logprobs = logprobs
+        self.finishReason = finishReason
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case index, delta, logprobs
+        case finishReason = "finish_reason"
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(index, forKey: .index)
+        try c.encode(delta, forKey: .delta)
+        try c.encode(logprobs, forKey: .logprobs)
+        try c.encode(finishReason, forKey: .finishReason)
+    }
+}
+
+/// One server-sent event of a streamed chat completion. The usage chunk has no choices.
+public struct ChatCompletionChunk: Codable, Sendable, Equatable {
+    public var id: String
+    public var object = "chat.completion.chunk"
+    public var created: Int
+    public var model: String
+    public var choices: [ChatChunkChoice]
+    public var usage: Usage?
+    public var systemFingerprint: String?
+    /// With `stream_options.include_usage`, every chunk carries `usage` (null until the last).
+    public var encodesUsage = false
+
+    public init(id: String, created: Int, model: String, choices: [ChatChunkChoice], usage: Usage? = nil) {
+        self.id = id
+        self.created = created
+        self.model = model
+        self.choices = choices
+        self.usage = usage
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case id, object, created, model, choices, usage
+        case systemFingerprint = "system_fingerprint"
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(id, forKey: .id)
+        try c.encode(object, forKey: .object)
+        try c.encode(created, forKey: .created)
+        try c.encode(model, forKey: .model)
+        try c.encode(choices, forKey: .choices)
+        try c.encode(systemFingerprint, forKey: .systemFingerprint)
+        if encodesUsage || usage != nil { try c.encode(usage, forKey: .usage) }
+    }
+}
+
+/// The legacy completions `logprobs` object. `token_logprobs` and `top_logprobs` are null for the
+/// first echoed prompt token, which has nothing before it.
+public struct CompletionLogprobs: Codable, Sendable, Equatable {
+    public var tokens: [String]
+    public var tokenLogprobs: [Float?]
+    public var topLogprobs: [[String: Float]?]
+    public var textOffset: [Int]
+
+    public init(tokens: [String] = [], tokenLogprobs: [Float?] = [], topLogprobs: [[String: Float]?] = [],
+                textOffset: [Int] = []) {
+        self.tokens = tokens
+        self.tokenLogprobs = tokenLogprobs
+        self.topLogprobs = topLogprobs
+        self.textOffset = textOffset
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case tokens
+        case tokenLogprobs = "token_logprobs"
+        case topLogprobs = "top_logprobs"
+        case textOffset = "text_offset"
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(tokens, forKey: .tokens)
+        try c.encode(tokenLogprobs.map { $0.map(finiteLogprob) }, forKey: .tokenLogprobs)
+        try c.encode(topLogprobs.map { $0?.mapValues(finiteLogprob) }, forKey: .topLogprobs)
+        try c.encode(textOffset, forKey: .textOffset)
+    }
+}
+
+public struct CompletionChoice: Codable, Sendable, Equatable {
+    public var index: Int
+    public var text: String
+    public var logprobs: CompletionLogprobs?
+    /// Null in streamed chunks until the last one of the choice.
+    public var finishReason: String?
+
+    public init(index: Int, text: String, logprobs: CompletionLogprobs?, finishReason: String?) {
+        self.index = index
+        self.text = text
+        self.logprobs = logprobs
+        self.finishReason = finishReason
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case index, text, logprobs
+        case finishReason = "finish_reason"
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(index, forKey: .index)
+        try c.encode(text, forKey: .text)
+        try c.encode(logprobs, forKey: .logprobs)
+        try c.encode(finishReason, forKey: .finishReason)
+    }
+}
+
+/// A completion, and also each streamed chunk of one (same shape).
+public struct Completion: Codable, Sendable, Equatable {
+    public var id: String
+    public var object = "text_completion"
+    public var created: Int
+    public var model: String
+    public var choices: [CompletionChoice]
+    public var usage: Usage?
+    public var systemFingerprint: String?
+    /// As for chat chunks: `usage` is encoded (null) on every chunk of a stream that asked for it.
+    public var encodesUsage = false
+
+    public init(id: String, created: Int, model: String, choices: [CompletionChoice], usage: Usage?) {
+        self.id = id
+        self.created = created
+        self.model = model
+        self.choices = choices
+        self.usage = usage
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case id, object, created, model, choices, usage
+        case systemFingerprint = "system_fingerprint"
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(id, forKey: .id)
+        try c.encode(object, forKey: .object)
+        try c.encode(created, forKey: .created)
+        try c.encode(model, forKey: .model)
+        try c.encode(choices, forKey: .choices)
+        try c.encode(systemFingerprint, forKey: .systemFingerprint)
+        if encodesUsage || usage != nil { try c.encode(usage, forKey: .usage) }
+    }
+}
+
+// MARK: - GET /v1/models
+
+public struct ModelObject: Codable, Sendable, Equatable {
+    public var id: String
+    public var object = "model"
+    public var created: Int
+    public var ownedBy: String
+
+    public init(id: String, created: Int, ownedBy: String) {
+        self.id = id
+        self.created = created
+        self.ownedBy = ownedBy
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case id, object, created
+        case ownedBy = "owned_by"
+    }
+}
+
+public struct ModelList: Codable, Sendable, Equatable {
+    public var object = "list"
+    public var data: [ModelObject]
+
+    public init(data: [ModelObject]) { self.data = data }
+}
+
+// MARK: - Errors
+
+/// `{"error": {"message", "type", "param", "code"}}`, with null `param` and `code` when they do not apply.
+public struct ErrorResponse: Codable, Sendable, Equatable {
+    public struct Body: Codable, Sendable, Equatable {
+        public var message: String
+        public var type: String
+        public var param: String?
+        public var code: String?
+
+        public init(message: String, type: String, param: String?, code: String?) {
+            self.message = message
+            self.type = type
+            self.param = param
+            self.code = code
+        }
+
+        public func encode(to encoder: Encoder) throws {
+            var c = encoder.container(keyedBy: CodingKeys.self)
+            try c.encode(message, forKey: .message)
+            try c.encode(type, forKey: .type)
+            try c.encode(param, forKey: .param)
+            try c.encode(code, forKey: .code)
+        }
+    }
+
+    public var error: Body
+
+    public init(error: Body) { self.error = error }
+}

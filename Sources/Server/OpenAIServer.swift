@@ -1,0 +1,237 @@
+import Engine
+import Foundation
+import HTTPTypes
+import Hummingbird
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import ServiceLifecycle
+
+public struct ServerConfiguration: Sendable {
+    /// When set, /v1/* requests need `Authorization: Bearer <apiKey>`. /health, /ready and /metrics stay
+    /// open so that probes and scrapers need no secret.
+    public var apiKey: String?
+    /// Larger request bodies get 413.
+    public var maxBodyBytes: Int
+    /// Most choices (`n`, times the number of prompts for completions) one request may ask for.
+    public var maxChoices: Int
+    /// The Retry-After header of a 429.
+    public var retryAfterSeconds: Int
+
+    public init(apiKey: String? = nil, maxBodyBytes: Int = 4 << 20, maxChoices: Int = 16, retryAfterSeconds: Int = 1) {
+        self.apiKey = apiKey.flatMap { $0.isEmpty ? nil : $0 }
+        self.maxBodyBytes = maxBodyBytes
+        self.maxChoices = maxChoices
+        self.retryAfterSeconds = retryAfterSeconds
+    }
+}
+
+/// The model the server answers for: its engine for tokenization and templates, and the service that
+/// runs generations on it.
+public struct ServedModel: Sendable {
+    /// The id of GET /v1/models; `aliases` are other names requests may use for it.
+    public var id: String
+    public var aliases: Set<String>
+    public var engine: InferenceEngine
+    public var service: any GenerationService
+    public var created: Int
+
+    public init(id: String, aliases: Set<String> = [], engine: InferenceEngine, service: any GenerationService,
+                created: Int = Int(Date().timeIntervalSince1970)) {
+        self.id = id
+        self.aliases = aliases
+        self.engine = engine
+        self.service = service
+        self.created = created
+    }
+
+    public func answers(to name: String) -> Bool {
+        name == id || aliases.contains(name) || name.lowercased() == id.lowercased()
+            || aliases.contains { $0.lowercased() == name.lowercased() }
+    }
+}
+
+/// The OpenAI-compatible HTTP API over one model. The model may arrive after the server starts
+/// (GET /ready answers 503 until then).
+public final class OpenAIServer: Sendable {
+    public let configuration: ServerConfiguration
+    public let metrics: ServerMetrics
+    private let loaded: NIOLockedValueBox<ServedModel?>
+
+    public init(configuration: ServerConfiguration = .init(), metrics: ServerMetrics = ServerMetrics(),
+                model: ServedModel? = nil) {
+        self.configuration = configuration
+        self.metrics = metrics
+        loaded = NIOLockedValueBox(model)
+    }
+
+    public var model: ServedModel? { loaded.withLockedValue { $0 } }
+
+    public func setModel(_ model: ServedModel) { loaded.withLockedValue { $0 = model } }
+
+    /// The model a request names: 503 while loading, 404 for another name.
+    func model(named name: String) throws -> ServedModel {
+        guard let model else { throw APIError.modelLoading }
+        guard model.answers(to: name) else { throw APIError.modelNotFound(name) }
+        return model
+    }
+
+    // MARK: HTTP
+
+    public func makeRouter() -> Router<BasicRequestContext> {
+        let router = Router()
+        router.add(middleware: APIMiddleware(server: self))
+
+        router.get("/health") { _, _ in JSONResponse.make(status: .ok, ["status": "ok"]) }
+        router.get("/ready") { _, _ in
+            if let model = self.model {
+                return JSONResponse.make(status: .ok, ["status": "ready", "model": model.id])
+            }
+            return JSONResponse.make(status: .serviceUnavailable, ["status": "loading"])
+        }
+        router.get("/metrics") { _, _ in
+            let body = self.metrics.exposition(stats: self.model?.service.stats)
+            return Response(
+                status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
+                body: .init(byteBuffer: ByteBuffer(bytes: body)))
+        }
+        router.get("/v1/models") { _, _ in
+            guard let model = self.model else { throw APIError.modelLoading }
+            return JSONResponse.make(status: .ok, ModelList(data: [self.modelObject(model)]))
+        }
+        router.get("/v1/models/{id}") { _, context in
+            let id = context.parameters.get("id") ?? ""
+            return JSONResponse.make(status: .ok, self.modelObject(try self.model(named: id)))
+        }
+        router.post("/v1/chat/completions") { request, context in
+            let body = try await self.decodeBody(ChatCompletionRequest.self, request)
+            return try await self.chatCompletion(body, logger: context.logger)
+        }
+        router.post("/v1/completions") { request, context in
+            let body = try await self.decodeBody(CompletionRequest.self, request)
+            return try await self.completion(body, logger: context.logger)
+        }
+        return router
+    }
+
+    /// A Hummingbird application serving this API on `host:port` (port 0 picks a free one). `onListening`
+    /// gets the bound host and port. `services` run beside the server and shut down after it, once the
+    /// requests in flight are done.
+    public func makeApplication(
+        host: String, port: Int, logger: Logger, services: [any Service] = [],
+        onListening: @escaping @Sendable (String, Int) async -> Void = { _, _ in }
+    ) -> some ApplicationProtocol {
+        Application(
+            router: makeRouter(),
+            configuration: ApplicationConfiguration(address: .hostname(host, port: port), serverName: "swiftlet"),
+            services: services,
+            onServerRunning: { channel in await onListening(host, channel.localAddress?.port ?? port) },
+            logger: logger)
+    }
+
+    func modelObject(_ model: ServedModel) -> ModelObject {
+        ModelObject(id: model.id, created: model.created, ownedBy: "swiftlet")
+    }
+
+    /// Reads the body (413 over the limit) and decodes it, turning every decoding failure into a 400
+    /// that names the parameter.
+    func decodeBody<T: Decodable>(_ type: T.Type, _ request: Request) async throws -> T {
+        let limit = configuration.maxBodyBytes
+        if let length = request.headers[.contentLength].flatMap({ Int($0) }), length > limit {
+            throw APIError.bodyTooLarge(limit: limit)
+        }
+        var request = request
+        let buffer: ByteBuffer
+        do {
+            buffer = try await request.collectBody(upTo: limit)
+        } catch is NIOTooManyBytesError {
+            throw APIError.bodyTooLarge(limit: limit)
+        }
+        return try Self.decodeJSON(type, from: Data(buffer.readableBytesView))
+    }
+
+    /// Decodes a request body; every failure is an APIError (400) naming the parameter where possible.
+    public static func decodeJSON<T: Decodable>(_ type: T.Type, from data: Data) throws -> T {
+        guard String(validating: data, as: UTF8.self) != nil else {
+            throw APIError.invalidRequest("The request body is not valid UTF-8.", code: "invalid_json")
+        }
+        do {
+            return try JSONDecoder().decode(T.self, from: data)
+        } catch DecodingError.dataCorrupted(let ctx) where ctx.codingPath.isEmpty {
+            if let error = JSONDiagnostics.unrepresentableNumber(in: Array(data)) { throw error }
+            throw APIError.invalidJSON
+        } catch let error as DecodingError {
+            throw APIError.decoding(error)
+        } catch {
+            throw APIError.invalidJSON
+        }
+    }
+}
+
+/// Authentication, OpenAI-shaped errors for everything that goes wrong, and request metrics.
+public struct APIMiddleware: RouterMiddleware {
+    public typealias Context = BasicRequestContext
+    let server: OpenAIServer
+
+    public init(server: OpenAIServer) { self.server = server }
+
+    public func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        let response: Response
+        do {
+            try authenticate(request)
+            response = try await next(request, context)
+        } catch {
+            let apiError = classify(error, request: request, context: context)
+            server.metrics.error(status: Int(apiError.status.code), code: apiError.code ?? apiError.type)
+            response = JSONResponse.make(status: apiError.status, apiError.body, headers: apiError.headers)
+        }
+        server.metrics.request(endpoint: context.endpointPath ?? "unmatched", status: Int(response.status.code))
+        return response
+    }
+
+    private func authenticate(_ request: Request) throws {
+        guard let key = server.configuration.apiKey, request.uri.path.hasPrefix("/v1/") else { return }
+        guard let header = request.headers[.authorization] else { throw APIError.missingAPIKey }
+        let parts = header.split(separator: " ", maxSplits: 1, omittingEmptySubsequences: true)
+        guard parts.count == 2, parts[0].lowercased() == "bearer" else { throw APIError.invalidAPIKey }
+        guard constantTimeEqual(Array(parts[1].utf8), Array(key.utf8)) else { throw APIError.invalidAPIKey }
+    }
+
+    private func classify(_ error: Error, request: Request, context: Context) -> APIError {
+        if let e = APIError.from(error) { return e }
+        if let e = error as? HTTPError {
+            if e.status == .notFound { return .unknownURL(request.method, request.uri.path) }
+            if e.status == .contentTooLarge { return .bodyTooLarge(limit: server.configuration.maxBodyBytes) }
+            if e.status.code < 500 {
+                return APIError(status: e.status, message: e.body ?? e.status.reasonPhrase, type: "invalid_request_error")
+            }
+        }
+        if error is NIOTooManyBytesError { return .bodyTooLarge(limit: server.configuration.maxBodyBytes) }
+        context.logger.error("request failed", metadata: ["error": "\(String(reflecting: error))"])
+        return .internalError
+    }
+}
+
+func constantTimeEqual(_ a: [UInt8], _ b: [UInt8]) -> Bool {
+    var diff = UInt8(a.count == b.count ? 0 : 1)
+    for i in 0..<max(a.count, b.count) {
+        diff |= (i < a.count ? a[i] : 0) ^ (i < b.count ? b[i] : 0)
+    }
+    return diff == 0
+}
+
+enum JSONResponse {
+    static func encode(_ value: some Encodable) -> ByteBuffer {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        // Every type encoded here is made of strings, integers and finite floats.
+        let data = (try? encoder.encode(value)) ?? Data(#"{"error":{"message":"encoding failed","type":"server_error","param":null,"code":null}}"#.utf8)
+        return ByteBuffer(bytes: data)
+    }
+
+    static func make(status: HTTPResponse.Status, _ value: some Encodable, headers: HTTPFields = [:]) -> Response {
+        var headers = headers
+        headers[.contentType] = "application/json"
+        return Response(status: status, headers: headers, body: .init(byteBuffer: encode(value)))
+    }
+}

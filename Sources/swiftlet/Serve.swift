@@ -1,0 +1,107 @@
+import ArgumentParser
+import Engine
+import Foundation
+import Logging
+import Server
+import ServiceLifecycle
+
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Serve the model over an OpenAI-compatible HTTP API.",
+        discussion: "Endpoints: POST /v1/chat/completions, POST /v1/completions, GET /v1/models[/ID], GET /health, "
+            + "GET /ready, GET /metrics. SIGINT/SIGTERM stop accepting connections and let requests in flight "
+            + "finish (up to --shutdown-grace seconds).")
+
+    @OptionGroup var modelOptions: ModelOptions
+
+    @Option(name: .long, help: "Address to bind.")
+    var host = "127.0.0.1"
+
+    @Option(name: .long, help: "Port to bind (0 picks a free one; the log line 'listening on' tells which).")
+    var port = 8080
+
+    @Option(name: .long, help: "Require 'Authorization: Bearer KEY' on /v1/* (default $SWIFTLET_API_KEY).")
+    var apiKey: String?
+
+    @Option(name: .long, help: "Requests that may wait while one generates; more get 429.")
+    var maxQueue = 64
+
+    @Option(name: .long, help: "Largest request body in bytes; larger ones get 413.")
+    var maxBodyBytes = 4 << 20
+
+    @Option(name: .long, help: "Seconds that requests in flight get to finish on shutdown.")
+    var shutdownGrace = 30
+
+    func validate() throws {
+        guard (0...65535).contains(port) else { throw ValidationError("--port must be between 0 and 65535") }
+        guard maxQueue >= 0 else { throw ValidationError("--max-queue must be >= 0") }
+        guard maxBodyBytes > 0 else { throw ValidationError("--max-body-bytes must be positive") }
+        guard shutdownGrace >= 0 else { throw ValidationError("--shutdown-grace must be >= 0") }
+    }
+
+    func run() async throws {
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = .info
+            return handler
+        }
+        let logger = Logger(label: "swiftlet")
+        let key = apiKey ?? ProcessInfo.processInfo.environment["SWIFTLET_API_KEY"]
+        let server = OpenAIServer(configuration: ServerConfiguration(apiKey: key, maxBodyBytes: maxBodyBytes))
+        let loader = ModelLoader(options: modelOptions, maxQueue: maxQueue, server: server, logger: logger)
+        let app = server.makeApplication(host: host, port: port, logger: logger, services: [loader]) { host, port in
+            logger.info("listening on http://\(host):\(port)")
+        }
+        var config = ServiceGroupConfiguration(services: [app], logger: logger)
+        config.gracefulShutdownSignals = [.sigterm, .sigint]
+        config.maximumGracefulShutdownDuration = .seconds(shutdownGrace)
+        do {
+            try await ServiceGroup(configuration: config).run()
+        } catch {
+            logger.error("\(error)")
+            throw ExitCode.failure
+        }
+        logger.info("stopped")
+    }
+}
+
+/// Loads the model after the server is up (GET /ready turns 200 then). Listed before the HTTP server,
+/// it shuts down after it: once requests in flight are done, the generation thread stops.
+struct ModelLoader: Service {
+    let options: ModelOptions
+    let maxQueue: Int
+    let server: OpenAIServer
+    let logger: Logger
+
+    func run() async throws {
+        let options = self.options
+        logger.info("loading model \(options.model)")
+        let engine = try await onThread { try options.load() }
+        let service = SerialGenerationService(engine: engine, maxWaiting: maxQueue)
+        var aliases: Set<String> = [options.model]
+        let fileName = URL(fileURLWithPath: engine.gguf.path).lastPathComponent
+        for known in ModelStore.knownModels.values where known.fileName == fileName { aliases.insert(known.name) }
+        server.setModel(ServedModel(id: engine.modelName, aliases: aliases, engine: engine, service: service))
+        logger.info("model \(engine.modelName) ready (context \(engine.contextLength) tokens)")
+
+        try? await gracefulShutdown()
+        service.shutdown()
+        await onThread { service.waitUntilStopped() }
+    }
+}
+
+/// Runs blocking work (model loading, thread joins) on a thread of its own, off the concurrency pool.
+func onThread<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+    try await withCheckedThrowingContinuation { continuation in
+        Thread { continuation.resume(with: Result { try body() }) }.start()
+    }
+}
+
+func onThread(_ body: @escaping @Sendable () -> Void) async {
+    await withCheckedContinuation { continuation in
+        Thread {
+            body()
+            continuation.resume()
+        }.start()
+    }
+}

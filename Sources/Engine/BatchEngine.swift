@@ -2,29 +2,6 @@ import Foundation
 import Models
 import Tokenizer
 
-/// What the batching engine is doing, for metrics.
-public struct EngineStats: Sendable, Equatable {
-    public var running = 0
-    public var waiting = 0
-    /// Sequences cancelled (consumer gone) and preempted (KV blocks reclaimed), since the start.
-    public var cancelled = 0
-    public var preemptions = 0
-    public var kvBlocksTotal = 0
-    public var kvBlocksUsed = 0
-    /// Blocks in the prefix cache (held or not).
-    public var kvBlocksCached = 0
-    public var kvBlockSize = 0
-    /// Full prompt blocks looked up in the prefix cache, and found.
-    public var prefixLookups = 0
-    public var prefixHits = 0
-    public var steps = 0
-    public var tokensComputed = 0
-
-    public init() {}
-
-    public var prefixHitRate: Double { prefixLookups == 0 ? 0 : Double(prefixHits) / Double(prefixLookups) }
-}
-
 /// One step of the engine: sequences and tokens in the batch, and how long it took.
 public struct StepReport: Sendable {
     public var sequences: Int
@@ -44,7 +21,9 @@ public final class BatchEngine: GenerationService, @unchecked Sendable {
     // @unchecked: the mutable state under "inbox" is guarded by `condition`; the scheduler, pool and
     // sequences are touched only by the loop thread.
     public struct Options: Sendable {
-        /// Bytes of KV cache (nil: a quarter of physical memory, at most 4 GiB).
+        /// Bytes of KV cache (nil: an eighth of physical memory, at most 2 GiB). Pages are touched as
+        /// blocks are first used, and blocks left in the prefix cache keep theirs until the pool needs
+        /// them, so resident memory grows up to this size under varied traffic.
         public var kvCacheBytes: Int?
         public var blockSize = KVBlockStorage.defaultBlockSize
         /// Tokens per step (decode tokens plus prompt chunks).
@@ -58,7 +37,7 @@ public final class BatchEngine: GenerationService, @unchecked Sendable {
         public init() {}
 
         public static var defaultKVCacheBytes: Int {
-            min(Int(ProcessInfo.processInfo.physicalMemory / 4), 4 << 30)
+            min(Int(ProcessInfo.processInfo.physicalMemory / 8), 2 << 30)
         }
     }
 
@@ -82,7 +61,7 @@ public final class BatchEngine: GenerationService, @unchecked Sendable {
     private var queued = 0
     private var stopping = false
     private var stopped = false
-    private var snapshot = EngineStats()
+    private var snapshot = ServiceStats(running: 0, waiting: 0)
 
     // Loop thread only.
     private var live: [UInt64: EngineSequence] = [:]
@@ -123,11 +102,6 @@ public final class BatchEngine: GenerationService, @unchecked Sendable {
     }
 
     public var stats: ServiceStats {
-        let s = engineStats
-        return ServiceStats(running: s.running, waiting: s.waiting, cancelled: s.cancelled)
-    }
-
-    public var engineStats: EngineStats {
         condition.lock()
         defer { condition.unlock() }
         var s = snapshot
@@ -136,11 +110,6 @@ public final class BatchEngine: GenerationService, @unchecked Sendable {
     }
 
     public func submit(_ request: GenerationRequest) throws -> AsyncThrowingStream<GenerationEvent, Error> {
-        try submit(request, priority: 0)
-    }
-
-    /// Starts a generation; higher `priority` runs first (then arrival order).
-    public func submit(_ request: GenerationRequest, priority: Int) throws -> AsyncThrowingStream<GenerationEvent, Error> {
         try engine.validate(request)
         guard request.promptTokens.count + request.maxTokens <= maxSequenceTokens else {
             throw EngineError.contextLengthExceeded(
@@ -154,7 +123,7 @@ public final class BatchEngine: GenerationService, @unchecked Sendable {
         lastID += 1
         let id = lastID
         let sequence = EngineSequence(
-            id: id, request: request, priority: priority, arrival: id,
+            id: id, request: request, priority: request.priority, arrival: id,
             output: SequenceOutput(tokenizer: engine.tokenizer, request: request), events: continuation)
         // Runs when the consumer goes away, and after the engine finishes the stream (then a no-op).
         continuation.onTermination = { [weak self] _ in self?.cancel(id) }
@@ -256,6 +225,7 @@ public final class BatchEngine: GenerationService, @unchecked Sendable {
                 decodeSequences: chunks.filter { $0.start >= $0.sequence.promptCount }.count, seconds: seconds)
             publish(report)
         }
+        publish(nil)
         condition.lock()
         stopped = true
         condition.broadcast()
@@ -293,6 +263,7 @@ public final class BatchEngine: GenerationService, @unchecked Sendable {
         if s.output.finish == .cancelled { cancelledCount += 1 }
         scheduler.remove(s)
         live[s.id] = nil
+        publish(nil)
         let now = DispatchTime.now().uptimeNanoseconds
         let ttft = s.firstToken.map { Double($0 - s.submitted) / 1e9 } ?? 0
         s.events.yield(.finished(GenerationResult(
@@ -306,14 +277,12 @@ public final class BatchEngine: GenerationService, @unchecked Sendable {
     private func fail(_ s: EngineSequence, _ error: Error) {
         scheduler.remove(s)
         live[s.id] = nil
+        publish(nil)
         s.events.finish(throwing: error)
     }
 
     private func publish(_ report: StepReport?) {
-        var s = EngineStats()
-        s.running = scheduler.running.count
-        s.waiting = scheduler.waiting.count
-        s.cancelled = cancelledCount
+        var s = ServiceStats(running: scheduler.running.count, waiting: scheduler.waiting.count, cancelled: cancelledCount)
         s.preemptions = scheduler.preemptionCount
         s.kvBlocksTotal = pool.capacity
         s.kvBlocksUsed = pool.used

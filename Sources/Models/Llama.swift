@@ -45,6 +45,9 @@ public final class LlamaModel: LanguageModel, @unchecked Sendable {
         self.gguf = gguf
         self.maxChunk = maxChunk
         pool = ThreadPool(threads: threads)
+        // Embedding lookups read single rows of the mapped file; only the output head is packed.
+        tokenEmbedding = try gguf.weightMatrix("token_embd.weight", columns: c.embeddingLength, rows: c.vocabularySize)
+        outputNorm = try gguf.floatVector("output_norm.weight", count: c.embeddingLength)
         // Sized first so that all packed matrices share one storage.
         var plain: [String: WeightMatrix] = [:]
         func load(_ name: String, columns: Int, rows: Int) throws {
@@ -71,9 +74,6 @@ public final class LlamaModel: LanguageModel, @unchecked Sendable {
             gguf.releasePages(m.data, byteCount: m.rows * m.rowStride)
             return p
         }
-        // Embedding lookups read single rows of the mapped file; only the output head is packed.
-        tokenEmbedding = try gguf.weightMatrix("token_embd.weight", columns: c.embeddingLength, rows: c.vocabularySize)
-        outputNorm = try gguf.floatVector("output_norm.weight", count: c.embeddingLength)
         output = matrix(outputName)
         ropeFreqFactors = gguf.tensorInfo("rope_freqs.weight") != nil
             ? try gguf.floatVector("rope_freqs.weight", count: c.ropeDim / 2) : nil

@@ -345,7 +345,7 @@ extension OpenAIServer {
         let maxParam = body.maxCompletionTokens != nil ? "max_completion_tokens" : "max_tokens"
         let maxTokens = try Self.maxTokens(
             body.maxCompletionTokens ?? body.maxTokens, param: maxParam, minimum: 1, promptCount: prompt.count,
-            contextLength: engine.contextLength, promptParam: "messages")
+            contextLength: model.contextLength, promptParam: "messages")
         var topLogprobs: Int?
         if body.logprobs == true {
             let k = body.topLogprobs ?? 0
@@ -362,7 +362,8 @@ extension OpenAIServer {
         }
         let requests = (0..<n).map {
             GenerationRequest(promptTokens: prompt, maxTokens: maxTokens, sampling: SamplingRequest.forChoice(base, $0),
-                              stop: stops, ignoreEOS: body.ignoreEOS ?? false, logprobs: topLogprobs)
+                              stop: stops, ignoreEOS: body.ignoreEOS ?? false, logprobs: topLogprobs,
+                              priority: body.priority ?? 0)
         }
         let streams = try submit(requests, to: model.service)
         metrics.prompt(tokens: prompt.count)
@@ -380,7 +381,7 @@ extension OpenAIServer {
                     logprobs: wantLogprobs ? ChatChoiceLogprobs(content: r.logprobs.map { chatLogprob($0, tokenizer) }) : nil,
                     finishReason: Self.finishReason(r.finishReason))
             }
-            let usage = Usage(promptTokens: prompt.count, completionTokens: results.reduce(0) { $0 + $1.tokens.count })
+            let usage = Usage(promptTokens: prompt.count, results: results, choicesPerPrompt: n)
             return JSONResponse.make(status: .ok, ChatCompletion(id: id, created: created, model: model.id,
                                                                  choices: choices, usage: usage))
         }
@@ -418,7 +419,7 @@ extension OpenAIServer {
                 }
             }
             if includeUsage {
-                let usage = Usage(promptTokens: prompt.count, completionTokens: results.reduce(0) { $0 + $1.tokens.count })
+                let usage = Usage(promptTokens: prompt.count, results: results, choicesPerPrompt: n)
                 try await Self.write(chunk([], usage: usage), to: &writer)
             }
             try await Self.write(Self.done, to: &writer)
@@ -488,7 +489,7 @@ extension OpenAIServer {
         for p in prompts {
             maxTokens.append(try Self.maxTokens(
                 body.maxTokens ?? 16, param: "max_tokens", minimum: 0, promptCount: p.tokens.count,
-                contextLength: engine.contextLength, promptParam: "prompt"))
+                contextLength: model.contextLength, promptParam: "prompt"))
         }
         if let k = body.logprobs, k < 0 || k > 20 {
             throw APIError.invalidValue("logprobs", "must be between 0 and 20.")
@@ -509,7 +510,7 @@ extension OpenAIServer {
                     promptTokens: p.tokens, maxTokens: maxTokens[pi],
                     sampling: SamplingRequest.forChoice(base, pi * n + c), stop: stops,
                     ignoreEOS: body.ignoreEOS ?? false, logprobs: body.logprobs,
-                    promptLogprobs: echo && body.logprobs != nil))
+                    promptLogprobs: echo && body.logprobs != nil, priority: body.priority ?? 0))
             }
         }
         let streams = try submit(requests, to: model.service)
@@ -541,7 +542,7 @@ extension OpenAIServer {
                 return CompletionChoice(index: i, text: (echo ? prompt.text : "") + r.text, logprobs: logprobs,
                                         finishReason: Self.finishReason(r.finishReason))
             }
-            let usage = Usage(promptTokens: promptTokenCount, completionTokens: results.reduce(0) { $0 + $1.tokens.count })
+            let usage = Usage(promptTokens: promptTokenCount, results: results, choicesPerPrompt: n)
             return JSONResponse.make(status: .ok, Completion(id: id, created: created, model: model.id,
                                                              choices: choices, usage: usage))
         }
@@ -604,7 +605,7 @@ extension OpenAIServer {
                 }
             }
             if includeUsage {
-                let usage = Usage(promptTokens: promptTokenCount, completionTokens: results.reduce(0) { $0 + $1.tokens.count })
+                let usage = Usage(promptTokens: promptTokenCount, results: results, choicesPerPrompt: n)
                 try await Self.write(chunk([], usage: usage), to: &writer)
             }
             try await Self.write(Self.done, to: &writer)

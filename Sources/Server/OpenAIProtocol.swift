@@ -1,3 +1,4 @@
+import Engine
 // The OpenAI wire format: every request and response body the server reads or writes.
 // Field names are OpenAI's (snake_case); fields that OpenAI sends as `null` are encoded as null.
 
@@ -63,6 +64,8 @@ public struct ChatCompletionRequest: Codable, Sendable {
     public var minP: Double?
     public var repetitionPenalty: Double?
     public var ignoreEOS: Bool?
+    /// Scheduling priority when requests compete (higher first), as in vLLM.
+    public var priority: Int?
 
     public init(model: String, messages: [ChatMessageParam]) {
         self.model = model
@@ -70,7 +73,7 @@ public struct ChatCompletionRequest: Codable, Sendable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case model, messages, temperature, n, stop, seed, logprobs, user, stream
+        case model, messages, temperature, n, stop, seed, logprobs, user, stream, priority
         case maxTokens = "max_tokens"
         case maxCompletionTokens = "max_completion_tokens"
         case topP = "top_p"
@@ -195,6 +198,7 @@ public struct CompletionRequest: Codable, Sendable {
     public var minP: Double?
     public var repetitionPenalty: Double?
     public var ignoreEOS: Bool?
+    public var priority: Int?
 
     public init(model: String, prompt: CompletionPrompt) {
         self.model = model
@@ -202,7 +206,7 @@ public struct CompletionRequest: Codable, Sendable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case model, prompt, temperature, n, stop, seed, logprobs, echo, suffix, user, stream
+        case model, prompt, temperature, n, stop, seed, logprobs, echo, suffix, user, stream, priority
         case maxTokens = "max_tokens"
         case topP = "top_p"
         case presencePenalty = "presence_penalty"
@@ -223,17 +227,37 @@ public struct Usage: Codable, Sendable, Equatable {
     public var promptTokens: Int
     public var completionTokens: Int
     public var totalTokens: Int
+    public var promptTokensDetails: PromptTokensDetails?
 
-    public init(promptTokens: Int, completionTokens: Int) {
+    public init(promptTokens: Int, completionTokens: Int, cachedTokens: Int? = nil) {
         self.promptTokens = promptTokens
         self.completionTokens = completionTokens
         totalTokens = promptTokens + completionTokens
+        promptTokensDetails = cachedTokens.map { PromptTokensDetails(cachedTokens: $0) }
+    }
+
+    /// Usage of finished choices of prompts totalling `promptTokens` (cached tokens counted once per prompt).
+    init(promptTokens: Int, results: [GenerationResult], choicesPerPrompt: Int) {
+        let cached = stride(from: 0, to: results.count, by: max(choicesPerPrompt, 1))
+            .reduce(0) { $0 + results[$1..<min($1 + choicesPerPrompt, results.count)].map(\.cachedPromptTokens).max()! }
+        self.init(promptTokens: promptTokens, completionTokens: results.reduce(0) { $0 + $1.tokens.count },
+                  cachedTokens: cached)
     }
 
     enum CodingKeys: String, CodingKey {
         case promptTokens = "prompt_tokens"
         case completionTokens = "completion_tokens"
         case totalTokens = "total_tokens"
+        case promptTokensDetails = "prompt_tokens_details"
+    }
+}
+
+public struct PromptTokensDetails: Codable, Sendable, Equatable {
+    /// Prompt tokens whose keys and values came from the prefix cache.
+    public var cachedTokens: Int
+
+    enum CodingKeys: String, CodingKey {
+        case cachedTokens = "cached_tokens"
     }
 }
 

@@ -35,6 +35,9 @@ public struct ServedModel: Sendable {
     public var engine: InferenceEngine
     public var service: any GenerationService
     public var created: Int
+    /// Tokens (prompt + generated) a request may use: the model's context, or less if the service's
+    /// KV cache is smaller.
+    public var contextLength: Int { min(engine.contextLength, service.maxSequenceTokens) }
 
     public init(id: String, aliases: Set<String> = [], engine: InferenceEngine, service: any GenerationService,
                 created: Int = Int(Date().timeIntervalSince1970)) {

@@ -16,9 +16,17 @@ public final class ServerMetrics: Sendable {
     private let timePerOutputToken: CoreMetrics.Timer
     private let waiting: CoreMetrics.Gauge
     private let running: CoreMetrics.Gauge
-    private let cancelled: CoreMetrics.Counter
-    /// The service's cancelled count at the last scrape: the counter grows by the difference.
-    private let cancelledSeen = NIOLockedValueBox(0)
+    private let kvBlocksTotal: CoreMetrics.Gauge
+    private let kvBlocksUsed: CoreMetrics.Gauge
+    private let kvBlocksFree: CoreMetrics.Gauge
+    private let kvBlocksCached: CoreMetrics.Gauge
+    private let prefixHitRate: CoreMetrics.Gauge
+    private let batchSequences: CoreMetrics.Recorder
+    private let batchTokens: CoreMetrics.Recorder
+    private let steps: CoreMetrics.Counter
+    /// Totals the service keeps, turned into counters that grow by the difference at each scrape.
+    private let totals: [(label: String, value: @Sendable (ServiceStats) -> Int, counter: CoreMetrics.Counter)]
+    private let totalsSeen: NIOLockedValueBox<[Int]>
 
     public init(registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry()) {
         self.registry = registry
@@ -29,6 +37,10 @@ public final class ServerMetrics: Sendable {
             "swiftlet_time_per_output_token_seconds":
                 [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1].map { Duration.seconds($0) },
         ]
+        factory.valueHistogramBuckets = [
+            "swiftlet_batch_sequences": [1, 2, 4, 8, 16, 32, 64, 128],
+            "swiftlet_batch_tokens": [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024],
+        ]
         self.factory = factory
         promptTokens = CoreMetrics.Counter(label: "swiftlet_prompt_tokens_total", factory: factory)
         generatedTokens = CoreMetrics.Counter(label: "swiftlet_generated_tokens_total", factory: factory)
@@ -36,7 +48,29 @@ public final class ServerMetrics: Sendable {
         timePerOutputToken = CoreMetrics.Timer(label: "swiftlet_time_per_output_token_seconds", factory: factory)
         waiting = CoreMetrics.Gauge(label: "swiftlet_queue_waiting_sequences", factory: factory)
         running = CoreMetrics.Gauge(label: "swiftlet_running_sequences", factory: factory)
-        cancelled = CoreMetrics.Counter(label: "swiftlet_sequences_cancelled_total", factory: factory)
+        kvBlocksTotal = CoreMetrics.Gauge(label: "swiftlet_kv_blocks_total", factory: factory)
+        kvBlocksUsed = CoreMetrics.Gauge(label: "swiftlet_kv_blocks_used", factory: factory)
+        kvBlocksFree = CoreMetrics.Gauge(label: "swiftlet_kv_blocks_free", factory: factory)
+        kvBlocksCached = CoreMetrics.Gauge(label: "swiftlet_kv_blocks_cached", factory: factory)
+        prefixHitRate = CoreMetrics.Gauge(label: "swiftlet_prefix_cache_hit_rate", factory: factory)
+        batchSequences = CoreMetrics.Recorder(label: "swiftlet_batch_sequences", factory: factory)
+        batchTokens = CoreMetrics.Recorder(label: "swiftlet_batch_tokens", factory: factory)
+        steps = CoreMetrics.Counter(label: "swiftlet_engine_steps_total", factory: factory)
+        let totals: [(String, @Sendable (ServiceStats) -> Int)] = [
+            ("swiftlet_sequences_cancelled_total", { $0.cancelled }),
+            ("swiftlet_preemptions_total", { $0.preemptions }),
+            ("swiftlet_prefix_cache_lookups_total", { $0.prefixLookups }),
+            ("swiftlet_prefix_cache_hits_total", { $0.prefixHits }),
+        ]
+        self.totals = totals.map { ($0.0, $0.1, CoreMetrics.Counter(label: $0.0, factory: factory)) }
+        totalsSeen = NIOLockedValueBox([Int](repeating: 0, count: totals.count))
+    }
+
+    /// One engine step: how many sequences and tokens it ran (batch size histograms).
+    public func step(sequences: Int, tokens: Int) {
+        steps.increment()
+        batchSequences.record(sequences)
+        batchTokens.record(tokens)
     }
 
     /// One HTTP request answered. `endpoint` is the route pattern, never the raw path.
@@ -65,17 +99,24 @@ public final class ServerMetrics: Sendable {
 
     func prompt(tokens: Int) { promptTokens.increment(by: tokens) }
 
-    /// Prometheus text format, with the queue gauges read from `stats` now.
+    /// Prometheus text format, with the queue and KV gauges read from `stats` now.
     func exposition(stats: ServiceStats?) -> [UInt8] {
-        waiting.record(stats?.waiting ?? 0)
-        running.record(stats?.running ?? 0)
-        if let stats {
-            let delta = cancelledSeen.withLockedValue { seen in
-                defer { seen = max(seen, stats.cancelled) }
-                return max(0, stats.cancelled - seen)
+        let s = stats ?? ServiceStats(running: 0, waiting: 0)
+        waiting.record(s.waiting)
+        running.record(s.running)
+        kvBlocksTotal.record(s.kvBlocksTotal)
+        kvBlocksUsed.record(s.kvBlocksUsed)
+        kvBlocksFree.record(s.kvBlocksTotal - s.kvBlocksUsed)
+        kvBlocksCached.record(s.kvBlocksCached)
+        prefixHitRate.record(s.prefixHitRate)
+        let deltas = totalsSeen.withLockedValue { seen in
+            totals.indices.map { i in
+                let now = totals[i].value(s)
+                defer { seen[i] = max(seen[i], now) }
+                return max(0, now - seen[i])
             }
-            if delta > 0 { cancelled.increment(by: delta) }
         }
+        for (i, d) in deltas.enumerated() where d > 0 { totals[i].counter.increment(by: d) }
         return registry.emitToBuffer()
     }
 }

@@ -23,8 +23,20 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .long, help: "Require 'Authorization: Bearer KEY' on /v1/* (default $SWIFTLET_API_KEY).")
     var apiKey: String?
 
-    @Option(name: .long, help: "Requests that may wait while one generates; more get 429.")
-    var maxQueue = 64
+    @Option(name: .long, help: "Requests that may wait to start; more get 429.")
+    var maxQueue = 256
+
+    @Option(name: .long, help: "KV cache size, e.g. 512MB or 2GiB (default: an eighth of RAM, at most 2 GiB).")
+    var kvCacheMemory: String?
+
+    @Option(name: .long, help: "Sequences generating at once (continuous batching).")
+    var maxSequences = 64
+
+    @Option(name: .long, help: "Tokens per engine step: decode tokens plus chunks of prompts.")
+    var maxBatchTokens = 512
+
+    @Flag(name: .long, help: "Do not reuse the KV cache of shared prompt prefixes.")
+    var noPrefixCache = false
 
     @Option(name: .long, help: "Largest request body in bytes; larger ones get 413.")
     var maxBodyBytes = 4 << 20
@@ -35,6 +47,11 @@ struct Serve: AsyncParsableCommand {
     func validate() throws {
         guard (0...65535).contains(port) else { throw ValidationError("--port must be between 0 and 65535") }
         guard maxQueue >= 0 else { throw ValidationError("--max-queue must be >= 0") }
+        guard maxSequences >= 1, maxSequences <= 4096 else { throw ValidationError("--max-sequences must be between 1 and 4096") }
+        guard maxBatchTokens >= 1 else { throw ValidationError("--max-batch-tokens must be >= 1") }
+        if let kvCacheMemory, ByteCount.parse(kvCacheMemory) == nil {
+            throw ValidationError("--kv-cache-memory must be a size such as 536870912, 512MB or 2GiB")
+        }
         guard maxBodyBytes > 0 else { throw ValidationError("--max-body-bytes must be positive") }
         guard shutdownGrace >= 0 else { throw ValidationError("--shutdown-grace must be >= 0") }
     }
@@ -48,7 +65,13 @@ struct Serve: AsyncParsableCommand {
         let logger = Logger(label: "swiftlet")
         let key = apiKey ?? ProcessInfo.processInfo.environment["SWIFTLET_API_KEY"]
         let server = OpenAIServer(configuration: ServerConfiguration(apiKey: key, maxBodyBytes: maxBodyBytes))
-        let loader = ModelLoader(options: modelOptions, maxQueue: maxQueue, server: server, logger: logger)
+        var engineOptions = BatchEngine.Options()
+        engineOptions.kvCacheBytes = kvCacheMemory.flatMap(ByteCount.parse)
+        engineOptions.maxSequences = maxSequences
+        engineOptions.maxBatchTokens = maxBatchTokens
+        engineOptions.maxWaiting = maxQueue
+        engineOptions.prefixCaching = !noPrefixCache
+        let loader = ModelLoader(options: modelOptions, engineOptions: engineOptions, server: server, logger: logger)
         let app = server.makeApplication(host: host, port: port, logger: logger, services: [loader]) { host, port in
             logger.info("listening on http://\(host):\(port)")
         }
@@ -69,7 +92,7 @@ struct Serve: AsyncParsableCommand {
 /// it shuts down after it: once requests in flight are done, the generation thread stops.
 struct ModelLoader: Service {
     let options: ModelOptions
-    let maxQueue: Int
+    let engineOptions: BatchEngine.Options
     let server: OpenAIServer
     let logger: Logger
 
@@ -77,12 +100,17 @@ struct ModelLoader: Service {
         let options = self.options
         logger.info("loading model \(options.model)")
         let engine = try await onThread { try options.load() }
-        let service = SerialGenerationService(engine: engine, maxWaiting: maxQueue)
+        let metrics = server.metrics
+        let service = try BatchEngine(engine: engine, options: engineOptions) { step in
+            metrics.step(sequences: step.sequences, tokens: step.tokens)
+        }
+        let kv = service.stats
+        logger.info("KV cache: \(kv.kvBlocksTotal) blocks of \(kv.kvBlockSize) tokens (\(service.maxSequenceTokens) tokens per request at most), prefix cache \(engineOptions.prefixCaching ? "on" : "off")")
         var aliases: Set<String> = [options.model]
         let fileName = URL(fileURLWithPath: engine.gguf.path).lastPathComponent
         for known in ModelStore.knownModels.values where known.fileName == fileName { aliases.insert(known.name) }
         server.setModel(ServedModel(id: engine.modelName, aliases: aliases, engine: engine, service: service))
-        logger.info("model \(engine.modelName) ready (context \(engine.contextLength) tokens)")
+        logger.info("model \(engine.modelName) ready (context \(min(engine.contextLength, service.maxSequenceTokens)) tokens)")
 
         try? await gracefulShutdown()
         service.shutdown()
@@ -103,5 +131,23 @@ func onThread(_ body: @escaping @Sendable () -> Void) async {
             body()
             continuation.resume()
         }.start()
+    }
+}
+
+/// Sizes on the command line: bytes, or a number with KB/MB/GB (powers of 1000) or KiB/MiB/GiB.
+enum ByteCount {
+    static func parse(_ text: String) -> Int? {
+        let t = text.trimmingCharacters(in: .whitespaces)
+        let units: [(String, Double)] = [
+            ("KiB", 1024), ("MiB", 1_048_576), ("GiB", 1_073_741_824), ("KB", 1e3), ("MB", 1e6), ("GB", 1e9), ("B", 1),
+        ]
+        var number = t, scale = 1.0
+        for (suffix, value) in units where t.uppercased().hasSuffix(suffix.uppercased()) {
+            number = String(t.dropLast(suffix.count)).trimmingCharacters(in: .whitespaces)
+            scale = value
+            break
+        }
+        guard let v = Double(number), v.isFinite, v > 0, v * scale < 1e15 else { return nil }
+        return Int(v * scale)
     }
 }

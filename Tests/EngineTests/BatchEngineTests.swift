@@ -21,7 +21,9 @@ import Testing
         -> [GenerationResult] {
         try await withThrowingTaskGroup(of: (Int, GenerationResult).self) { group in
             for (i, r) in requests.enumerated() {
-                let stream = try engine.submit(r, priority: priorities?[i] ?? 0)
+                var r = r
+                r.priority = priorities?[i] ?? 0
+                let stream = try engine.submit(r)
                 group.addTask {
                     var text = ""
                     for try await event in stream {
@@ -43,11 +45,11 @@ import Testing
 
     static func waitUntilIdle(_ engine: BatchEngine) async throws {
         for _ in 0..<500 {
-            let s = engine.engineStats
+            let s = engine.stats
             if s.running == 0 && s.waiting == 0 { return }
             try await Task.sleep(nanoseconds: 10_000_000)
         }
-        Issue.record("engine did not become idle: \(engine.engineStats)")
+        Issue.record("engine did not become idle: \(engine.stats)")
     }
 
     func greedy(_ e: InferenceEngine, _ text: String, _ n: Int = 24) -> GenerationRequest {
@@ -65,7 +67,7 @@ import Testing
         let batched = try await Self.runAll(engine, requests)
         for i in requests.indices { #expect(batched[i].tokens == alone[i], "request \(i): \(Self.prompts[i])") }
         // They really ran together: far fewer steps than the 16 x 24 tokens one at a time would take.
-        #expect(engine.engineStats.steps < 100, "\(engine.engineStats.steps) steps")
+        #expect(engine.stats.steps < 100, "\(engine.stats.steps) steps")
         // Sampled requests too: the same seed gives the same tokens whatever runs beside.
         let sampled = Self.prompts.prefix(6).enumerated().map { i, p in
             GenerationRequest(promptTokens: e.encode(p), maxTokens: 16,
@@ -75,7 +77,7 @@ import Testing
         let sampledBatched = try await Self.runAll(engine, sampled + requests.prefix(6))
         for i in sampled.indices { #expect(sampledBatched[i].tokens == sampledAlone[i], "sampled \(i)") }
         try await Self.waitUntilIdle(engine)
-        #expect(engine.engineStats.kvBlocksUsed == 0)
+        #expect(engine.stats.kvBlocksUsed == 0)
     }
 
     @Test func tinyPoolPreemptsAndEveryRequestCompletesCorrectly() async throws {
@@ -91,7 +93,7 @@ import Testing
         let batched = try await Self.runAll(engine, requests)
         for i in requests.indices { #expect(batched[i].tokens == alone[i], "request \(i)") }
         try await Self.waitUntilIdle(engine)
-        let stats = engine.engineStats
+        let stats = engine.stats
         #expect(stats.preemptions > 0, "the pool is too small for all of them: some must have been preempted")
         #expect(stats.kvBlocksUsed == 0)
         // A request that could never fit is refused up front, not left waiting.
@@ -127,7 +129,7 @@ import Testing
         never.cancel()
         _ = await never.result
         try await Self.waitUntilIdle(engine)
-        let stats = engine.engineStats
+        let stats = engine.stats
         #expect(stats.kvBlocksUsed == 0, "every block is back in the pool: \(stats)")
         #expect(stats.cancelled >= 8)
     }
@@ -151,14 +153,14 @@ import Testing
         #expect(r.tokens == aloneSecond)
         let blocks = second.promptTokens.count / 16
         #expect(r.cachedPromptTokens >= 16 * (blocks - 2), "most of the shared system prompt came from the cache")
-        let stats = engine.engineStats
+        let stats = engine.stats
         #expect(stats.prefixHits > 0 && stats.prefixHitRate > 0)
         // The same request again: everything but its last block is cached.
         let again = try await Self.runAll(engine, [second])[0]
         #expect(again.tokens == aloneSecond)
         #expect(again.cachedPromptTokens == (second.promptTokens.count - 1) / 16 * 16)
         try await Self.waitUntilIdle(engine)
-        #expect(engine.engineStats.kvBlocksUsed == 0)
+        #expect(engine.stats.kvBlocksUsed == 0)
     }
 
     @Test func promptLogprobsMatchTheSingleSequenceEngine() async throws {

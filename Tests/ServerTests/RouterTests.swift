@@ -90,11 +90,16 @@ private func waitUntil(_ what: String, _ condition: () -> Bool) {
     Issue.record("never happened: \(what)")
 }
 
-/// A server on the real model with its own generation thread (stopped by `shutdown`).
-private func modelServer(apiKey: String? = nil) throws -> (OpenAIServer, SerialGenerationService, InferenceEngine)? {
+/// A server on the real model with its own engine thread (stopped by `shutdown`), running one sequence
+/// at a time with room for 4 waiting ones.
+private func modelServer(apiKey: String? = nil) throws -> (OpenAIServer, BatchEngine, InferenceEngine)? {
     if TestModel.skipped { return nil }
     let engine = try TestModel.engine()
-    let service = SerialGenerationService(engine: engine, maxWaiting: 4)
+    var options = BatchEngine.Options()
+    options.kvCacheBytes = 256 << 20
+    options.maxSequences = 1
+    options.maxWaiting = 4
+    let service = try BatchEngine(engine: engine, options: options)
     let server = OpenAIServer(configuration: ServerConfiguration(apiKey: apiKey),
                               model: ServedModel(id: "test-model", aliases: ["smollm2"], engine: engine, service: service))
     return (server, service, engine)
@@ -176,7 +181,7 @@ extension RouterClient {
         let direct = try engine.generate(GenerationRequest(promptTokens: prompt, maxTokens: 10))
         #expect(completion.model == "test-model")
         #expect(completion.choices.first?.message.content == direct.text)
-        #expect(completion.usage == Usage(promptTokens: prompt.count, completionTokens: direct.tokens.count))
+        #expect(completion.usage == Usage(promptTokens: prompt.count, completionTokens: direct.tokens.count, cachedTokens: 0))
         let metrics = try await client.send(.get, "/metrics")
         #expect(metrics.body.contains("swiftlet_prompt_tokens_total \(prompt.count)"))
     }
@@ -201,7 +206,10 @@ extension RouterClient {
         ).body.utf8))
         #expect(chunks.compactMap { $0.choices.first?.text }.joined() == plain.choices[0].text)
         #expect(chunks.dropLast().last?.choices.first?.finishReason == "length")
-        #expect(chunks.last?.choices.isEmpty == true && chunks.last?.usage == plain.usage)
+        #expect(chunks.last?.choices.isEmpty == true)
+        // Token counts agree (the later request may take the prompt's first block from the prefix cache).
+        let usage = try #require(chunks.last?.usage)
+        #expect(usage.promptTokens == plain.usage?.promptTokens && usage.completionTokens == plain.usage?.completionTokens)
     }
 
     @Test func aClientThatGoesAwayCancelsItsSequence() async throws {
@@ -243,7 +251,7 @@ extension RouterClient {
             let r = try await client.post("/v1/completions", #"{"model": "test-model", "prompt": "Hi", "max_tokens": 2, "n": 2}"#)
             #expect(r.status == .tooManyRequests && r.headers[.retryAfter] == "1")
             #expect(r.error?["type"] as? String == "rate_limit_error")
-            #expect(service.stats.waiting == 3 && service.stats.cancelled == 1)
+            waitUntil("the admitted choice to leave again") { service.stats.waiting == 3 && service.stats.cancelled == 1 }
             withExtendedLifetime((running, waiting)) {}
         }
         waitUntil("the service to be idle") { service.stats.running == 0 && service.stats.waiting == 0 }
@@ -267,7 +275,8 @@ extension RouterClient {
             #expect(r.status == status, "\(body): \(r.body)")
             #expect(r.error?["param"] as? String == param, "\(body): \(r.body)")
         }
-        #expect(service.stats == ServiceStats(running: 0, waiting: 0, cancelled: 0))
+        let stats = service.stats
+        #expect(stats.running == 0 && stats.waiting == 0 && stats.cancelled == 0 && stats.steps == 0)
         let metrics = try await client.send(.get, "/metrics")
         #expect(metrics.body.contains(#"swiftlet_errors_total{status="400",code="context_length_exceeded"} 1"#))
     }

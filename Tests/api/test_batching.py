@@ -17,12 +17,13 @@ PROMPTS = [
     "My favourite book is", "Rain in the mountains",
 ]
 SYSTEM = "You are a careful assistant. " + "Answer briefly, precisely and politely. " * 24
+MODEL = "smollm2"
 # End-of-text tokens of SmolLM2 banned so that every request runs to max_tokens.
 NO_EOS = {"0": -100, "2": -100}
 
 
 def completion(server, prompt, max_tokens=16, **extra):
-    r = server.post("/v1/completions", {"prompt": prompt, "max_tokens": max_tokens, "temperature": 0,
+    r = server.post("/v1/completions", {"model": MODEL, "prompt": prompt, "max_tokens": max_tokens, "temperature": 0,
                                         "logit_bias": NO_EOS, **extra})
     assert r.status_code == 200, r.text
     return r.json()
@@ -58,7 +59,7 @@ def test_concurrent_requests_get_what_they_get_alone(server):
 
 def chat(server, question, **extra):
     r = server.post("/v1/chat/completions", {
-        "messages": [{"role": "system", "content": SYSTEM}, {"role": "user", "content": question}],
+        "model": MODEL, "messages": [{"role": "system", "content": SYSTEM}, {"role": "user", "content": question}],
         "max_tokens": 12, "temperature": 0, **extra})
     assert r.status_code == 200, r.text
     return r.json()
@@ -77,7 +78,7 @@ def test_shared_prefix_comes_from_the_cache(server):
     plain = Server("--no-prefix-cache")
     try:
         again = plain.post("/v1/chat/completions", {
-            "messages": [{"role": "system", "content": SYSTEM}, {"role": "user", "content": "Name a colour."}],
+            "model": MODEL, "messages": [{"role": "system", "content": SYSTEM}, {"role": "user", "content": "Name a colour."}],
             "max_tokens": 12, "temperature": 0}).json()
         assert again["choices"][0]["message"]["content"] == second["choices"][0]["message"]["content"]
         assert again["usage"]["prompt_tokens_details"]["cached_tokens"] == 0
@@ -89,7 +90,7 @@ def test_shared_prefix_comes_from_the_cache(server):
 def test_disconnects_give_every_block_back(server):
     def read_a_little(i):
         with requests.post(server.url + "/v1/completions", headers=server.headers(), stream=True, timeout=60, json={
-                "prompt": PROMPTS[i], "max_tokens": 400, "stream": True, "logit_bias": NO_EOS}) as r:
+                "model": MODEL, "prompt": PROMPTS[i], "max_tokens": 400, "stream": True, "logit_bias": NO_EOS}) as r:
             assert r.status_code == 200
             seen = 0
             for line in r.iter_lines():
@@ -117,7 +118,7 @@ def test_tiny_kv_pool_preempts_and_every_request_is_right(server):
         assert m["swiftlet_preemptions_total"] > 0
         assert m["swiftlet_kv_blocks_used"] == 0
         # A request that cannot fit in the whole pool is refused at once, not queued forever.
-        r = tiny.post("/v1/completions", {"prompt": "Hi", "max_tokens": 500})
+        r = tiny.post("/v1/completions", {"model": MODEL, "prompt": "Hi", "max_tokens": 500})
         assert r.status_code == 400 and r.json()["error"]["code"] == "context_length_exceeded"
     finally:
         tiny.stop()
@@ -132,8 +133,11 @@ def rss_kib(pid):
 
 
 def test_soak_memory_stays_flat():
-    """2,000 requests at concurrency 32: the KV pool is all free at the end and RSS grows < 5% after warm-up."""
-    s = Server("--max-queue", "256")
+    """2,000 requests at concurrency 32: the KV pool is all free at the end and RSS grows < 5% after warm-up.
+
+    The pool is small (32 MB, 88 blocks) so that the prefix cache fills it during the warm-up and is
+    evicted from then on: cached blocks keep their memory until the pool needs it, up to --kv-cache-memory."""
+    s = Server("--max-queue", "256", "--kv-cache-memory", "32MB")
     try:
         session = requests.Session()
         adapter = requests.adapters.HTTPAdapter(pool_connections=32, pool_maxsize=32)
@@ -141,7 +145,7 @@ def test_soak_memory_stays_flat():
 
         def one(i):
             r = session.post(s.url + "/v1/completions", timeout=120, json={
-                "prompt": f"Note {i}: {PROMPTS[i % len(PROMPTS)]}", "max_tokens": 4, "temperature": 0.7,
+                "model": MODEL, "prompt": f"Note {i}: {PROMPTS[i % len(PROMPTS)]}", "max_tokens": 4, "temperature": 0.7,
                 "seed": i, "stream": i % 2 == 0})
             assert r.status_code == 200, r.text
             return 1

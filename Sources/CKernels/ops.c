@@ -253,6 +253,82 @@ void ck_add(float *y, const float *x, int n) {
     for (int i = 0; i < n; i++) y[i] += x[i];
 }
 
+// ---- the same over rows, shared out on the pool ----
+// Below this many rows the work is too small to be worth a dispatch.
+#define ROWS_PARALLEL 4
+
+typedef struct {
+    int op, rows, n, ld;
+    const float *x, *w, *up;
+    float *y;
+    float eps;
+    _Atomic int next;
+    // rope + store
+    float *q, *k; const float *v; int ldq, ldkv; const int32_t *positions; const size_t *slots;
+    uint16_t *kc, *vc; int heads, kv_heads, head_dim, n_rot, neox; float base, scale; const float *factors;
+} rows_job;
+
+enum { ROWS_NORM, ROWS_SWIGLU, ROWS_ADD, ROWS_ROPE };
+
+static void rows_one(const rows_job *j, int r) {
+    switch (j->op) {
+    case ROWS_NORM: ck_rms_norm(j->x + (size_t)r * j->ld, j->w, j->y + (size_t)r * j->ld, j->n, j->eps); break;
+    case ROWS_SWIGLU: ck_swiglu(j->x + (size_t)r * j->n, j->up + (size_t)r * j->n, j->y + (size_t)r * j->n, j->n); break;
+    case ROWS_ADD: ck_add(j->y + (size_t)r * j->n, j->x + (size_t)r * j->n, j->n); break;
+    case ROWS_ROPE: {
+        float *q = j->q + (size_t)r * j->ldq, *k = j->k + (size_t)r * j->ldkv;
+        const int pos = j->positions[r];
+        ck_rope(q, j->heads, j->head_dim, j->n_rot, pos, j->base, j->scale, j->factors, j->neox);
+        ck_rope(k, j->kv_heads, j->head_dim, j->n_rot, pos, j->base, j->scale, j->factors, j->neox);
+        ck_fp32_to_fp16_row(k, j->kc + j->slots[r], j->kv_heads * j->head_dim);
+        ck_fp32_to_fp16_row(j->v + (size_t)r * j->ldkv, j->vc + j->slots[r], j->kv_heads * j->head_dim);
+        break;
+    }
+    default: break;
+    }
+}
+
+static void rows_task(void *p, int ith, int nth) {
+    (void)ith; (void)nth;
+    rows_job *j = p;
+    for (int r; (r = atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed)) < j->rows;) rows_one(j, r);
+}
+
+static void run_rows(ck_pool *pool, rows_job *j) {
+    if (j->rows < ROWS_PARALLEL || ck_pool_size(pool) == 1) {
+        for (int r = 0; r < j->rows; r++) rows_one(j, r);
+        return;
+    }
+    atomic_init(&j->next, 0);
+    ck_pool_run_dynamic(pool, rows_task, j);
+}
+
+void ck_rms_norm_rows(ck_pool *pool, const float *x, const float *w, float *y, int rows, int ld, int n, float eps) {
+    rows_job j = { .op = ROWS_NORM, .rows = rows, .n = n, .ld = ld, .x = x, .w = w, .y = y, .eps = eps };
+    run_rows(pool, &j);
+}
+
+void ck_swiglu_rows(ck_pool *pool, const float *gate, const float *up, float *out, int rows, int n) {
+    rows_job j = { .op = ROWS_SWIGLU, .rows = rows, .n = n, .x = gate, .up = up, .y = out };
+    run_rows(pool, &j);
+}
+
+void ck_add_rows(ck_pool *pool, float *y, const float *x, int rows, int n) {
+    rows_job j = { .op = ROWS_ADD, .rows = rows, .n = n, .x = x, .y = y };
+    run_rows(pool, &j);
+}
+
+void ck_rope_store_rows(ck_pool *pool, float *q, int ldq, float *k, const float *v, int ldkv, int rows,
+                        const int32_t *positions, const size_t *slots, uint16_t *k_cache, uint16_t *v_cache,
+                        int n_heads, int n_kv_heads, int head_dim, int n_rot, float freq_base, float freq_scale,
+                        const float *freq_factors, int neox) {
+    rows_job j = { .op = ROWS_ROPE, .rows = rows, .q = q, .k = k, .v = v, .ldq = ldq, .ldkv = ldkv,
+                   .positions = positions, .slots = slots, .kc = k_cache, .vc = v_cache, .heads = n_heads,
+                   .kv_heads = n_kv_heads, .head_dim = head_dim, .n_rot = n_rot, .neox = neox, .base = freq_base,
+                   .scale = freq_scale, .factors = freq_factors };
+    run_rows(pool, &j);
+}
+
 // ---- memory bandwidth probe ----
 typedef struct { const uint64_t *buf; size_t words; uint64_t sink[64]; } stream_ctx;
 

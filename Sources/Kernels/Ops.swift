@@ -53,6 +53,38 @@ public enum Ops {
         ck_add(y, x, Int32(count))
     }
 
+    /// RMSNorm of `rows` rows (`ld` floats apart) of `count` elements, on the pool when there are several.
+    public static func rmsNorm(
+        _ pool: ThreadPool, _ x: UnsafePointer<Float>, weight: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>,
+        rows: Int, ld: Int, count: Int, eps: Float
+    ) {
+        ck_rms_norm_rows(pool.raw, x, weight, out, Int32(rows), Int32(ld), Int32(count), eps)
+    }
+
+    public static func swiglu(
+        _ pool: ThreadPool, gate: UnsafePointer<Float>, up: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>,
+        rows: Int, count: Int
+    ) {
+        ck_swiglu_rows(pool.raw, gate, up, out, Int32(rows), Int32(count))
+    }
+
+    public static func add(_ pool: ThreadPool, _ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, rows: Int, count: Int) {
+        ck_add_rows(pool.raw, y, x, Int32(rows), Int32(count))
+    }
+
+    /// RoPE on each row's q and k at `positions[row]`, then its k and v stored as f16 at the cache
+    /// offsets `slots[row]`.
+    public static func ropeAndStore(
+        _ pool: ThreadPool, q: UnsafeMutablePointer<Float>, qStride: Int, k: UnsafeMutablePointer<Float>,
+        v: UnsafePointer<Float>, kvStride: Int, rows: Int, positions: UnsafePointer<Int32>, slots: UnsafePointer<Int>,
+        keys: UnsafeMutablePointer<UInt16>, values: UnsafeMutablePointer<UInt16>, heads: Int, kvHeads: Int,
+        headDim: Int, ropeDim: Int, freqBase: Float, freqScale: Float, freqFactors: UnsafePointer<Float>?, neox: Bool
+    ) {
+        ck_rope_store_rows(pool.raw, q, Int32(qStride), k, v, Int32(kvStride), Int32(rows), positions, slots, keys, values,
+                           Int32(heads), Int32(kvHeads), Int32(headDim), Int32(ropeDim), freqBase, freqScale,
+                           freqFactors, neox ? 1 : 0)
+    }
+
     @inline(__always)
     public static func toHalf(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<UInt16>, count: Int) {
         ck_fp32_to_fp16_row(x, y, Int32(count))

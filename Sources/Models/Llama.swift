@@ -239,7 +239,7 @@ public final class LlamaModel: LanguageModel, @unchecked Sendable {
         for (layer, b) in blocks.enumerated() {
             let a = b.attention
             b.attentionNorm.withUnsafeBufferPointer { w in
-                for i in 0..<n { Ops.rmsNorm(x + i * dim, weight: w.baseAddress!, out: xn + i * dim, count: dim, eps: c.rmsNormEps) }
+                Ops.rmsNorm(pool, x, weight: w.baseAddress!, out: xn, rows: n, ld: dim, count: dim, eps: c.rmsNormEps)
             }
             Ops.quantizeActivations(pool, for: a.q, x: xn, ldx: dim, count: n, out: quant)
             if let qkv = fused[layer].qkv {
@@ -258,15 +258,10 @@ public final class LlamaModel: LanguageModel, @unchecked Sendable {
 
             let keys = storage.keyLayer(layer), values = storage.valueLayer(layer)
             withFreqFactors { ff in
-                for i in 0..<n {
-                    let pos = Int(s.positions[i])
-                    Ops.rope(q + i * qDim, heads: c.headCount, headDim: c.headDim, ropeDim: c.ropeDim, position: pos,
-                             freqBase: c.ropeFreqBase, freqScale: c.ropeFreqScale, freqFactors: ff, neox: c.ropeNeox)
-                    Ops.rope(k + i * kvDim, heads: c.kvHeadCount, headDim: c.headDim, ropeDim: c.ropeDim, position: pos,
-                             freqBase: c.ropeFreqBase, freqScale: c.ropeFreqScale, freqFactors: ff, neox: c.ropeNeox)
-                    Ops.toHalf(k + i * kvDim, keys + s.slots[i], count: kvDim)
-                    Ops.toHalf(v + i * kvDim, values + s.slots[i], count: kvDim)
-                }
+                Ops.ropeAndStore(pool, q: q, qStride: qDim, k: k, v: v, kvStride: kvDim, rows: n, positions: s.positions,
+                                 slots: s.slots, keys: keys, values: values, heads: c.headCount, kvHeads: c.kvHeadCount,
+                                 headDim: c.headDim, ropeDim: c.ropeDim, freqBase: c.ropeFreqBase,
+                                 freqScale: c.ropeFreqScale, freqFactors: ff, neox: c.ropeNeox)
             }
             Ops.attention(pool, q: q, out: att, sequences: UnsafeBufferPointer(start: s.attentionSequences, count: sequences.count),
                           keys: keys, values: values, blockSizeLog2: storage.blockSizeLog2,
@@ -276,11 +271,11 @@ public final class LlamaModel: LanguageModel, @unchecked Sendable {
             Ops.matmul(pool, a.o, quantized: quant, count: n, y: tmp, ldy: dim)
             fused[layer].gateUp?.prefetch(pool)
             addBias(a.oBias, tmp, n, dim)
-            Ops.add(x, tmp, count: n * dim)
+            Ops.add(pool, x, tmp, rows: n, count: dim)
 
             let m = b.mlp
             b.mlpNorm.withUnsafeBufferPointer { w in
-                for i in 0..<n { Ops.rmsNorm(x + i * dim, weight: w.baseAddress!, out: xn + i * dim, count: dim, eps: c.rmsNormEps) }
+                Ops.rmsNorm(pool, x, weight: w.baseAddress!, out: xn, rows: n, ld: dim, count: dim, eps: c.rmsNormEps)
             }
             Ops.quantizeActivations(pool, for: m.gate, x: xn, ldx: dim, count: n, out: quant)
             if let gateUp = fused[layer].gateUp {
@@ -291,11 +286,11 @@ public final class LlamaModel: LanguageModel, @unchecked Sendable {
                 Ops.quantizeActivations(pool, for: m.up, x: xn, ldx: dim, count: n, out: quant)
                 Ops.matmul(pool, m.up, quantized: quant, count: n, y: up, ldy: ff)
             }
-            Ops.swiglu(gate: gate, up: up, out: gate, count: n * ff)
+            Ops.swiglu(pool, gate: gate, up: up, out: gate, rows: n, count: ff)
             Ops.quantizeActivations(pool, for: m.down, x: gate, ldx: ff, count: n, out: quant)
             Ops.matmul(pool, m.down, quantized: quant, count: n, y: tmp, ldy: dim)
             if layer + 1 < blocks.count { fused[layer + 1].qkv?.prefetch(pool) } else { Ops.prefetch(pool, output) }
-            Ops.add(x, tmp, count: n * dim)
+            Ops.add(pool, x, tmp, rows: n, count: dim)
         }
 
         // Logits: the wanted rows, normalised side by side, through the output head in one matmul.

@@ -115,6 +115,17 @@ void ck_rope(float *x, int n_heads, int head_dim, int n_rot, int pos, float freq
 void ck_swiglu(const float *gate, const float *up, float *out, int n);
 void ck_add(float *y, const float *x, int n);
 
+// The same over `rows` rows on the pool (serially when there are few): rows of x and y `ld` floats apart.
+void ck_rms_norm_rows(ck_pool *pool, const float *x, const float *w, float *y, int rows, int ld, int n, float eps);
+void ck_swiglu_rows(ck_pool *pool, const float *gate, const float *up, float *out, int rows, int n);
+void ck_add_rows(ck_pool *pool, float *y, const float *x, int rows, int n);
+// RoPE on each row's q (n_heads heads) and k (n_kv_heads heads) at positions[row], then k and v of the
+// row converted to f16 at k_cache + slots[row] and v_cache + slots[row].
+void ck_rope_store_rows(ck_pool *pool, float *q, int ldq, float *k, const float *v, int ldkv, int rows,
+                        const int32_t *positions, const size_t *slots, uint16_t *k_cache, uint16_t *v_cache,
+                        int n_heads, int n_kv_heads, int head_dim, int n_rot, float freq_base, float freq_scale,
+                        const float *freq_factors, int neox);
+
 // One sequence's part of a batched attention call.
 typedef struct {
     int n_q;                // its query rows in the batch

@@ -165,23 +165,17 @@ TARGET static void NAME(group)(int type, int nb, const void *w, const char *x, s
     float *ys[4];
 #define COLS(n) for (int j = 0; j < (n); j++) { \
         xs[j] = x + (size_t)(c + j) * x_stride; fs[j] = xf + (size_t)(c + j) * 2 * nb; ys[j] = y + (size_t)(c + j) * ldy; }
+    // Tiles of PREFILL_COLS activation rows (row pairs PREFILL_PAIRS at a time), then one at a time.
+#define PAIR_TILES(tile, xtype)                                                                         \
+    for (; c + PREFILL_COLS <= cols; c += PREFILL_COLS) {                                               \
+        COLS(PREFILL_COLS)                                                                              \
+        for (int p = 0; p < 4; p += PREFILL_PAIRS)                                                      \
+            tile(nb, w, (const xtype *const *)xs, fs, ys, PREFILL_COLS, p, PREFILL_PAIRS);              \
+    }                                                                                                   \
+    for (; c < cols; c++) { COLS(1) tile(nb, w, (const xtype *const *)xs, fs, ys, 1, 0, 4); }
     switch (type) {
-    case CK_TYPE_Q4_1_X8:
-        for (; c + PREFILL_COLS <= cols; c += PREFILL_COLS) {
-            COLS(PREFILL_COLS)
-            for (int p = 0; p < 4; p += PREFILL_PAIRS)
-                NAME(q4_1x8_tile)(nb, w, (const block_q8_1 *const *)xs, fs, ys, PREFILL_COLS, p, PREFILL_PAIRS);
-        }
-        for (; c < cols; c++) { COLS(1) NAME(q4_1x8_tile)(nb, w, (const block_q8_1 *const *)xs, fs, ys, 1, 0, 4); }
-        break;
-    case CK_TYPE_Q4_0_X8:
-        for (; c + PREFILL_COLS <= cols; c += PREFILL_COLS) {
-            COLS(PREFILL_COLS)
-            for (int p = 0; p < 4; p += PREFILL_PAIRS)
-                NAME(q4_0x8_tile)(nb, w, (const block_q8_0 *const *)xs, fs, ys, PREFILL_COLS, p, PREFILL_PAIRS);
-        }
-        for (; c < cols; c++) { COLS(1) NAME(q4_0x8_tile)(nb, w, (const block_q8_0 *const *)xs, fs, ys, 1, 0, 4); }
-        break;
+    case CK_TYPE_Q4_1_X8: PAIR_TILES(NAME(q4_1x8_tile), block_q8_1) break;
+    case CK_TYPE_Q4_0_X8: PAIR_TILES(NAME(q4_0x8_tile), block_q8_0) break;
     case CK_TYPE_Q8_0_X8:
         for (; c + PREFILL_COLS <= cols; c += PREFILL_COLS) {
             COLS(PREFILL_COLS)
@@ -192,6 +186,7 @@ TARGET static void NAME(group)(int type, int nb, const void *w, const char *x, s
         break;
     default: break;
     }
+#undef PAIR_TILES
 #undef COLS
 }
 #undef TILE

@@ -59,7 +59,8 @@ def stream(gateway, max_tokens=8, content="Hi", **extra):
     for line in r.iter_lines():
         if line and first is None and b'"content":"' in line and b'"content":""' not in line:
             first = time.monotonic() - start
-        lines.append(line)
+        if line:
+            lines.append(line)
     return r, first, lines
 
 

@@ -154,6 +154,8 @@ def test_worker_killed_under_load(platform):
     assert outcomes.count("completed") >= 36, results
     COMPLETED.extend(r[1] for r in results if r[0] == "completed")
     retries = platform.gateway.metrics().get('swiftlet_gateway_retries_total{deployment="chat"}', 0)
+    print(f"\nkill -9 under load: {outcomes.count('completed')} completed, {outcomes.count('error')} clean errors, "
+          f"{int(retries - retries_before)} retries")
     assert retries > retries_before, "requests that failed before their first token were retried"
     rows = {row["request_id"]: row for row in platform.gateway.ledger()}
     for r in results:

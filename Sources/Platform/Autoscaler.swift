@@ -64,6 +64,8 @@ public final class Autoscaler: Service, Sendable {
             do {
                 _ = try supervisor.start(deployment: d, cluster: cluster)
                 return true
+            } catch SupervisorError.backingOff {
+                return true
             } catch {
                 logger.error("cold start of \(d.name) failed: \(error)")
                 return false
@@ -118,6 +120,8 @@ public final class Autoscaler: Service, Sendable {
                 guard let cluster = pickCluster(d) else { break }
                 do {
                     _ = try supervisor.start(deployment: d, cluster: cluster)
+                } catch SupervisorError.backingOff {
+                    break
                 } catch {
                     logger.error("cannot start a replica of \(d.name): \(error)")
                     break

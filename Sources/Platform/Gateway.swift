@@ -374,7 +374,8 @@ public final class Gateway: Sendable {
             guard now < deadline else {
                 throw APIError(
                     status: .serviceUnavailable,
-                    message: "Timed out after \(Int(config.gateway.coldStartTimeout)) s waiting for a replica of deployment '\(d.name)' to start.",
+                    message: "Timed out after \(Int(config.gateway.coldStartTimeout)) s waiting for a replica of deployment '\(d.name)' to start"
+                        + (supervisor.startFailure(d.name).map { " (\($0))." } ?? "."),
                     type: "server_error", code: "cold_start_timeout")
             }
             try await Task.sleep(for: .milliseconds(10))

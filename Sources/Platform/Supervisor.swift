@@ -21,7 +21,15 @@ public final class Supervisor: Service, Sendable {
         var killAt: Double?
     }
 
+    /// Workers of a deployment that exited before becoming ready, in a row: starts back off.
+    struct StartFailures: Sendable {
+        var count = 0
+        var notBefore = 0.0
+        var last: String?
+    }
+
     private let children = NIOLockedValueBox<[String: Child]>([:])
+    private let failures = NIOLockedValueBox<[String: StartFailures]>([:])
     private let gatewayURL = NIOLockedValueBox<String?>(nil)
     let registry: ReplicaRegistry
     let logger: Logger
@@ -53,6 +61,9 @@ public final class Supervisor: Service, Sendable {
     /// Set once the gateway listens; workers register there.
     public func setGatewayURL(_ url: String) { gatewayURL.withLockedValue { $0 = url } }
 
+    /// Why the last start of the deployment's worker failed, while its starts back off.
+    public func startFailure(_ deployment: String) -> String? { failures.withLockedValue { $0[deployment]?.last } }
+
     public var runningCount: Int { children.withLockedValue { $0.count } }
 
     public func pids() -> [String: Int32] { children.withLockedValue { $0.mapValues { $0.pid } } }
@@ -83,6 +94,9 @@ public final class Supervisor: Service, Sendable {
     /// Starts a replica; it registers itself once its model is loaded. Returns its id.
     public func start(deployment: Deployment, cluster: String) throws -> String {
         guard let gateway = gatewayURL.withLockedValue({ $0 }) else { throw SupervisorError.notListening }
+        if let f = failures.withLockedValue({ $0[deployment.name] }), ReplicaRegistry.now() < f.notBefore {
+            throw SupervisorError.backingOff(deployment.name, f.last ?? "")
+        }
         let id = "\(deployment.name)-\(cluster)-\(KeyStore.randomHex(4))"
         let args = arguments(id: id, deployment: deployment, cluster: cluster, gateway: gateway)
         var env = ProcessInfo.processInfo.environment
@@ -143,9 +157,25 @@ public final class Supervisor: Service, Sendable {
             }
         }
         for (id, child, status) in exited {
+            let neverReady = registry.replica(id)?.readyAt == nil && child.killAt == nil
             registry.remove(id)
             let how = (status & 0x7f) == 0 ? "exit status \((status >> 8) & 0xff)" : "signal \(status & 0x7f)"
-            logger.info("replica \(id) of \(child.deployment) exited (\(how))")
+            if neverReady {
+                failures.withLockedValue { all in
+                    var f = all[child.deployment] ?? StartFailures()
+                    f.count += 1
+                    f.notBefore = now + min(30, 0.5 * Double(1 << min(f.count - 1, 6)))
+                    f.last = "its last worker exited (\(how)) before it was ready"
+                    all[child.deployment] = f
+                }
+                logger.error("replica \(id) of \(child.deployment) exited (\(how)) before it was ready")
+            } else {
+                logger.info("replica \(id) of \(child.deployment) exited (\(how))")
+            }
+        }
+        let ready = Set(registry.replicas().filter { $0.supervised && $0.state == .ready }.map(\.deployment))
+        if !ready.isEmpty {
+            failures.withLockedValue { all in for d in ready { all[d] = nil } }
         }
         for id in stuck {
             logger.warning("replica \(id) did not become ready in \(Int(startTimeout)) s; stopping it")
@@ -210,10 +240,12 @@ public final class Supervisor: Service, Sendable {
 public enum SupervisorError: Error, CustomStringConvertible {
     case notListening
     case spawnFailed(String, String)
+    case backingOff(String, String)
 
     public var description: String {
         switch self {
         case .notListening: "the gateway is not listening yet"
+        case .backingOff(let d, let why): "not starting a worker of \(d) yet: \(why)"
         case .spawnFailed(let path, let why): "cannot start \(path): \(why)"
         }
     }

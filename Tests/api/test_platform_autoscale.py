@@ -15,7 +15,7 @@ from platform_support import Gateway, MODEL_SOURCE, kill_all_workers, stop_every
 CONFIG = f"""
 gateway:
   require_api_key: false
-  cold_start_timeout: 60s
+  cold_start_timeout: 10s
   health_check_interval: 250ms
   worker_stop_grace: 5s
 clusters:
@@ -28,6 +28,9 @@ deployments:
     target_concurrency: 1
     scale_to_zero_after: 3s
     scale_down_delay: 1s
+  - name: broken
+    model: /nonexistent/model.gguf
+    replicas: {{min: 0, max: 1}}
 """
 
 
@@ -112,6 +115,21 @@ def test_scale_from_zero_to_max_and_back_to_zero(gateway):
     d = gateway.deployment("auto")
     assert d["cost"]["tokens"] > 0 and d["cost"]["measured_cost_per_million_tokens"] > 0
     assert reported == d["cold_starts"]["last_seconds"]
+
+
+def test_a_cold_start_that_cannot_succeed_ends_in_a_clear_503(gateway):
+    start = time.monotonic()
+    r = gateway.post("/v1/chat/completions", {"model": "broken", "messages": [{"role": "user", "content": "Hi"}],
+                                              "max_tokens": 4})
+    waited = time.monotonic() - start
+    assert r.status_code == 503, r.text
+    err = r.json()["error"]
+    assert err["code"] == "cold_start_timeout" and "'broken'" in err["message"]
+    assert "exited" in err["message"], err["message"]
+    assert 9 < waited < 30
+    assert gateway.deployment("auto")["replicas"]["ready"] <= 2
+    row = next(row for row in gateway.ledger() if row["deployment"] == "broken")
+    assert row["status"] == "failed" and row["http_status"] == 503
 
 
 def test_sigterm_stops_the_workers_it_started(gateway):

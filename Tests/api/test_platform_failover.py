@@ -134,6 +134,28 @@ def test_preferred_cluster_takes_the_traffic(platform):
         COMPLETED.append(r.headers["x-request-id"])
 
 
+def test_a_conversation_stays_where_its_kv_is_cached(platform):
+    system = "You are a terse assistant for a shipping company. " * 6
+    key = platform.key
+    history = [{"role": "system", "content": system}, {"role": "user", "content": "Where is my parcel?"}]
+    replicas = []
+    for turn in range(3):
+        r = platform.gateway.post("/v1/chat/completions", {"model": "chat", "messages": history, "max_tokens": 6,
+                                                           "temperature": 0}, key)
+        assert r.status_code == 200, r.text
+        replicas.append(r.headers["x-swiftlet-replica"])
+        COMPLETED.append(r.headers["x-request-id"])
+        cached = r.json()["usage"].get("prompt_tokens_details", {}).get("cached_tokens", 0)
+        if turn > 0:
+            assert cached >= 16, "the later turns reuse the cached blocks of the earlier ones"
+        history += [{"role": "assistant", "content": r.json()["choices"][0]["message"]["content"]},
+                    {"role": "user", "content": f"And then {turn}?"}]
+    assert len(set(replicas)) == 1, replicas
+    home = replicas[0]
+    wait_for(lambda: next(r for r in platform.gateway.replicas("chat", key) if r["id"] == home)["load"]["prefix_hits"] > 0,
+             5, "the replica's heartbeat to report its prefix cache hits")
+
+
 def test_worker_killed_under_load(platform):
     victim = platform.workers["east-1"]
     retries_before = platform.gateway.metrics().get('swiftlet_gateway_retries_total{deployment="chat"}', 0)

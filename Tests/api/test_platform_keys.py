@@ -11,11 +11,15 @@ from platform_support import Gateway, MODEL_SOURCE, WorkerProcess, kill_all_work
 CONFIG = f"""
 gateway:
   cluster_token: keys-cluster-token
-clusters: [{{name: local}}]
+clusters: [{{name: local}}, {{name: far}}]
 deployments:
   - name: chat
     model: {json.dumps(MODEL_SOURCE)}
+    placement: [local]
     price: {{input_per_million: 0.5, output_per_million: 1.5}}
+  - name: ghost
+    model: {json.dumps(MODEL_SOURCE)}
+    placement: [far]
 """
 
 
@@ -120,3 +124,19 @@ def test_secrets_are_never_stored_in_plain_text(gateway):
     listing = gateway.cli("keys", "list").stdout
     assert all(k["secret"] not in listing for k in created)
     assert all(k["id"] in listing for k in created)
+
+
+def test_deployment_without_replicas_and_nothing_to_start_gets_503(gateway):
+    key = gateway.create_key("ghost")["secret"]
+    r = gateway.post("/v1/chat/completions", {"model": "ghost", "messages": [{"role": "user", "content": "Hi"}]}, key)
+    err = error_of(r, 503)
+    assert err["code"] == "no_replica" and "'ghost'" in err["message"]
+    assert error_of(gateway.post("/v1/chat/completions", {"model": "nope", "messages": []}, key), 404)["code"] \
+        == "model_not_found"
+    assert error_of(gateway.post("/v1/chat/completions", {"messages": []}, key), 400)["param"] == "model"
+    bad = gateway.post("/v1/chat/completions", {"model": "chat", "messages": [{"role": "user", "content": "Hi"}],
+                                                "temperature": "hot"}, key)
+    assert error_of(bad, 400)["param"] == "temperature", "the replica's validation comes through"
+    register = gateway.post("/internal/replicas", {"id": "x", "deployment": "chat", "cluster": "local",
+                                                   "url": "http://127.0.0.1:9"}, key)
+    assert error_of(register, 401)["code"] == "invalid_cluster_token"

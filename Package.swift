@@ -99,7 +99,7 @@ let package = Package(
             .product(name: "HTTPTypes", package: "swift-http-types"),
         ]),
         .testTarget(name: "PlatformTests", dependencies: [
-            "Platform", "Server",
+            "Platform", "Server", "Engine",
             .product(name: "GRDB", package: "GRDB.swift"),
             .product(name: "NIOCore", package: "swift-nio"),
         ]),

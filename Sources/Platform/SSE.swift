@@ -1,0 +1,90 @@
+import Foundation
+import NIOCore
+
+/// One server-sent event from a replica, kept verbatim for forwarding, with what the gateway needs
+/// to know of it.
+public struct SSEEvent: Sendable {
+    public var raw: ByteBuffer
+    public var isDone = false
+    /// Choices in it that carry generated text or a finish reason.
+    public var tokenChunks = 0
+    public var finished = false
+    public var isError = false
+    /// The usage object, if any: (prompt, completion).
+    public var usage: (prompt: Int, completion: Int)?
+    /// A chunk with no choices that only carries usage.
+    public var usageOnly = false
+
+    /// After this event, output has started: a failure is no longer retried.
+    public var commits: Bool { isDone || tokenChunks > 0 || finished || isError }
+
+    public init(data: String, raw: ByteBuffer) {
+        self.raw = raw
+        if data == "[DONE]" {
+            isDone = true
+            return
+        }
+        guard let object = try? JSONSerialization.jsonObject(with: Data(data.utf8)) as? [String: Any] else { return }
+        if object["error"] != nil { isError = true }
+        if let u = object["usage"] as? [String: Any], let p = u["prompt_tokens"] as? Int, let c = u["completion_tokens"] as? Int {
+            usage = (p, c)
+        }
+        let choices = object["choices"] as? [[String: Any]] ?? []
+        usageOnly = choices.isEmpty && usage != nil
+        for choice in choices {
+            let delta = choice["delta"] as? [String: Any]
+            let text = (delta?["content"] as? String) ?? (choice["text"] as? String) ?? ""
+            if !text.isEmpty { tokenChunks += 1 }
+            if !(choice["finish_reason"] is NSNull), choice["finish_reason"] != nil { finished = true }
+        }
+    }
+}
+
+/// Splits a byte stream into events at blank lines ("\n\n" or "\r\n\r\n").
+public struct SSEParser {
+    public init() {}
+
+    private var pending: [UInt8] = []
+
+    public mutating func feed(_ buffer: ByteBuffer) -> [SSEEvent] {
+        pending.append(contentsOf: buffer.readableBytesView)
+        var events: [SSEEvent] = []
+        var start = 0
+        var i = 0
+        while i + 1 < pending.count {
+            var end: Int?
+            if pending[i] == 10 && pending[i + 1] == 10 {
+                end = i + 2
+            } else if i + 3 < pending.count, pending[i] == 13, pending[i + 1] == 10, pending[i + 2] == 13, pending[i + 3] == 10 {
+                end = i + 4
+            }
+            if let end {
+                let bytes = pending[start..<end]
+                if let event = Self.event(bytes) { events.append(event) }
+                start = end
+                i = end
+            } else {
+                i += 1
+            }
+        }
+        if start > 0 { pending.removeFirst(start) }
+        return events
+    }
+
+    /// Bytes left that did not end an event (a stream cut mid-event).
+    public var hasPartialEvent: Bool { pending.contains { $0 != 10 && $0 != 13 } }
+
+    static func event(_ bytes: ArraySlice<UInt8>) -> SSEEvent? {
+        let text = String(decoding: bytes, as: UTF8.self)
+        var data: [String] = []
+        for line in text.split(omittingEmptySubsequences: true, whereSeparator: { $0 == "\n" || $0 == "\r" }) {
+            if line.hasPrefix("data:") {
+                var value = line.dropFirst(5)
+                if value.first == " " { value = value.dropFirst() }
+                data.append(String(value))
+            }
+        }
+        guard !data.isEmpty else { return nil }
+        return SSEEvent(data: data.joined(separator: "\n"), raw: ByteBuffer(bytes: bytes))
+    }
+}

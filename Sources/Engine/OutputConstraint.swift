@@ -31,7 +31,7 @@ final class GrammarMatcherCache: @unchecked Sendable {
     let capacity: Int
     let maxStates: Int
 
-    init(capacity: Int = 32, maxStates: Int = 20_000, vocabulary: @escaping @Sendable () -> TokenVocabulary) {
+    init(capacity: Int = 16, maxStates: Int = 10_000, vocabulary: @escaping @Sendable () -> TokenVocabulary) {
         self.capacity = capacity
         self.maxStates = maxStates
         tokenizerVocabulary = vocabulary

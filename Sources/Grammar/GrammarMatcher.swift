@@ -86,6 +86,9 @@ public final class GrammarMatcher: @unchecked Sendable {
     private var rowCapacity: Int
     private var flags: [UInt8] = []
     private var masks: [TokenMask?] = []
+    /// Masks stored as bitsets (6 KB each for 49k tokens); past `maxBitsetMasks` they are recomputed instead.
+    private var bitsetMasks = 0
+    static let maxBitsetMasks = 1000
     private var walkStates: [Int32]
     private var allowedScratch: [Int32] = []
     private(set) var stats = Statistics()
@@ -229,7 +232,14 @@ public final class GrammarMatcher: @unchecked Sendable {
         }
         if flags[Int(s)] & Self.accepting != 0 { allowedScratch.append(contentsOf: v.endOfGeneration) }
         let mask = TokenMask(allowed: allowedScratch, size: v.size)
-        masks[Int(s)] = mask
+        if case .bits = mask.storage {
+            if bitsetMasks < Self.maxBitsetMasks {
+                bitsetMasks += 1
+                masks[Int(s)] = mask
+            }
+        } else {
+            masks[Int(s)] = mask
+        }
         stats.masksComputed += 1
         stats.maskNanoseconds += DispatchTime.now().uptimeNanoseconds - start
         return mask

@@ -276,19 +276,25 @@ extension OpenAIServer {
 /// Reads tool calls out of a reply as it is generated: `{"name": ..., "arguments": {...}}` or an array
 /// of them. Tolerates an incomplete text: it reports what is there so far, so a stream can send the
 /// function's name as soon as it is known and the arguments as they grow.
-struct ToolCallScanner {
-    struct Call: Equatable {
-        var name: String?
+public struct ToolCallScanner: Sendable {
+    public struct Call: Equatable, Sendable {
+        public var name: String?
         /// The arguments' JSON text as written (so far).
-        var arguments = ""
-        var argumentsComplete = false
+        public var arguments = ""
+        public var argumentsComplete = false
+
+        public init(name: String? = nil, arguments: String = "", argumentsComplete: Bool = false) {
+            self.name = name
+            self.arguments = arguments
+            self.argumentsComplete = argumentsComplete
+        }
     }
 
     /// The text starts (after whitespace) with `{` or `[`.
-    var isToolCall = false
-    var calls: [Call] = []
+    public var isToolCall = false
+    public var calls: [Call] = []
 
-    static func scan(_ text: String) -> ToolCallScanner {
+    public static func scan(_ text: String) -> ToolCallScanner {
         var out = ToolCallScanner()
         let b = Array(text.utf8)
         var i = 0

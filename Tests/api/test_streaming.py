@@ -148,7 +148,8 @@ def test_disconnect_mid_stream_stops_the_sequence(server, model_id):
 
 
 def test_full_queue_gives_429_with_retry_after(model_id):
-    s = Server("--max-queue", "1")
+    # One sequence at a time, so that the second request really waits (the batching engine would run it at once).
+    s = Server("--max-queue", "1", "--max-sequences", "1")
     try:
         long = {"model": model_id, "messages": [{"role": "user", "content": "Tell me a story."}], "max_tokens": 4000,
                 "ignore_eos": True, "stream": True}

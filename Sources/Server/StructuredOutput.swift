@@ -396,6 +396,7 @@ struct StreamedReply {
     }
 
     mutating func append(_ delta: String) -> [ChatDelta] {
+        guard shape.callsTools else { return [ChatDelta(content: delta)] }
         text += delta
         if mode == .undecided {
             guard let first = text.utf8.first(where: { $0 != 0x20 && $0 != 0x0A && $0 != 0x0D && $0 != 0x09 }) else { return [] }
@@ -414,6 +415,7 @@ struct StreamedReply {
 
     /// The last deltas, and whether the reply called tools.
     mutating func finish(_ result: GenerationResult) -> ([ChatDelta], Bool) {
+        guard shape.callsTools else { return ([], false) }
         text = result.text
         switch mode {
         case .undecided, .content:

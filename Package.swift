@@ -37,16 +37,18 @@ let package = Package(
         // Layer 3: tokenizers and chat templates.
         .target(name: "Tokenizer", dependencies: ["GGUF", .product(name: "HeapModule", package: "swift-collections")]),
         .target(name: "Templates"),
+        // Layer 3b: structured output (JSON Schema to a token-masking automaton over the vocabulary).
+        .target(name: "Grammar", dependencies: ["Tokenizer"]),
         // Layer 4: model architectures.
         .target(name: "Models", dependencies: ["GGUF", "Kernels"]),
         // Layer 5: sequences, sampling, generation, model store.
         .target(name: "Engine", dependencies: [
-            "Models", "Tokenizer", "Templates", "GGUF",
+            "Models", "Tokenizer", "Templates", "GGUF", "Grammar",
             .product(name: "Crypto", package: "swift-crypto"),
         ]),
         // Layer 6: the OpenAI-compatible HTTP server.
         .target(name: "Server", dependencies: [
-            "Engine", "Templates", "Tokenizer",
+            "Engine", "Templates", "Tokenizer", "Grammar",
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             .product(name: "Logging", package: "swift-log"),
@@ -74,7 +76,7 @@ let package = Package(
             .product(name: "HTTPTypes", package: "swift-http-types"),
         ]),
         .executableTarget(name: "swiftlet", dependencies: [
-            "Engine", "GGUF", "Kernels", "Tokenizer", "Templates", "Server", "Platform",
+            "Engine", "GGUF", "Kernels", "Tokenizer", "Templates", "Server", "Grammar", "Platform",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -87,6 +89,7 @@ let package = Package(
         .testTarget(name: "KernelsTests", dependencies: ["Kernels", "CKernels"]),
         .testTarget(name: "TokenizerTests", dependencies: ["Tokenizer", "GGUF", "SwiftletTesting"],
                     resources: [.copy("Fixtures")]),
+        .testTarget(name: "GrammarTests", dependencies: ["Grammar", "Tokenizer", "Engine", "SwiftletTesting"]),
         .testTarget(name: "TemplatesTests", dependencies: ["Templates"], resources: [.copy("Fixtures")]),
         .testTarget(name: "ModelsTests", dependencies: ["Models", "Engine", "SwiftletTesting"],
                     resources: [.copy("Fixtures")]),

@@ -116,6 +116,7 @@ public final class BatchEngine: GenerationService, @unchecked Sendable {
                 promptTokens: request.promptTokens.count, maxTokens: request.maxTokens, contextLength: maxSequenceTokens)
         }
         let (stream, continuation) = AsyncThrowingStream.makeStream(of: GenerationEvent.self)
+        let output = engine.makeOutput(request)
         condition.lock()
         defer { condition.unlock() }
         if stopping { throw GenerationServiceError.shuttingDown }
@@ -124,7 +125,7 @@ public final class BatchEngine: GenerationService, @unchecked Sendable {
         let id = lastID
         let sequence = EngineSequence(
             id: id, request: request, priority: request.priority, arrival: id,
-            output: SequenceOutput(tokenizer: engine.tokenizer, request: request), events: continuation)
+            output: output, events: continuation)
         // Runs when the consumer goes away, and after the engine finishes the stream (then a no-op).
         continuation.onTermination = { [weak self] _ in self?.cancel(id) }
         inbox.append(sequence)
@@ -246,6 +247,7 @@ public final class BatchEngine: GenerationService, @unchecked Sendable {
     private func sample(_ s: EngineSequence, row: UnsafeMutablePointer<Float>) {
         let logits = UnsafeMutableBufferPointer(start: row, count: vocab)
         s.sampler.applyPenalties(logits, context: s.tokens[...])
+        s.output.constrain(logits)
         let token = s.sampler.sample(UnsafeBufferPointer(logits))
         let lp = s.request.logprobs.map { TokenLogprob.compute(UnsafeBufferPointer(logits), token: token, topN: $0) }
         if s.firstToken == nil { s.firstToken = DispatchTime.now().uptimeNanoseconds }

@@ -1,5 +1,6 @@
 import Foundation
 import GGUF
+import Grammar
 import Models
 import Templates
 import Tokenizer
@@ -28,10 +29,14 @@ public struct GenerationRequest: Sendable {
     public var promptLogprobs: Bool
     /// Scheduling priority: higher runs first when requests compete (then arrival order).
     public var priority: Int
+    /// What the output must look like (JSON Schema, tool calls); nil for free text. With a constraint,
+    /// generation ends when the output is complete, whatever `ignoreEOS` says.
+    public var constraint: OutputConstraint?
 
     public init(
         promptTokens: [Int], maxTokens: Int, sampling: SamplingParameters = .init(), stop: [String] = [],
-        ignoreEOS: Bool = false, logprobs: Int? = nil, promptLogprobs: Bool = false, priority: Int = 0
+        ignoreEOS: Bool = false, logprobs: Int? = nil, promptLogprobs: Bool = false, priority: Int = 0,
+        constraint: OutputConstraint? = nil
     ) {
         self.promptTokens = promptTokens
         self.maxTokens = maxTokens
@@ -41,6 +46,7 @@ public struct GenerationRequest: Sendable {
         self.logprobs = logprobs
         self.promptLogprobs = promptLogprobs
         self.priority = priority
+        self.constraint = constraint
     }
 }
 
@@ -82,6 +88,7 @@ public final class InferenceEngine: @unchecked Sendable {
     public let modelName: String
     public let contextLength: Int
     private let lock = NSLock()
+    private let grammars: GrammarMatcherCache
 
     /// Loads a GGUF file. `contextLength` caps the KV cache (default: the model's, at most 8192).
     public init(path: String, threads: Int? = nil, contextLength: Int? = nil) throws {
@@ -100,6 +107,19 @@ public final class InferenceEngine: @unchecked Sendable {
             chatTemplate = nil
         }
         modelName = URL(fileURLWithPath: path).deletingPathExtension().lastPathComponent
+        grammars = GrammarMatcherCache { TokenVocabulary(tokenizer: tokenizer) }
+    }
+
+    /// The matcher for `constraint` on this model's vocabulary: shared by requests with the same
+    /// grammar, with its automaton states and token masks cached.
+    public func matcher(for constraint: OutputConstraint) -> GrammarMatcher {
+        grammars.matcher(for: constraint.grammar)
+    }
+
+    /// The text side of a new generation of `request`, with its grammar state if it has a constraint.
+    func makeOutput(_ request: GenerationRequest) -> SequenceOutput {
+        SequenceOutput(tokenizer: tokenizer, request: request,
+                       grammar: request.constraint.map { GrammarState(matcher: matcher(for: $0)) })
     }
 
     /// Renders messages with the model's chat template.
@@ -111,6 +131,14 @@ public final class InferenceEngine: @unchecked Sendable {
     /// Tokens of a chat conversation as the model sees it (special tokens parsed).
     public func chatTokens(_ messages: [ChatMessage]) throws -> [Int] {
         let text = try renderChat(messages)
+        return tokenizer.encode(text, addSpecial: true, parseSpecial: true)
+    }
+
+    /// Tokens of a chat given as template values (messages with `tool_calls`, tool results), with
+    /// `extra` context such as `tools`.
+    public func chatTokens(_ messages: [JinjaValue], extra: [String: JinjaValue]) throws -> [Int] {
+        guard let chatTemplate else { throw EngineError.noChatTemplate }
+        let text = try chatTemplate.render(messages: messages, addGenerationPrompt: true, extra: extra)
         return tokenizer.encode(text, addSpecial: true, parseSpecial: true)
     }
 
@@ -150,7 +178,7 @@ public final class InferenceEngine: @unchecked Sendable {
         var logits: [Float] = []
         var sampler = Sampler(parameters: request.sampling)
         var context = prompt
-        var out = SequenceOutput(tokenizer: tokenizer, request: request)
+        var out = makeOutput(request)
         var ttft = 0.0
 
         var promptLogprobs: [TokenLogprob] = []
@@ -172,6 +200,7 @@ public final class InferenceEngine: @unchecked Sendable {
             let token = logits.withUnsafeMutableBufferPointer { buf in
                 let row = UnsafeMutableBufferPointer(rebasing: buf[0..<vocab])
                 sampler.applyPenalties(row, context: context[...])
+                out.constrain(row)
                 return sampler.sample(UnsafeBufferPointer(row))
             }
             var lp: TokenLogprob?

@@ -1,8 +1,9 @@
+import Grammar
 import Tokenizer
 
 /// The text side of one generation: end-of-generation tokens, UTF-8-safe detokenization, stop
-/// strings, the token limit and logprobs. Shared by the single-sequence and the batched engine, so
-/// both turn the same tokens into the same text and finish reason.
+/// strings, the token limit, logprobs and the output grammar. Shared by the single-sequence and the
+/// batched engine, so both turn the same tokens into the same text and finish reason.
 struct SequenceOutput: Sendable {
     let maxTokens: Int
     private let ignoreEOS: Bool
@@ -15,8 +16,11 @@ struct SequenceOutput: Sendable {
     /// Set once generation is over.
     private(set) var finish: FinishReason?
     private var hitStopString = false
+    /// Where the output is in its grammar (nil: unconstrained). Kept across preemption with the rest.
+    private(set) var grammar: GrammarState?
 
-    init(tokenizer: Tokenizer, request: GenerationRequest) {
+    init(tokenizer: Tokenizer, request: GenerationRequest, grammar: GrammarState? = nil) {
+        self.grammar = grammar
         self.tokenizer = tokenizer
         maxTokens = request.maxTokens
         ignoreEOS = request.ignoreEOS
@@ -29,7 +33,12 @@ struct SequenceOutput: Sendable {
     /// without producing output (an end-of-generation token).
     mutating func accept(_ token: Int, logprob: TokenLogprob?) -> GenerationStep? {
         precondition(finish == nil, "token after the end of generation")
-        if !ignoreEOS && tokenizer.isEndOfGeneration(token) {
+        if (!ignoreEOS || grammar != nil) && tokenizer.isEndOfGeneration(token) {
+            finish = .stop
+            return nil
+        }
+        if grammar != nil, !grammar!.isFree, !grammar!.advance(token: token) {
+            // Only when the mask allowed nothing at all (a vocabulary that cannot spell what must follow).
             finish = .stop
             return nil
         }
@@ -40,10 +49,19 @@ struct SequenceOutput: Sendable {
         if hitStop {
             finish = .stop
             hitStopString = true
+        } else if grammar?.isComplete == true {
+            finish = .stop
         } else if tokens.count >= maxTokens {
             finish = .length
         }
         return GenerationStep(token: token, text: delta, logprob: logprob)
+    }
+
+    /// Gives the tokens the grammar does not allow next -infinity (nothing to do without a grammar or in
+    /// free text).
+    func constrain(_ logits: UnsafeMutableBufferPointer<Float>) {
+        guard let grammar, !grammar.isFree else { return }
+        grammar.mask().apply(to: logits)
     }
 
     /// Ends generation early (the consumer went away), unless it already ended.

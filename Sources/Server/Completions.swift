@@ -294,13 +294,31 @@ extension OpenAIServer {
                                           code: "invalid_value")
         }
         var messages: [ChatMessage] = []
+        var texts: [String] = []
+        var usesTools = false
         for (i, m) in body.messages.enumerated() {
             let role: String
             switch m.role {
             case "system", "developer": role = "system"
-            case "user", "assistant": role = m.role
+            case "user", "assistant", "tool": role = m.role
             default:
-                throw APIError.invalidValue("messages[\(i)].role", "'\(m.role)' is not one of 'system', 'developer', 'user', 'assistant'.")
+                throw APIError.invalidValue("messages[\(i)].role", "'\(m.role)' is not one of 'system', 'developer', 'user', 'assistant', 'tool'.")
+            }
+            if role == "tool" {
+                usesTools = true
+                guard m.toolCallID != nil else {
+                    throw APIError.invalidRequest("Missing required parameter: 'messages[\(i)].tool_call_id'.",
+                                                  param: "messages[\(i)].tool_call_id", code: "missing_required_parameter")
+                }
+            }
+            if let calls = m.toolCalls, !calls.isEmpty {
+                guard role == "assistant" else {
+                    throw APIError.invalidValue("messages[\(i)].tool_calls", "only assistant messages carry tool calls.")
+                }
+                usesTools = true
+                for (j, c) in calls.enumerated() where c.type != "function" {
+                    throw APIError.invalidValue("messages[\(i)].tool_calls[\(j)].type", "only 'function' tool calls are supported.")
+                }
             }
             let content: String
             switch m.content {
@@ -326,10 +344,16 @@ extension OpenAIServer {
                 content = ""
             }
             messages.append(ChatMessage(role: role, content: content))
+            texts.append(content)
         }
+        let shape = try Self.replyShape(body)
         let prompt: [Int]
         do {
-            prompt = try engine.chatTokens(messages)
+            if shape.callsTools || usesTools {
+                prompt = try Self.chatPrompt(body.messages, texts: texts, shape: shape, engine: engine)
+            } else {
+                prompt = try engine.chatTokens(messages)
+            }
         } catch let e as EngineError {
             throw APIError.from(e) ?? .internalError
         } catch {
@@ -363,7 +387,7 @@ extension OpenAIServer {
         let requests = (0..<n).map {
             GenerationRequest(promptTokens: prompt, maxTokens: maxTokens, sampling: SamplingRequest.forChoice(base, $0),
                               stop: stops, ignoreEOS: body.ignoreEOS ?? false, logprobs: topLogprobs,
-                              priority: body.priority ?? 0)
+                              priority: body.priority ?? 0, constraint: shape.constraint)
         }
         let streams = try submit(requests, to: model.service)
         metrics.prompt(tokens: prompt.count)
@@ -376,10 +400,11 @@ extension OpenAIServer {
         if !stream {
             let results = try await run(streams, start: start)
             let choices = results.enumerated().map { i, r in
-                ChatCompletionChoice(
-                    index: i, message: ChatCompletionMessage(content: r.text),
+                let calls = Self.toolCalls(in: r.text, shape: shape, finish: r.finishReason)
+                return ChatCompletionChoice(
+                    index: i, message: ChatCompletionMessage(content: calls == nil ? r.text : nil, toolCalls: calls),
                     logprobs: wantLogprobs ? ChatChoiceLogprobs(content: r.logprobs.map { chatLogprob($0, tokenizer) }) : nil,
-                    finishReason: Self.finishReason(r.finishReason))
+                    finishReason: calls == nil ? Self.finishReason(r.finishReason) : "tool_calls")
             }
             let usage = Usage(promptTokens: prompt.count, results: results, choicesPerPrompt: n)
             return JSONResponse.make(status: .ok, ChatCompletion(id: id, created: created, model: model.id,
@@ -394,6 +419,7 @@ extension OpenAIServer {
                 return Self.event(c)
             }
             var heldLogprobs = [[ChatTokenLogprob]](repeating: [], count: n)
+            var replies = [StreamedReply](repeating: StreamedReply(shape: shape), count: n)
             let results = try await self.run(streams, start: start, first: {
                 for i in 0..<n {
                     try await Self.write(
@@ -404,17 +430,21 @@ extension OpenAIServer {
                 case .step(let step):
                     if wantLogprobs, let lp = step.logprob { heldLogprobs[i].append(self.chatLogprob(lp, tokenizer)) }
                     guard !step.text.isEmpty else { return }
-                    let logprobs = wantLogprobs ? ChatChoiceLogprobs(content: heldLogprobs[i]) : nil
-                    heldLogprobs[i] = []
-                    try await Self.write(
-                        chunk([ChatChunkChoice(index: i, delta: ChatDelta(content: step.text), logprobs: logprobs)]),
-                        to: &writer)
+                    for delta in replies[i].append(step.text) {
+                        let logprobs = wantLogprobs && delta.content != nil ? ChatChoiceLogprobs(content: heldLogprobs[i]) : nil
+                        if logprobs != nil { heldLogprobs[i] = [] }
+                        try await Self.write(chunk([ChatChunkChoice(index: i, delta: delta, logprobs: logprobs)]), to: &writer)
+                    }
                 case .finished(let result):
+                    let (deltas, calledTools) = replies[i].finish(result)
+                    for delta in deltas {
+                        try await Self.write(chunk([ChatChunkChoice(index: i, delta: delta)]), to: &writer)
+                    }
                     let logprobs = wantLogprobs && !heldLogprobs[i].isEmpty ? ChatChoiceLogprobs(content: heldLogprobs[i]) : nil
                     heldLogprobs[i] = []
                     try await Self.write(
                         chunk([ChatChunkChoice(index: i, delta: ChatDelta(), logprobs: logprobs,
-                                               finishReason: Self.finishReason(result.finishReason))]),
+                                               finishReason: calledTools ? "tool_calls" : Self.finishReason(result.finishReason))]),
                         to: &writer)
                 }
             }
@@ -481,6 +511,7 @@ extension OpenAIServer {
             frequencyPenalty: body.frequencyPenalty, logitBias: body.logitBias, seed: body.seed, n: body.n,
             stop: body.stop)
         let (base, n, stops) = try sampling.parameters(vocabularySize: tokenizer.vocabularySize)
+        let constraint = try Self.constraint(for: body.responseFormat)
         if let bestOf = body.bestOf, bestOf != n {
             throw APIError.invalidRequest("'best_of' other than 'n' is not supported.", param: "best_of",
                                           code: "unsupported_parameter")
@@ -510,7 +541,7 @@ extension OpenAIServer {
                     promptTokens: p.tokens, maxTokens: maxTokens[pi],
                     sampling: SamplingRequest.forChoice(base, pi * n + c), stop: stops,
                     ignoreEOS: body.ignoreEOS ?? false, logprobs: body.logprobs,
-                    promptLogprobs: echo && body.logprobs != nil, priority: body.priority ?? 0))
+                    promptLogprobs: echo && body.logprobs != nil, priority: body.priority ?? 0, constraint: constraint))
             }
         }
         let streams = try submit(requests, to: model.service)

@@ -1,4 +1,5 @@
 import Engine
+import Grammar
 // The OpenAI wire format: every request and response body the server reads or writes.
 // Field names are OpenAI's (snake_case); fields that OpenAI sends as `null` are encoded as null.
 
@@ -66,6 +67,10 @@ public struct ChatCompletionRequest: Codable, Sendable {
     public var ignoreEOS: Bool?
     /// Scheduling priority when requests compete (higher first), as in vLLM.
     public var priority: Int?
+    public var responseFormat: ResponseFormat?
+    public var tools: [ToolDefinition]?
+    public var toolChoice: ToolChoice?
+    public var parallelToolCalls: Bool?
 
     public init(model: String, messages: [ChatMessageParam]) {
         self.model = model
@@ -73,7 +78,10 @@ public struct ChatCompletionRequest: Codable, Sendable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case model, messages, temperature, n, stop, seed, logprobs, user, stream, priority
+        case model, messages, temperature, n, stop, seed, logprobs, user, stream, priority, tools
+        case responseFormat = "response_format"
+        case toolChoice = "tool_choice"
+        case parallelToolCalls = "parallel_tool_calls"
         case maxTokens = "max_tokens"
         case maxCompletionTokens = "max_completion_tokens"
         case topP = "top_p"
@@ -94,11 +102,176 @@ public struct ChatMessageParam: Codable, Sendable, Equatable {
     /// Absent or null only for assistant messages.
     public var content: MessageContent?
     public var name: String?
+    /// The calls an assistant message made.
+    public var toolCalls: [ToolCall]?
+    /// The call a `tool` message answers.
+    public var toolCallID: String?
 
-    public init(role: String, content: MessageContent?, name: String? = nil) {
+    public init(role: String, content: MessageContent?, name: String? = nil, toolCalls: [ToolCall]? = nil,
+                toolCallID: String? = nil) {
         self.role = role
         self.content = content
         self.name = name
+        self.toolCalls = toolCalls
+        self.toolCallID = toolCallID
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case role, content, name
+        case toolCalls = "tool_calls"
+        case toolCallID = "tool_call_id"
+    }
+}
+
+// MARK: - Structured output and tools
+
+/// `response_format`: `{"type": "text"}`, `{"type": "json_object"}` or
+/// `{"type": "json_schema", "json_schema": {"name", "description", "schema", "strict"}}`.
+public struct ResponseFormat: Codable, Sendable, Equatable {
+    public var type: String
+    public var jsonSchema: JSONSchemaFormat?
+
+    public init(type: String, jsonSchema: JSONSchemaFormat? = nil) {
+        self.type = type
+        self.jsonSchema = jsonSchema
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case type
+        case jsonSchema = "json_schema"
+    }
+}
+
+public struct JSONSchemaFormat: Codable, Sendable, Equatable {
+    public var name: String?
+    public var description: String?
+    public var schema: JSONValue?
+    public var strict: Bool?
+
+    public init(name: String? = nil, schema: JSONValue?, strict: Bool? = nil) {
+        self.name = name
+        self.schema = schema
+        self.strict = strict
+    }
+}
+
+/// One entry of `tools`: `{"type": "function", "function": {"name", "description", "parameters", "strict"}}`.
+public struct ToolDefinition: Codable, Sendable, Equatable {
+    public var type: String
+    public var function: FunctionDefinition
+
+    public init(function: FunctionDefinition) {
+        type = "function"
+        self.function = function
+    }
+}
+
+public struct FunctionDefinition: Codable, Sendable, Equatable {
+    public var name: String
+    public var description: String?
+    /// JSON Schema of the arguments object (absent: no arguments).
+    public var parameters: JSONValue?
+    public var strict: Bool?
+
+    public init(name: String, description: String? = nil, parameters: JSONValue? = nil) {
+        self.name = name
+        self.description = description
+        self.parameters = parameters
+    }
+}
+
+/// `tool_choice`: "none", "auto", "required", or `{"type": "function", "function": {"name": ...}}`.
+public enum ToolChoice: Codable, Sendable, Equatable {
+    case none
+    case auto
+    case required
+    case function(String)
+
+    struct Named: Codable {
+        struct Function: Codable { var name: String }
+        var type: String
+        var function: Function
+    }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.singleValueContainer()
+        if let s = try? c.decode(String.self) {
+            switch s {
+            case "none": self = .none
+            case "auto": self = .auto
+            case "required": self = .required
+            default:
+                throw DecodingError.dataCorrupted(.init(
+                    codingPath: c.codingPath, debugDescription: "'\(s)' is not one of 'none', 'auto', 'required'."))
+            }
+            return
+        }
+        let named: Named
+        do {
+            named = try c.decode(Named.self)
+        } catch DecodingError.typeMismatch(_, let ctx) where ctx.codingPath.count == c.codingPath.count {
+            throw DecodingError.typeMismatch(String.self, .init(
+                codingPath: c.codingPath, debugDescription: "expected 'none', 'auto', 'required' or a named function"))
+        }
+        guard named.type == "function" else {
+            throw DecodingError.dataCorrupted(.init(
+                codingPath: c.codingPath, debugDescription: "only tools of type 'function' are supported."))
+        }
+        self = .function(named.function.name)
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.singleValueContainer()
+        switch self {
+        case .none: try c.encode("none")
+        case .auto: try c.encode("auto")
+        case .required: try c.encode("required")
+        case .function(let name): try c.encode(Named(type: "function", function: .init(name: name)))
+        }
+    }
+}
+
+/// A call of a function: in an assistant message (request or response). `arguments` is JSON text.
+public struct ToolCall: Codable, Sendable, Equatable {
+    public var id: String
+    public var type: String
+    public var function: FunctionCall
+
+    public init(id: String, name: String, arguments: String) {
+        self.id = id
+        type = "function"
+        function = FunctionCall(name: name, arguments: arguments)
+    }
+}
+
+public struct FunctionCall: Codable, Sendable, Equatable {
+    public var name: String
+    public var arguments: String
+
+    public init(name: String, arguments: String) {
+        self.name = name
+        self.arguments = arguments
+    }
+}
+
+/// A piece of a streamed tool call: the first names the call (id, type, name), the next ones carry
+/// more of `arguments`.
+public struct ToolCallDelta: Codable, Sendable, Equatable {
+    public struct Function: Codable, Sendable, Equatable {
+        public var name: String?
+        public var arguments: String?
+    }
+
+    public var index: Int
+    public var id: String?
+    public var type: String?
+    public var function: Function
+
+    public init(index: Int, id: String? = nil, name: String? = nil, arguments: String?) {
+        self.index = index
+        self.id = id
+        type = id == nil ? nil : "function"
+        function = Function(name: name, arguments: arguments)
     }
 }
 
@@ -199,6 +372,7 @@ public struct CompletionRequest: Codable, Sendable {
     public var repetitionPenalty: Double?
     public var ignoreEOS: Bool?
     public var priority: Int?
+    public var responseFormat: ResponseFormat?
 
     public init(model: String, prompt: CompletionPrompt) {
         self.model = model
@@ -207,6 +381,7 @@ public struct CompletionRequest: Codable, Sendable {
 
     enum CodingKeys: String, CodingKey {
         case model, prompt, temperature, n, stop, seed, logprobs, echo, suffix, user, stream, priority
+        case responseFormat = "response_format"
         case maxTokens = "max_tokens"
         case topP = "top_p"
         case presencePenalty = "presence_penalty"
@@ -327,10 +502,18 @@ public struct ChatCompletionMessage: Codable, Sendable, Equatable {
     public var role: String
     public var content: String?
     public var refusal: String?
+    /// Present only when the reply calls tools (then `content` is null).
+    public var toolCalls: [ToolCall]?
 
-    public init(role: String = "assistant", content: String?) {
+    public init(role: String = "assistant", content: String?, toolCalls: [ToolCall]? = nil) {
         self.role = role
         self.content = content
+        self.toolCalls = toolCalls
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case role, content, refusal
+        case toolCalls = "tool_calls"
     }
 
     public func encode(to encoder: Encoder) throws {
@@ -338,6 +521,7 @@ public struct ChatCompletionMessage: Codable, Sendable, Equatable {
         try c.encode(role, forKey: .role)
         try c.encode(content, forKey: .content)
         try c.encode(refusal, forKey: .refusal)
+        try c.encodeIfPresent(toolCalls, forKey: .toolCalls)
     }
 }
 
@@ -405,10 +589,17 @@ public struct ChatCompletion: Codable, Sendable, Equatable {
 public struct ChatDelta: Codable, Sendable, Equatable {
     public var role: String?
     public var content: String?
+    public var toolCalls: [ToolCallDelta]?
 
-    public init(role: String? = nil, content: String? = nil) {
+    public init(role: String? = nil, content: String? = nil, toolCalls: [ToolCallDelta]? = nil) {
         self.role = role
         self.content = content
+        self.toolCalls = toolCalls
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case role, content
+        case toolCalls = "tool_calls"
     }
 }
 
@@ -629,4 +820,35 @@ public struct ErrorResponse: Codable, Sendable, Equatable {
     public var error: Body
 
     public init(error: Body) { self.error = error }
+}
+
+// MARK: - Key order of schemas
+
+/// A request that holds JSON Schemas, whose key order JSONDecoder does not keep: it is taken back
+/// from the body parsed in order.
+protocol CarriesSchemas {
+    var carriesSchemas: Bool { get }
+    mutating func restoreKeyOrder(from body: JSONValue)
+}
+
+extension ChatCompletionRequest: CarriesSchemas {
+    var carriesSchemas: Bool { responseFormat?.jsonSchema?.schema != nil || !(tools ?? []).isEmpty }
+
+    mutating func restoreKeyOrder(from body: JSONValue) {
+        if let schema = body["response_format"]?["json_schema"]?["schema"] { responseFormat?.jsonSchema?.schema = schema }
+        if let raw = body["tools"]?.arrayValue, var tools, raw.count == tools.count {
+            for (i, t) in raw.enumerated() {
+                if let p = t["function"]?["parameters"] { tools[i].function.parameters = p }
+            }
+            self.tools = tools
+        }
+    }
+}
+
+extension CompletionRequest: CarriesSchemas {
+    var carriesSchemas: Bool { responseFormat?.jsonSchema?.schema != nil }
+
+    mutating func restoreKeyOrder(from body: JSONValue) {
+        if let schema = body["response_format"]?["json_schema"]?["schema"] { responseFormat?.jsonSchema?.schema = schema }
+    }
 }

@@ -1,5 +1,6 @@
 import Engine
 import Foundation
+import Grammar
 import HTTPTypes
 import Hummingbird
 import Logging
@@ -159,7 +160,14 @@ public final class OpenAIServer: Sendable {
             throw APIError.invalidRequest("The request body is not valid UTF-8.", code: "invalid_json")
         }
         do {
-            return try JSONDecoder().decode(T.self, from: data)
+            let value = try JSONDecoder().decode(T.self, from: data)
+            // JSONDecoder loses the order of object keys; schemas are generated in their properties' order.
+            if var carrier = value as? any CarriesSchemas, carrier.carriesSchemas,
+               let tree = try? JSONValue.parse(Array(data)) {
+                carrier.restoreKeyOrder(from: tree)
+                return carrier as! T
+            }
+            return value
         } catch DecodingError.dataCorrupted(let ctx) where ctx.codingPath.isEmpty {
             if let error = JSONDiagnostics.unrepresentableNumber(in: Array(data)) { throw error }
             throw APIError.invalidJSON

@@ -38,9 +38,12 @@ public struct ChatTemplate: Sendable {
     public let template: Template
     public let bosToken: String
     public let eosToken: String
+    /// The template mentions `tools`: it can describe tools to the model itself.
+    public let supportsTools: Bool
 
     public init(source: String, bosToken: String, eosToken: String) throws {
         template = try Template(source)
+        supportsTools = source.contains("tools")
         self.bosToken = bosToken
         self.eosToken = eosToken
     }

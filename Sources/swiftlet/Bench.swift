@@ -1,7 +1,9 @@
 import ArgumentParser
 import Engine
 import Foundation
+import Grammar
 import Kernels
+import Templates
 
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -26,6 +28,9 @@ struct Bench: ParsableCommand {
 
     @Option(name: .long, help: "Run this many sequences at once through the batching engine and report aggregate decode tokens/s.")
     var batch: Int = 1
+
+    @Option(name: .long, help: "A JSON Schema file: decode a chat reply under it and unconstrained, alternately, and report both decode speeds and the mask timings.")
+    var jsonSchema: String?
 
     @Option(name: .long, help: "Use at most this kernel instruction set: \(CPUFeatures.ISA.allCases.map(\.name).joined(separator: ", ")).")
     var isa: String?
@@ -73,6 +78,10 @@ struct Bench: ParsableCommand {
             let prompt = Array(engine.encode(text).prefix(promptTokens))
             if batch > 1 {
                 try benchBatch(engine, prompt: prompt)
+                return
+            }
+            if let jsonSchema {
+                try benchSchema(engine, path: jsonSchema)
                 return
             }
             var prefill: [Double] = [], decode: [Double] = [], ttft: [Double] = []
@@ -167,5 +176,99 @@ struct Bench: ParsableCommand {
         writeOut(String(format: "%@: %d sequences at once: prefill %.1f tok/s, aggregate decode %.1f tok/s (%d threads, %@)\n",
                         engine.modelName, batch, prefill, decode, modelOptions.threads ?? ThreadPoolDefaults.threads,
                         CPUFeatures.description))
+    }
+
+    struct SchemaReport: Codable {
+        var model: String
+        var schema: String
+        var threads: Int
+        var rounds: Int
+        var tokens_per_round: Int
+        var constrained_decode_tokens_per_second: Double
+        var unconstrained_decode_tokens_per_second: Double
+        var ratio: Double
+        var vocabulary_build_ms: Double
+        var uncached_mask_us_median: Double
+        var uncached_mask_us_max: Double
+        var cached_mask_us_median: Double
+        var apply_mask_us_median: Double
+        var output_valid: Bool
+    }
+
+    /// Greedy chat replies under the schema and, with as many tokens, unconstrained (EOS ignored),
+    /// alternately for `repeat` rounds after a warm-up; then the masks of that reply's states timed
+    /// cold (fresh matcher) and cached.
+    private func benchSchema(_ engine: InferenceEngine, path: String) throws {
+        let data = try Data(contentsOf: URL(fileURLWithPath: path))
+        let schema = try JSONValue.parse(Array(data))
+        let constraint = try OutputConstraint.jsonSchema(schema)
+        let prompt = try engine.chatTokens([
+            ChatMessage(role: "system", content: "Reply with JSON that follows this JSON Schema:\n" + schema.spacedJSON()),
+            ChatMessage(role: "user", content: "Write an example."),
+        ])
+        let limit = min(genTokens, engine.contextLength - prompt.count)
+        let warm = try engine.generate(GenerationRequest(promptTokens: prompt, maxTokens: limit, constraint: constraint))
+        var constrained: [Double] = [], unconstrained: [Double] = []
+        var tokens = warm.tokens.count
+        for _ in 0..<`repeat` {
+            let c = try engine.generate(GenerationRequest(promptTokens: prompt, maxTokens: limit, constraint: constraint))
+            tokens = c.tokens.count
+            let u = try engine.generate(GenerationRequest(promptTokens: prompt, maxTokens: tokens, ignoreEOS: true))
+            constrained.append(c.decodeTokensPerSecond)
+            unconstrained.append(u.decodeTokensPerSecond)
+        }
+        func median(_ a: [Double]) -> Double {
+            let s = a.sorted()
+            return s.isEmpty ? 0 : s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
+        }
+        func now() -> UInt64 { DispatchTime.now().uptimeNanoseconds }
+        // Masks along the reply: a fresh matcher (cold: every mask computed), then the same states again.
+        let t0 = now()
+        let vocabulary = TokenVocabulary(tokenizer: engine.tokenizer)
+        let vocabularyMs = Double(now() - t0) / 1e6
+        let matcher = GrammarMatcher(grammar: constraint.grammar, vocabulary: vocabulary)
+        var states: [GrammarState] = [GrammarState(matcher: matcher)]
+        for t in warm.tokens {
+            var next = states.last!
+            guard next.advance(token: t) else { break }
+            states.append(next)
+        }
+        var cold: [Double] = [], cached: [Double] = [], apply: [Double] = []
+        var logits = [Float](repeating: 0, count: engine.model.config.vocabularySize)
+        for s in states where !s.isComplete {
+            let a = now()
+            _ = s.mask()
+            cold.append(Double(now() - a) / 1e3)
+        }
+        for s in states where !s.isComplete {
+            let a = now()
+            let m = s.mask()
+            let b = now()
+            logits.withUnsafeMutableBufferPointer { m.apply(to: $0) }
+            cached.append(Double(b - a) / 1e3)
+            apply.append(Double(now() - b) / 1e3)
+        }
+        let valid = constraint.grammar.accepts(warm.text)
+        let report = SchemaReport(
+            model: engine.modelName, schema: path, threads: modelOptions.threads ?? ThreadPoolDefaults.threads,
+            rounds: `repeat`, tokens_per_round: tokens,
+            constrained_decode_tokens_per_second: median(constrained),
+            unconstrained_decode_tokens_per_second: median(unconstrained),
+            ratio: median(unconstrained) > 0 ? median(constrained) / median(unconstrained) : 0,
+            vocabulary_build_ms: vocabularyMs, uncached_mask_us_median: median(cold), uncached_mask_us_max: cold.max() ?? 0,
+            cached_mask_us_median: median(cached), apply_mask_us_median: median(apply), output_valid: valid)
+        if json {
+            let enc = JSONEncoder()
+            enc.outputFormatting = [.prettyPrinted, .sortedKeys]
+            writeOut(String(decoding: try enc.encode(report), as: UTF8.self) + "\n")
+        } else {
+            writeOut(String(
+                format: "%@: decode with schema %.1f tok/s, without %.1f tok/s (%.1f%%), %d tokens, %d rounds\n"
+                    + "masks: uncached median %.0f us (max %.0f us), cached lookup %.2f us, apply %.1f us; vocabulary trie %.0f ms\n",
+                report.model, report.constrained_decode_tokens_per_second, report.unconstrained_decode_tokens_per_second,
+                report.ratio * 100, tokens, `repeat`, report.uncached_mask_us_median, report.uncached_mask_us_max,
+                report.cached_mask_us_median, report.apply_mask_us_median, vocabularyMs))
+            if !valid { writeOut("warning: the reply did not complete within --gen-tokens (\(limit))\n") }
+        }
     }
 }

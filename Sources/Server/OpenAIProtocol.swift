@@ -631,18 +631,35 @@ public struct ChatChunkChoice: Codable, Sendable, Equatable {
 }
 
 /// One server-sent event of a streamed chat completion. The usage chunk has no choices.
-public struct ChatCompletionChunk: Codable, Sendable, Equatable {
+public typealias ChatCompletionChunk = CompletionEnvelope<ChatChunkChoice>
+
+/// The choice types of the two envelopes, and the `object` each envelope names.
+public protocol EnvelopeChoice: Codable, Sendable, Equatable {
+    static var objectName: String { get }
+}
+
+extension ChatChunkChoice: EnvelopeChoice {
+    public static let objectName = "chat.completion.chunk"
+}
+
+extension CompletionChoice: EnvelopeChoice {
+    public static let objectName = "text_completion"
+}
+
+/// The outer object of streamed chat chunks and of completions (whole or streamed): id, object, created, model,
+/// choices, usage.
+public struct CompletionEnvelope<Choice: EnvelopeChoice>: Codable, Sendable, Equatable {
     public var id: String
-    public var object = "chat.completion.chunk"
+    public var object = Choice.objectName
     public var created: Int
     public var model: String
-    public var choices: [ChatChunkChoice]
+    public var choices: [Choice]
     public var usage: Usage?
     public var systemFingerprint: String?
     /// With `stream_options.include_usage`, every chunk carries `usage` (null until the last).
     public var encodesUsage = false
 
-    public init(id: String, created: Int, model: String, choices: [ChatChunkChoice], usage: Usage? = nil) {
+    public init(id: String, created: Int, model: String, choices: [Choice], usage: Usage? = nil) {
         self.id = id
         self.created = created
         self.model = model
@@ -728,41 +745,7 @@ public struct CompletionChoice: Codable, Sendable, Equatable {
 }
 
 /// A completion, and also each streamed chunk of one (same shape).
-public struct Completion: Codable, Sendable, Equatable {
-    public var id: String
-    public var object = "text_completion"
-    public var created: Int
-    public var model: String
-    public var choices: [CompletionChoice]
-    public var usage: Usage?
-    public var systemFingerprint: String?
-    /// As for chat chunks: `usage` is encoded (null) on every chunk of a stream that asked for it.
-    public var encodesUsage = false
-
-    public init(id: String, created: Int, model: String, choices: [CompletionChoice], usage: Usage?) {
-        self.id = id
-        self.created = created
-        self.model = model
-        self.choices = choices
-        self.usage = usage
-    }
-
-    enum CodingKeys: String, CodingKey {
-        case id, object, created, model, choices, usage
-        case systemFingerprint = "system_fingerprint"
-    }
-
-    public func encode(to encoder: Encoder) throws {
-        var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encode(id, forKey: .id)
-        try c.encode(object, forKey: .object)
-        try c.encode(created, forKey: .created)
-        try c.encode(model, forKey: .model)
-        try c.encode(choices, forKey: .choices)
-        try c.encode(systemFingerprint, forKey: .systemFingerprint)
-        if encodesUsage || usage != nil { try c.encode(usage, forKey: .usage) }
-    }
-}
+public typealias Completion = CompletionEnvelope<CompletionChoice>
 
 // MARK: - GET /v1/models
 

@@ -701,6 +701,10 @@ public final class Gateway: Sendable {
         if let t = Double(text), t.isFinite { return Date(timeIntervalSince1970: t) }
         let full = ISO8601DateFormatter()
         if let d = full.date(from: text) { return d }
+        // JavaScript's toISOString() has milliseconds; the day form would take only its date.
+        full.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        if let d = full.date(from: text) { return d }
+        guard text.count == 10 else { return nil }
         let day = ISO8601DateFormatter()
         day.formatOptions = [.withFullDate]
         return day.date(from: text)

@@ -243,3 +243,14 @@ final class ConsoleFixture: @unchecked Sendable {
         #expect(Set(listed.filter(\.admin).map(\.id)) == [admin.id])
     }
 }
+
+@Suite struct ConsoleDateTests {
+    @Test func periodsFromTheBrowserKeepTheirTime() throws {
+        // toISOString() of JavaScript: the day-only form must not swallow it as midnight.
+        let d = try #require(Gateway.parseDate("2026-11-23T19:54:04.123Z"))
+        #expect(abs(d.timeIntervalSince1970 - 1_795_463_644.123) < 1e-3)
+        #expect(Gateway.parseDate("2026-11-23T19:54:04Z")?.timeIntervalSince1970 == 1_795_463_644)
+        #expect(Gateway.parseDate("2026-11-23")?.timeIntervalSince1970 == 1_795_392_000)
+        #expect(Gateway.parseDate("2026-11-23 junk") == nil && Gateway.parseDate("yesterday") == nil)
+    }
+}

@@ -46,9 +46,18 @@ let package = Package(
             "Models", "Tokenizer", "Templates", "GGUF", "Grammar",
             .product(name: "Crypto", package: "swift-crypto"),
         ]),
+        // The web console: static HTML/CSS/JS (resources) and the live metrics feed, served by both
+        // `serve` and the gateway.
+        .target(name: "Console", dependencies: [
+            .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            .product(name: "HTTPTypes", package: "swift-http-types"),
+        ], resources: [.copy("Resources")]),
         // Layer 6: the OpenAI-compatible HTTP server.
         .target(name: "Server", dependencies: [
-            "Engine", "Templates", "Tokenizer", "Grammar",
+            "Engine", "Templates", "Tokenizer", "Grammar", "Console",
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             .product(name: "Logging", package: "swift-log"),
@@ -60,7 +69,7 @@ let package = Package(
         ]),
         // Layer 7: the platform: deployments, gateway, replicas, autoscaler, keys, usage and costs.
         .target(name: "Platform", dependencies: [
-            "Server", "Engine",
+            "Server", "Engine", "Console",
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "AsyncHTTPClient", package: "async-http-client"),
             .product(name: "GRDB", package: "GRDB.swift"),
@@ -101,8 +110,18 @@ let package = Package(
             .product(name: "NIOEmbedded", package: "swift-nio"),
             .product(name: "HTTPTypes", package: "swift-http-types"),
         ]),
+        .testTarget(name: "ConsoleTests", dependencies: [
+            "Console",
+            .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "HTTPTypes", package: "swift-http-types"),
+        ]),
         .testTarget(name: "PlatformTests", dependencies: [
-            "Platform", "Server", "Engine",
+            "Platform", "Server", "Engine", "Console",
+            .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "HTTPTypes", package: "swift-http-types"),
+            .product(name: "NIOEmbedded", package: "swift-nio"),
+            .product(name: "Logging", package: "swift-log"),
             .product(name: "GRDB", package: "GRDB.swift"),
             .product(name: "NIOCore", package: "swift-nio"),
         ]),

@@ -19,12 +19,15 @@ public final class Autoscaler: Service, Sendable {
         var belowSince: [String: Double] = [:]
         var decisions: [String: Decision] = [:]
         var lastTick: Double?
+        /// Replica bounds set at run time (by an admin in the console), over the config's.
+        var bounds: [String: (min: Int, max: Int)] = [:]
     }
 
     let config: PlatformConfig
     let registry: ReplicaRegistry
     let supervisor: Supervisor
     let costs: CostMeter
+    let hardware: HardwareLog
     let logger: Logger
     let interval: Double
     private let memory = NIOLockedValueBox(Memory())
@@ -32,16 +35,35 @@ public final class Autoscaler: Service, Sendable {
     private let scaling = NIOLock()
 
     public init(config: PlatformConfig, registry: ReplicaRegistry, supervisor: Supervisor, costs: CostMeter,
-                logger: Logger, interval: Double = 0.25) {
+                hardware: HardwareLog = HardwareLog(), logger: Logger, interval: Double = 0.25) {
         self.config = config
         self.registry = registry
         self.supervisor = supervisor
         self.costs = costs
+        self.hardware = hardware
         self.logger = logger
         self.interval = interval
     }
 
     public func decision(_ deployment: String) -> Decision? { memory.withLockedValue { $0.decisions[deployment] } }
+
+    /// The deployment with the replica bounds in force now.
+    public func effective(_ d: Deployment) -> Deployment {
+        var d = d
+        if let b = memory.withLockedValue({ $0.bounds[d.name] }) {
+            d.minReplicas = b.min
+            d.maxReplicas = b.max
+        }
+        return d
+    }
+
+    /// New replica bounds for a deployment until the gateway restarts; the next tick scales to them.
+    public func setBounds(_ deployment: String, min: Int, max: Int) {
+        memory.withLockedValue {
+            $0.bounds[deployment] = (min, max)
+            $0.belowSince[deployment] = nil
+        }
+    }
 
     /// Replicas that are or will be capacity: starting or ready (not draining or failed).
     static func live(_ replicas: [Replica]) -> [Replica] {
@@ -96,10 +118,12 @@ public final class Autoscaler: Service, Sendable {
             defer { m.lastTick = now }
             return m.lastTick.map { now - $0 } ?? 0
         }
-        for d in config.deployments {
+        for d in config.deployments.map(effective) {
             let replicas = registry.replicas(of: d.name)
             let ready = replicas.filter { $0.state == .ready }
-            costs.held(d.name, seconds: dt, pricesPerHour: ready.map { hardwarePrice(d, $0.cluster) }, now: now)
+            let prices = ready.map { hardwarePrice(d, $0.cluster) }
+            costs.held(d.name, seconds: dt, pricesPerHour: prices, now: now)
+            hardware.add(d.name, replicaSeconds: dt * Double(prices.count), dollars: prices.reduce(0, +) * dt / 3600)
             scaling.withLock { scale(d, replicas: replicas, now: now) }
         }
     }

@@ -73,3 +73,38 @@ public final class CostMeter: Sendable {
             measuredPerMillion: tokens > 0 ? dollars / Double(tokens) * 1e6 : nil)
     }
 }
+
+/// Hardware time held by each deployment, gathered per minute in memory and written to the ledger's
+/// database now and then, so that measured costs can be given for any period, not only the live window.
+public final class HardwareLog: Sendable {
+    private let pending = NIOLockedValueBox<[String: HardwareTime]>([:])
+
+    public init() {}
+
+    public func add(_ deployment: String, replicaSeconds: Double, dollars: Double, at date: Date = Date()) {
+        guard replicaSeconds > 0 else { return }
+        let minute = HardwareTime.minute(date)
+        pending.withLockedValue { p in
+            let key = "\(deployment)\u{0}\(minute)"
+            var e = p[key] ?? HardwareTime(deployment: deployment, minute: minute, replicaSeconds: 0, dollars: 0)
+            e.replicaSeconds += replicaSeconds
+            e.dollars += dollars
+            p[key] = e
+        }
+    }
+
+    /// Writes what was gathered; on failure it is kept for the next try.
+    public func flush(to ledger: Ledger) async throws {
+        let entries = pending.withLockedValue { p in
+            defer { p = [:] }
+            return Array(p.values)
+        }
+        do {
+            try await ledger.recordHardware(entries)
+        } catch {
+            for e in entries { add(e.deployment, replicaSeconds: e.replicaSeconds, dollars: e.dollars,
+                                   at: Date(timeIntervalSince1970: Double(e.minute) * 60)) }
+            throw error
+        }
+    }
+}

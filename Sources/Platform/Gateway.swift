@@ -1,4 +1,5 @@
 import AsyncHTTPClient
+import Console
 import Engine
 import Foundation
 import HTTPTypes
@@ -42,6 +43,12 @@ public final class Gateway: Sendable {
     public let metrics = GatewayMetrics()
     public let supervisor: Supervisor
     public let autoscaler: Autoscaler
+    /// Replica time per minute, written to the database for measured costs over any period.
+    public let hardware = HardwareLog()
+    /// The console's static files, served at / and /console/.
+    public let assets: ConsoleAssets
+    /// Samples for the console's live charts; run it in a group that shuts it down before the gateway.
+    public let feed: MetricsFeed
     let client: HTTPClient
     let logger: Logger
     let maxBodyBytes = 4 << 20
@@ -50,7 +57,8 @@ public final class Gateway: Sendable {
     private let coldStarts = NIOLockedValueBox<[String: ColdStartStats]>([:])
 
     public init(config: PlatformConfig, database: PlatformDatabase, clusterToken: String, modelsDir: String?,
-                logger: Logger) {
+                logger: Logger, assets: ConsoleAssets = .load()) {
+        self.assets = assets
         self.config = config
         self.clusterToken = clusterToken
         self.logger = logger
@@ -66,13 +74,32 @@ public final class Gateway: Sendable {
             registry: registry, executable: Supervisor.currentExecutable, clusterToken: clusterToken,
             stopGrace: config.gateway.workerStopGrace, startTimeout: max(60, config.gateway.coldStartTimeout * 2),
             modelsDir: modelsDir, logger: logger)
-        autoscaler = Autoscaler(config: config, registry: registry, supervisor: supervisor, costs: costs, logger: logger)
+        autoscaler = Autoscaler(config: config, registry: registry, supervisor: supervisor, costs: costs,
+                                hardware: hardware, logger: logger)
+        let registry = registry
+        feed = MetricsFeed(live: metrics.live) { Self.gauges(registry, deployments: config.deployments.map(\.name)) }
+    }
+
+    /// Requests waiting (for a replica, or in replicas' engines), sequences running and KV use, over
+    /// every deployment's live replicas as their heartbeats last reported.
+    static func gauges(_ registry: ReplicaRegistry, deployments: [String]) -> FeedGauges {
+        var queue = 0, running = 0, used = 0, total = 0
+        for d in deployments {
+            queue += registry.waitingForReplica(d)
+            for r in registry.replicas(of: d) where r.state == .ready || r.state == .draining {
+                queue += r.load.waiting
+                running += r.load.running
+                used += r.load.kvBlocksUsed
+                total += r.load.kvBlocksTotal
+            }
+        }
+        return FeedGauges(queueDepth: queue, running: running, kvUsage: total == 0 ? nil : Double(used) / Double(total))
     }
 
     /// The services that run beside the HTTP server, shut down after it (the supervisor last: its
     /// workers serve the requests the server drains).
     public var services: [any Service] {
-        [supervisor, autoscaler,
+        [supervisor, autoscaler, HardwareLogWriter(gateway: self),
          HealthChecker(registry: registry, client: client, interval: config.gateway.healthCheckInterval,
                        heartbeatTimeout: config.gateway.heartbeatTimeout, logger: logger)]
     }
@@ -89,7 +116,7 @@ public final class Gateway: Sendable {
 
     public func makeRouter() -> Hummingbird.Router<BasicRequestContext> {
         let router = Hummingbird.Router()
-        router.add(middleware: GatewayErrorMiddleware(logger: logger))
+        router.add(middleware: GatewayErrorMiddleware(logger: logger, live: metrics.live))
         router.get("/health") { _, _ in Self.json(.ok, ["status": "ok"]) }
         router.get("/ready") { _, _ in Self.json(.ok, ["status": "ready"]) }
         router.get("/metrics") { _, _ in
@@ -116,8 +143,18 @@ public final class Gateway: Sendable {
             try await self.proxy(request, context: context, path: "/v1/completions")
         }
         router.get("/v1/deployments") { request, _ in
-            _ = try await self.authenticate(request)
+            _ = try await self.authenticateAdmin(request)
             return Self.json(.ok, DeploymentList(data: self.config.deployments.map(self.status)))
+        }
+        router.patch("/v1/deployments/{name}") { request, context in
+            _ = try await self.authenticateAdmin(request)
+            let name = context.parameters.get("name") ?? ""
+            guard let d = self.config.deployment(named: name) else { throw Self.deploymentNotFound(name) }
+            let body = try await self.decode(ScaleRequest.self, request)
+            let (min, max) = try body.bounds(current: self.autoscaler.effective(d))
+            self.autoscaler.setBounds(d.name, min: min, max: max)
+            self.logger.info("\(d.name): replicas set to \(min)...\(max) from the console")
+            return Self.json(.ok, self.status(d))
         }
         router.get("/v1/usage") { request, _ in
             let key = try await self.authenticate(request)
@@ -125,6 +162,7 @@ public final class Gateway: Sendable {
             let rows = try await self.ledger.summary(since: since, keyID: key.id)
             return Self.json(.ok, UsageReport(keyID: key.id, since: since, data: rows))
         }
+        addConsoleRoutes(to: router)
         router.post("/internal/replicas") { request, _ in try await self.registerReplica(request) }
         router.post("/internal/replicas/{id}/heartbeat") { request, context in
             try self.checkClusterToken(request)
@@ -175,6 +213,13 @@ public final class Gateway: Sendable {
         if let key = try await keys.authenticate(secret: secret) { return key }
         if !config.gateway.requireAPIKey { return .anonymous }
         throw APIError.invalidAPIKey
+    }
+
+    /// A live admin key (403 for other keys, 401 without a valid one); anyone on an open gateway.
+    func authenticateAdmin(_ request: Request) async throws -> APIKey {
+        let key = try await authenticate(request)
+        guard key.admin else { throw APIError.adminKeyRequired }
+        return key
     }
 
     func checkClusterToken(_ request: Request) throws {
@@ -550,6 +595,7 @@ public final class Gateway: Sendable {
             }
             if let upstreamFailure {
                 self.metrics.streamBroken(deployment: p.deployment.name)
+                self.metrics.live.error()
                 self.logger.warning("request \(p.id): stream from replica \(replica.id) broke: \(upstreamFailure)")
                 let error = ErrorResponse(error: .init(
                     message: "The replica serving this request failed after output had started (replica \(replica.id)); the response is incomplete.",
@@ -585,7 +631,12 @@ public final class Gateway: Sendable {
         metrics.tokens(deployment: d.name, prompt: usage.prompt, completion: usage.completion)
         metrics.request(deployment: d.name, status: httpStatus)
         metrics.duration(deployment: d.name, seconds: end - p.arrival)
+        metrics.live.tokens(prompt: usage.prompt, completion: usage.completion)
+        if p.stream, let firstToken, usage.completion > 1 {
+            metrics.live.timePerOutputToken((end - firstToken) / Double(usage.completion - 1))
+        }
         if let ttft {
+            metrics.live.timeToFirstToken(ttft)
             metrics.timeToFirstToken(deployment: d.name, seconds: ttft)
             if coldStart {
                 metrics.coldStart(deployment: d.name, seconds: ttft)
@@ -610,7 +661,8 @@ public final class Gateway: Sendable {
 
     // MARK: Deployments and usage
 
-    func status(_ d: Deployment) -> DeploymentStatus {
+    func status(_ configured: Deployment) -> DeploymentStatus {
+        let d = autoscaler.effective(configured)
         let replicas = registry.replicas(of: d.name)
         let clusters = d.placement.map { name in
             ClusterStatus(
@@ -622,7 +674,8 @@ public final class Gateway: Sendable {
         let live = Autoscaler.live(replicas)
         return DeploymentStatus(
             name: d.name, model: Self.describe(d.model),
-            replicas: .init(min: d.minReplicas, max: d.maxReplicas, desired: decision?.desired ?? live.count,
+            replicas: .init(min: d.minReplicas, max: d.maxReplicas, configMin: configured.minReplicas,
+                            configMax: configured.maxReplicas, desired: decision?.desired ?? live.count,
                             ready: replicas.filter(\.routable).count,
                             starting: replicas.filter { $0.state == .starting }.count),
             targetConcurrency: d.targetConcurrency, scaleToZeroAfter: d.scaleToZeroAfter,
@@ -648,6 +701,10 @@ public final class Gateway: Sendable {
         if let t = Double(text), t.isFinite { return Date(timeIntervalSince1970: t) }
         let full = ISO8601DateFormatter()
         if let d = full.date(from: text) { return d }
+        // JavaScript's toISOString() has milliseconds; the day form would take only its date.
+        full.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        if let d = full.date(from: text) { return d }
+        guard text.count == 10 else { return nil }
         let day = ISO8601DateFormatter()
         day.formatOptions = [.withFullDate]
         return day.date(from: text)
@@ -713,11 +770,21 @@ public final class Gateway: Sendable {
 }
 
 /// OpenAI-shaped errors for everything that goes wrong, unknown URLs included.
+/// Generation requests are counted (with their status) for the console's live metrics.
 struct GatewayErrorMiddleware: RouterMiddleware {
     typealias Context = BasicRequestContext
     let logger: Logger
+    let live: LiveMetrics
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        let response = await respond(request, context: context, next: next)
+        if request.method == .post, ["/v1/chat/completions", "/v1/completions"].contains(request.uri.path) {
+            live.request(status: Int(response.status.code))
+        }
+        return response
+    }
+
+    func respond(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async -> Response {
         do {
             return try await next(request, context)
         } catch {
@@ -748,9 +815,15 @@ struct DeploymentStatus: Encodable {
     struct Replicas: Encodable {
         var min: Int
         var max: Int
+        /// The bounds in swiftlet.yaml (min and max differ from them after a change at run time).
+        var configMin: Int
+        var configMax: Int
         var desired: Int
         var ready: Int
         var starting: Int
+        enum CodingKeys: String, CodingKey {
+            case min, max, desired, ready, starting, configMin = "config_min", configMax = "config_max"
+        }
     }
 
     struct Price: Encodable {

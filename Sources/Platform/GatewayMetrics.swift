@@ -1,3 +1,4 @@
+import Console
 import CoreMetrics
 import Foundation
 import NIOConcurrencyHelpers
@@ -6,6 +7,8 @@ import Prometheus
 /// The gateway's Prometheus metrics, in a registry of its own.
 public final class GatewayMetrics: Sendable {
     public let registry = PrometheusCollectorRegistry()
+    /// Raw recent events for the console's live charts.
+    public let live = LiveMetrics()
     private let factory: PrometheusMetricsFactory
 
     public init() {

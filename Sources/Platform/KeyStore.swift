@@ -11,6 +11,8 @@ public struct APIKey: Sendable, Equatable, Codable {
     public var requestsPerMinute: Int?
     public var tokensPerMinute: Int?
     public var monthlyTokens: Int?
+    /// May read every key's usage, the deployments and the live metrics, and change replica bounds.
+    public var admin: Bool
     public var createdAt: Date
     public var revokedAt: Date?
 
@@ -21,18 +23,20 @@ public struct APIKey: Sendable, Equatable, Codable {
         case requestsPerMinute = "requests_per_minute"
         case tokensPerMinute = "tokens_per_minute"
         case monthlyTokens = "monthly_tokens"
+        case admin
         case createdAt = "created_at"
         case revokedAt = "revoked_at"
     }
 
-    /// The caller when the gateway runs without keys.
+    /// The caller when the gateway runs without keys: an open gateway is open to everyone, console included.
     public static let anonymous = APIKey(
         id: "anonymous", name: "anonymous", prefix: "", requestsPerMinute: nil, tokensPerMinute: nil,
-        monthlyTokens: nil, createdAt: Date(timeIntervalSince1970: 0), revokedAt: nil)
+        monthlyTokens: nil, admin: true, createdAt: Date(timeIntervalSince1970: 0), revokedAt: nil)
 
     public init(id: String, name: String, prefix: String, requestsPerMinute: Int?, tokensPerMinute: Int?, monthlyTokens: Int?,
-         createdAt: Date, revokedAt: Date?) {
+         admin: Bool = false, createdAt: Date, revokedAt: Date?) {
         self.id = id
+        self.admin = admin
         self.name = name
         self.prefix = prefix
         self.requestsPerMinute = requestsPerMinute
@@ -49,6 +53,7 @@ public struct APIKey: Sendable, Equatable, Codable {
         requestsPerMinute = row["requests_per_minute"]
         tokensPerMinute = row["tokens_per_minute"]
         monthlyTokens = row["monthly_tokens"]
+        admin = row["admin"] ?? false
         createdAt = Date(timeIntervalSince1970: row["created_at"])
         revokedAt = (row["revoked_at"] as Double?).map { Date(timeIntervalSince1970: $0) }
     }
@@ -85,7 +90,7 @@ public struct KeyStore: Sendable {
 
     /// A new key and its secret (the only time the secret exists outside the caller).
     public func create(name: String, requestsPerMinute: Int? = nil, tokensPerMinute: Int? = nil,
-                       monthlyTokens: Int? = nil) throws -> (key: APIKey, secret: String) {
+                       monthlyTokens: Int? = nil, admin: Bool = false) throws -> (key: APIKey, secret: String) {
         for (label, v) in [("requests per minute", requestsPerMinute), ("tokens per minute", tokensPerMinute),
                            ("monthly tokens", monthlyTokens)] {
             if let v, v < 1 { throw KeyStoreError.invalidLimit("\(label) must be at least 1") }
@@ -94,14 +99,14 @@ public struct KeyStore: Sendable {
         let key = APIKey(
             id: "key_" + Self.randomHex(6), name: name, prefix: String(secret.prefix(Self.secretPrefix.count + 4)),
             requestsPerMinute: requestsPerMinute, tokensPerMinute: tokensPerMinute, monthlyTokens: monthlyTokens,
-            createdAt: Date(), revokedAt: nil)
+            admin: admin, createdAt: Date(), revokedAt: nil)
         try database.pool.write { db in
             try db.execute(sql: """
                 INSERT INTO api_key (id, name, prefix, secret_sha256, requests_per_minute, tokens_per_minute,
-                                     monthly_tokens, created_at)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+                                     monthly_tokens, admin, created_at)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
                 """, arguments: [key.id, key.name, key.prefix, Self.hash(secret), key.requestsPerMinute,
-                                 key.tokensPerMinute, key.monthlyTokens, key.createdAt.timeIntervalSince1970])
+                                 key.tokensPerMinute, key.monthlyTokens, key.admin, key.createdAt.timeIntervalSince1970])
         }
         return (key, secret)
     }

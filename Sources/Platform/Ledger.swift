@@ -73,6 +73,45 @@ public struct UsageSummary: Sendable, Equatable, Codable {
     }
 }
 
+/// Usage of one key on one deployment over a period, with the key's name.
+public struct KeyUsage: Sendable, Equatable, Codable {
+    public var keyID: String
+    public var keyName: String
+    public var deployment: String
+    public var requests: Int
+    public var failed: Int
+    public var promptTokens: Int
+    public var completionTokens: Int
+    public var cost: Double
+    public var lastRequest: Date
+
+    enum CodingKeys: String, CodingKey {
+        case keyID = "key_id", keyName = "key_name", deployment, requests, failed
+        case promptTokens = "prompt_tokens", completionTokens = "completion_tokens", cost, lastRequest = "last_request"
+    }
+}
+
+/// Replica time a deployment held in one minute (Unix minute number), and what its hardware cost.
+public struct HardwareTime: Sendable, Equatable {
+    public var deployment: String
+    public var minute: Int
+    public var replicaSeconds: Double
+    public var dollars: Double
+
+    public init(deployment: String, minute: Int, replicaSeconds: Double, dollars: Double) {
+        self.deployment = deployment
+        self.minute = minute
+        self.replicaSeconds = replicaSeconds
+        self.dollars = dollars
+    }
+
+    /// The minute a date falls in (or the first minute starting at or after it).
+    public static func minute(_ date: Date, roundingUp: Bool = false) -> Int {
+        let m = date.timeIntervalSince1970 / 60
+        return Int(roundingUp ? m.rounded(.up) : m.rounded(.down))
+    }
+}
+
 /// The usage ledger: one row per request, keyed by its id, each written in its own transaction
 /// before the client sees the end of the response.
 public struct Ledger: Sendable {
@@ -135,6 +174,67 @@ public struct Ledger: Sendable {
                 UsageSummary(keyID: $0["key_id"], deployment: $0["deployment"], requests: $0["requests"],
                              promptTokens: $0["prompt"], completionTokens: $0["completion"], cost: $0["cost"])
             }
+        }
+    }
+
+    /// Requests, tokens and cost per key (with its name) and deployment in [since, until), optionally of
+    /// one key or one deployment; failed requests are counted apart.
+    public func usage(since: Date, until: Date, keyID: String? = nil, deployment: String? = nil) async throws -> [KeyUsage] {
+        try await database.pool.read { db in
+            var sql = """
+                SELECT u.key_id AS key_id, k.name AS key_name, u.deployment AS deployment, COUNT(*) AS requests,
+                       SUM(CASE WHEN u.status = 'failed' THEN 1 ELSE 0 END) AS failed,
+                       SUM(u.prompt_tokens) AS prompt, SUM(u.completion_tokens) AS completion, SUM(u.cost) AS cost,
+                       MAX(u.created_at) AS last
+                FROM usage_record u LEFT JOIN api_key k ON k.id = u.key_id
+                WHERE u.created_at >= ? AND u.created_at < ?
+                """
+            var args: StatementArguments = [since.timeIntervalSince1970, until.timeIntervalSince1970]
+            if let keyID {
+                sql += " AND u.key_id = ?"
+                args += [keyID]
+            }
+            if let deployment {
+                sql += " AND u.deployment = ?"
+                args += [deployment]
+            }
+            sql += " GROUP BY u.key_id, u.deployment ORDER BY u.key_id, u.deployment"
+            return try Row.fetchAll(db, sql: sql, arguments: args).map {
+                KeyUsage(keyID: $0["key_id"], keyName: $0["key_name"] ?? $0["key_id"], deployment: $0["deployment"],
+                         requests: $0["requests"], failed: $0["failed"], promptTokens: $0["prompt"],
+                         completionTokens: $0["completion"], cost: $0["cost"],
+                         lastRequest: Date(timeIntervalSince1970: $0["last"]))
+            }
+        }
+    }
+
+    /// Adds hardware time to the deployment's minute buckets.
+    public func recordHardware(_ entries: [HardwareTime]) async throws {
+        guard !entries.isEmpty else { return }
+        try await database.pool.write { db in
+            for e in entries {
+                try db.execute(sql: """
+                    INSERT INTO hardware_usage (deployment, minute, replica_seconds, dollars) VALUES (?, ?, ?, ?)
+                    ON CONFLICT (deployment, minute) DO UPDATE SET
+                        replica_seconds = replica_seconds + excluded.replica_seconds, dollars = dollars + excluded.dollars
+                    """, arguments: [e.deployment, e.minute, e.replicaSeconds, e.dollars])
+            }
+        }
+    }
+
+    /// Replica time and its hardware price per deployment, over the minutes that start in [since, until).
+    public func hardware(since: Date, until: Date) async throws -> [String: HardwareTime] {
+        try await database.pool.read { db in
+            let rows = try Row.fetchAll(db, sql: """
+                SELECT deployment, SUM(replica_seconds) AS seconds, SUM(dollars) AS dollars FROM hardware_usage
+                WHERE minute >= ? AND minute < ? GROUP BY deployment
+                """, arguments: [HardwareTime.minute(since, roundingUp: true), HardwareTime.minute(until, roundingUp: true)])
+            var out: [String: HardwareTime] = [:]
+            for r in rows {
+                let d: String = r["deployment"]
+                out[d] = HardwareTime(deployment: d, minute: 0, replicaSeconds: r["seconds"], dollars: r["dollars"])
+            }
+            return out
         }
     }
 

@@ -65,6 +65,18 @@ public final class PlatformDatabase: Sendable {
                 CREATE INDEX usage_record_time ON usage_record(created_at);
                 """)
         }
+        m.registerMigration("v2: admin keys, hardware time") { db in
+            try db.execute(sql: """
+                ALTER TABLE api_key ADD COLUMN admin BOOLEAN NOT NULL DEFAULT 0;
+                CREATE TABLE hardware_usage (
+                    deployment TEXT NOT NULL,
+                    minute INTEGER NOT NULL,
+                    replica_seconds DOUBLE NOT NULL,
+                    dollars DOUBLE NOT NULL,
+                    PRIMARY KEY (deployment, minute)
+                );
+                """)
+        }
         return m
     }
 }

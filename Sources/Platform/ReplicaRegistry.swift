@@ -233,5 +233,10 @@ public final class ReplicaRegistry: Sendable {
         state.withLockedValue { $0.waiting[deployment, default: 0] += delta }
     }
 
+    /// Requests of the deployment waiting for a replica now.
+    public func waitingForReplica(_ deployment: String) -> Int {
+        state.withLockedValue { $0.waiting[deployment] ?? 0 }
+    }
+
     public var ejections: Int { state.withLockedValue { $0.ejections } }
 }

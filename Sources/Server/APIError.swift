@@ -1,3 +1,4 @@
+import Console
 import Engine
 import Foundation
 import HTTPTypes
@@ -83,6 +84,19 @@ public struct APIError: Error, Sendable, Equatable, CustomStringConvertible {
         status: .serviceUnavailable, message: "The server is shutting down.", type: "server_error",
         code: "shutting_down")
 
+    public static let adminKeyRequired = APIError(
+        status: .forbidden,
+        message: "This needs an admin key; this key may only generate and read its own usage.",
+        type: "permission_error", code: "admin_key_required")
+
+    public static func tooManyFeeds(_ limit: Int) -> APIError {
+        var e = APIError(
+            status: .tooManyRequests, message: "Too many open metrics feeds (at most \(limit)); close one and retry.",
+            type: "rate_limit_error", code: "too_many_feeds")
+        e.headers[.retryAfter] = "5"
+        return e
+    }
+
     /// Never says what went wrong inside: the details go to the log.
     public static let internalError = APIError(
         status: .internalServerError, message: "The server had an error while processing your request.",
@@ -135,6 +149,11 @@ public struct APIError: Error, Sendable, Equatable, CustomStringConvertible {
             }
         case let e as DecodingError:
             return decoding(e)
+        case let e as MetricsFeed.FeedError:
+            switch e {
+            case .closed: return shuttingDown
+            case .tooManySubscribers(let n): return tooManyFeeds(n)
+            }
         default:
             return nil
         }

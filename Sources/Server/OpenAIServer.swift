@@ -1,3 +1,4 @@
+import Console
 import Engine
 import Foundation
 import Grammar
@@ -60,13 +61,21 @@ public struct ServedModel: Sendable {
 public final class OpenAIServer: Sendable {
     public let configuration: ServerConfiguration
     public let metrics: ServerMetrics
+    /// The console's static files, served at / and /console/.
+    public let assets: ConsoleAssets
+    /// Samples for the console's live charts; run it as a service beside the server.
+    public let feed: MetricsFeed
+    public let startedAt = Date()
     private let loaded: NIOLockedValueBox<ServedModel?>
 
     public init(configuration: ServerConfiguration = .init(), metrics: ServerMetrics = ServerMetrics(),
-                model: ServedModel? = nil) {
+                model: ServedModel? = nil, assets: ConsoleAssets = .load()) {
         self.configuration = configuration
         self.metrics = metrics
-        loaded = NIOLockedValueBox(model)
+        self.assets = assets
+        let loaded = NIOLockedValueBox(model)
+        self.loaded = loaded
+        feed = MetricsFeed(live: metrics.live) { Self.gauges(loaded.withLockedValue { $0 }?.service.stats) }
     }
 
     public var model: ServedModel? { loaded.withLockedValue { $0 } }
@@ -115,6 +124,7 @@ public final class OpenAIServer: Sendable {
             let body = try await self.decodeBody(CompletionRequest.self, request)
             return try await self.completion(body, logger: context.logger)
         }
+        addConsoleRoutes(to: router)
         return router
     }
 
@@ -179,7 +189,8 @@ public final class OpenAIServer: Sendable {
     }
 }
 
-/// Authentication, OpenAI-shaped errors for everything that goes wrong, and request metrics.
+/// Authentication, OpenAI-shaped errors for everything that goes wrong, and request metrics. The
+/// console's static files are public (they hold no data); what they read is under /v1/.
 public struct APIMiddleware: RouterMiddleware {
     public typealias Context = BasicRequestContext
     let server: OpenAIServer

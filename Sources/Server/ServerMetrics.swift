@@ -1,3 +1,4 @@
+import Console
 import CoreMetrics
 import Engine
 import Foundation
@@ -8,6 +9,8 @@ import Prometheus
 /// bootstrap, so several servers can live in one process) and exposed at GET /metrics.
 public final class ServerMetrics: Sendable {
     public let registry: PrometheusCollectorRegistry
+    /// The same events, kept raw for the console's live charts.
+    public let live = LiveMetrics()
     private let factory: PrometheusMetricsFactory
 
     private let promptTokens: CoreMetrics.Counter
@@ -75,6 +78,7 @@ public final class ServerMetrics: Sendable {
 
     /// One HTTP request answered. `endpoint` is the route pattern, never the raw path.
     func request(endpoint: String, status: Int) {
+        if Self.generationEndpoints.contains(endpoint) { live.request(status: status) }
         CoreMetrics.Counter(label: "swiftlet_http_requests_total",
                 dimensions: [("endpoint", endpoint), ("status", String(status))], factory: factory).increment()
     }
@@ -84,20 +88,34 @@ public final class ServerMetrics: Sendable {
                 factory: factory).increment()
     }
 
-    func generated(tokens: Int) { generatedTokens.increment(by: tokens) }
+    static let generationEndpoints: Set<String> = ["/v1/chat/completions", "/v1/completions"]
+
+    func generated(tokens: Int) {
+        generatedTokens.increment(by: tokens)
+        live.tokens(completion: tokens)
+    }
 
     /// A finished sequence. `timeToFirstToken` is measured from the request's arrival (queueing included).
     func sequence(_ result: GenerationResult, timeToFirstToken ttft: Double?) {
         CoreMetrics.Counter(label: "swiftlet_sequences_total", dimensions: [("finish_reason", result.finishReason.rawValue)],
                 factory: factory).increment()
-        if let ttft { timeToFirstToken.recordNanoseconds(Int64(ttft * 1e9)) }
+        if let ttft {
+            timeToFirstToken.recordNanoseconds(Int64(ttft * 1e9))
+            live.timeToFirstToken(ttft)
+        }
         if result.tokens.count > 1 {
             let perToken = (result.duration - result.timeToFirstToken) / Double(result.tokens.count - 1)
-            if perToken.isFinite, perToken >= 0 { timePerOutputToken.recordNanoseconds(Int64(perToken * 1e9)) }
+            if perToken.isFinite, perToken >= 0 {
+                timePerOutputToken.recordNanoseconds(Int64(perToken * 1e9))
+                live.timePerOutputToken(perToken)
+            }
         }
     }
 
-    func prompt(tokens: Int) { promptTokens.increment(by: tokens) }
+    func prompt(tokens: Int) {
+        promptTokens.increment(by: tokens)
+        live.tokens(prompt: tokens)
+    }
 
     /// Prometheus text format, with the queue and KV gauges read from `stats` now.
     func exposition(stats: ServiceStats?) -> [UInt8] {

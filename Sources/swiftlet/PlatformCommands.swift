@@ -11,8 +11,8 @@ struct GatewayCommand: AsyncParsableCommand {
         commandName: "gateway",
         abstract: "Run the platform gateway: the OpenAI API for every deployment of a swiftlet.yaml, routed to replicas.",
         discussion: "Starts and stops workers of supervised clusters on this machine, accepts registrations of remote "
-            + "workers (POST /internal/replicas with the cluster token), and serves GET /v1/deployments, "
-            + "GET /v1/usage, /health, /ready and /metrics. SIGINT/SIGTERM drain requests in flight, then stop the "
+            + "workers (POST /internal/replicas with the cluster token), and serves the web console at /, "
+            + "GET /v1/deployments (admin keys), GET /v1/usage, /health, /ready and /metrics. SIGINT/SIGTERM drain requests in flight, then stop the "
             + "workers it started.")
 
     @Option(name: .long, help: "The deployments config (YAML).")
@@ -69,7 +69,9 @@ struct GatewayCommand: AsyncParsableCommand {
         let app = gateway.makeApplication(host: host, port: port) { host, port in
             logger.info("listening on http://\(host):\(port)")
         }
-        var group = ServiceGroupConfiguration(services: [app], logger: logger)
+        if gateway.assets.isEmpty { logger.warning("web console unavailable: \(gateway.assets.origin)") }
+        // The metrics feed shuts down first, ending the console's open feeds so that they do not hold the drain.
+        var group = ServiceGroupConfiguration(services: [app, gateway.feed], logger: logger)
         group.gracefulShutdownSignals = [.sigterm, .sigint]
         group.maximumGracefulShutdownDuration = .seconds(shutdownGrace + Int(platform.gateway.workerStopGrace) + 5)
         do {
@@ -192,16 +194,18 @@ struct Keys: ParsableCommand {
         @Option(name: .long, help: "Requests per minute (default: no limit).") var rpm: Int?
         @Option(name: .long, help: "Tokens per minute, prompt + completion (default: no limit).") var tpm: Int?
         @Option(name: .long, help: "Tokens per calendar month, UTC (default: no limit).") var monthlyTokens: Int?
+        @Flag(name: .long, help: "An admin key: may read all usage, the deployments and live metrics, and change replica bounds (the web console).")
+        var admin = false
         @Flag(name: .long, help: "Print JSON.") var json = false
 
         func run() throws {
             try reportingErrors {
                 let (key, secret) = try KeyStore(database: try database.open()).create(
-                    name: name, requestsPerMinute: rpm, tokensPerMinute: tpm, monthlyTokens: monthlyTokens)
+                    name: name, requestsPerMinute: rpm, tokensPerMinute: tpm, monthlyTokens: monthlyTokens, admin: admin)
                 if json {
-                    writeOut(jsonText(["id": key.id, "name": key.name, "secret": secret]) + "\n")
+                    writeOut(jsonText(["id": key.id, "name": key.name, "secret": secret, "role": key.admin ? "admin" : "user"]) + "\n")
                 } else {
-                    writeOut("created key \(key.id) (\(key.name))\nsecret: \(secret)\nStore it now: it cannot be shown again.\n")
+                    writeOut("created \(key.admin ? "admin " : "")key \(key.id) (\(key.name))\nsecret: \(secret)\nStore it now: it cannot be shown again.\n")
                 }
             }
         }
@@ -219,9 +223,9 @@ struct Keys: ParsableCommand {
                     writeOut(encodeJSON(keys) + "\n")
                     return
                 }
-                writeOut(pad(["ID", "NAME", "PREFIX", "RPM", "TPM", "MONTHLY", "CREATED", "STATUS"]))
+                writeOut(pad(["ID", "NAME", "ROLE", "PREFIX", "RPM", "TPM", "MONTHLY", "CREATED", "STATUS"]))
                 for k in keys {
-                    writeOut(pad([k.id, k.name, k.prefix + "…", k.requestsPerMinute.map(String.init) ?? "-",
+                    writeOut(pad([k.id, k.name, k.admin ? "admin" : "user", k.prefix + "…", k.requestsPerMinute.map(String.init) ?? "-",
                                   k.tokensPerMinute.map(String.init) ?? "-", k.monthlyTokens.map(String.init) ?? "-",
                                   ISO8601DateFormatter().string(from: k.createdAt), k.isRevoked ? "revoked" : "active"]))
                 }

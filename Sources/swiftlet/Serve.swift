@@ -9,7 +9,7 @@ struct Serve: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Serve the model over an OpenAI-compatible HTTP API.",
         discussion: "Endpoints: POST /v1/chat/completions, POST /v1/completions, GET /v1/models[/ID], GET /health, "
-            + "GET /ready, GET /metrics. SIGINT/SIGTERM stop accepting connections and let requests in flight "
+            + "GET /ready, GET /metrics, and the web console at GET / (--api-key is its admin key). SIGINT/SIGTERM stop accepting connections and let requests in flight "
             + "finish (up to --shutdown-grace seconds).")
 
     @OptionGroup var modelOptions: ModelOptions
@@ -98,7 +98,9 @@ struct ServerOptions: ParsableArguments {
             logger.info("listening on http://\(host):\(port)")
             onListening(host, port)
         }
-        var config = ServiceGroupConfiguration(services: [app] + companions(server), logger: logger)
+        if server.assets.isEmpty { logger.warning("web console unavailable: \(server.assets.origin)") }
+        // The metrics feed shuts down first, ending the console's open feeds so that they do not hold the drain.
+        var config = ServiceGroupConfiguration(services: [app] + companions(server) + [server.feed], logger: logger)
         config.gracefulShutdownSignals = [.sigterm, .sigint]
         config.maximumGracefulShutdownDuration = .seconds(shutdownGrace)
         do {

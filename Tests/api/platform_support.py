@@ -163,7 +163,10 @@ class Gateway:
     def create_key(self, name="test", **limits):
         args = ["keys", "create", "--name", name, "--json"]
         for flag, value in limits.items():
-            args += ["--" + flag.replace("_", "-"), str(value)]
+            if value is True:
+                args.append("--" + flag.replace("_", "-"))
+            elif value is not False:
+                args += ["--" + flag.replace("_", "-"), str(value)]
         return json.loads(self.cli(*args).stdout)
 
     def get(self, path, key=None, **kw):

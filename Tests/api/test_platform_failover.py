@@ -41,7 +41,7 @@ COMPLETED = []  # request ids the clients saw complete
 class Platform:
     def __init__(self, tmp_path):
         self.gateway = Gateway(tmp_path, CONFIG)
-        self.key = self.gateway.create_key("load")["secret"]
+        self.key = self.gateway.create_key("load", admin=True)["secret"]
         self.workers = {}
         for cluster in ("east", "west"):
             for i in (1, 2):

@@ -29,7 +29,7 @@ def gateway(tmp_path_factory):
     try:
         g = Gateway(str(tmp_path_factory.mktemp("keys")), CONFIG, token="keys-cluster-token")
         worker = WorkerProcess(g, "chat", "local", "keys-1")
-        admin = g.create_key("admin")["secret"]
+        admin = g.create_key("admin", admin=True)["secret"]
         wait_for(lambda: any(r["state"] == "ready" for r in g.replicas("chat", admin)), 120, "a ready replica")
         yield g
     finally:

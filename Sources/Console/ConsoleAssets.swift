@@ -93,9 +93,9 @@ public struct ConsoleAssets: Sendable {
         "default-src 'self'; img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; "
         + "form-action 'self'; frame-ancestors 'none'"
 
-    /// The response for a GET of `path`: the file, a 304 when `If-None-Match` has its ETag, nil when no
-    /// such file exists.
-    public func response(path: String, ifNoneMatch: String?) -> Response? {
+    /// The response for a GET (or HEAD: the same headers, no body) of `path`: the file, a 304 when
+    /// `If-None-Match` has its ETag, nil when no such file exists.
+    public func response(path: String, ifNoneMatch: String?, head: Bool = false) -> Response? {
         guard let asset = assets[path] else { return nil }
         var headers: HTTPFields = [
             .contentType: asset.contentType,
@@ -109,6 +109,7 @@ public struct ConsoleAssets: Sendable {
             return Response(status: .notModified, headers: headers, body: .init())
         }
         headers[.contentLength] = String(asset.bytes.count)
+        if head { return Response(status: .ok, headers: headers, body: .init()) }
         return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: asset.bytes)))
     }
 
@@ -131,17 +132,20 @@ public struct ConsoleAssets: Sendable {
         return String(h, radix: 16)
     }
 
-    /// GET / and GET /console/{file} on a router.
+    /// GET and HEAD of / and /console/{file} on a router.
     public func addRoutes<Context: RequestContext>(to router: Router<Context>) {
         let assets = self
         let handler: @Sendable (Request, Context) async throws -> Response = { request, _ in
             let path = request.uri.path
-            guard let response = assets.response(path: path, ifNoneMatch: request.headers[.ifNoneMatch]) else {
+            guard let response = assets.response(path: path, ifNoneMatch: request.headers[.ifNoneMatch],
+                                                 head: request.method == .head) else {
                 throw HTTPError(.notFound)
             }
             return response
         }
         router.get("/", use: handler)
         router.get("/console/{file}", use: handler)
+        router.head("/", use: handler)
+        router.head("/console/{file}", use: handler)
     }
 }

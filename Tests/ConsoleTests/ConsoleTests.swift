@@ -66,6 +66,14 @@ func bodyText(_ response: Response) async throws -> String {
         #expect(assets.response(path: "/console/missing.js", ifNoneMatch: nil) == nil)
     }
 
+    @Test func headHasTheHeadersOfGetAndNoBody() async throws {
+        let get = try #require(assets.response(path: "/console/app.js", ifNoneMatch: nil))
+        let head = try #require(assets.response(path: "/console/app.js", ifNoneMatch: nil, head: true))
+        #expect(head.status == .ok && head.headers == get.headers)
+        #expect(head.headers[.contentLength] == String(assets.assets["/console/app.js"]!.bytes.count))
+        #expect(try await bodyText(head).isEmpty)
+    }
+
     @Test func eachFileHasItsOwnETag() {
         let tags = Set(assets.assets.values.map(\.etag))
         #expect(tags.count == assets.assets.count)

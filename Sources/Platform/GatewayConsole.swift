@@ -35,10 +35,10 @@ extension Gateway {
                  param: "name", code: "deployment_not_found")
     }
 
-    func session(_ key: APIKey) -> GatewaySession {
-        GatewaySession(
-            role: key.admin ? "admin" : "user", open: key == .anonymous,
-            key: .init(id: key.id, name: key.name, prefix: key.prefix),
+    func session(_ key: APIKey) -> ConsoleSession<GatewaySessionDeployment> {
+        ConsoleSession(
+            server: "gateway", role: key.admin ? "admin" : "user", open: key == .anonymous,
+            key: .init(id: key.id, name: key.name, prefix: key.prefix), status: "ready",
             deployments: config.deployments.map {
                 .init(name: $0.name, price: .init(inputPerMillion: $0.inputPricePerMillion,
                                                   outputPerMillion: $0.outputPricePerMillion))
@@ -130,32 +130,9 @@ struct ScaleRequest: Decodable {
     }
 }
 
-struct GatewaySession: Encodable {
-    struct Key: Encodable {
-        var id: String
-        var name: String
-        var prefix: String
-    }
-
-    struct Deployment: Encodable {
-        var name: String
-        var price: DeploymentStatus.Price
-    }
-
-    var object = "console.session"
-    var server = "gateway"
-    var role: String
-    var open: Bool
-    var key: Key
-    var status = "ready"
-    var deployments: [Deployment]
-    var metricsInterval: Double
-    var canScale: Bool
-
-    enum CodingKeys: String, CodingKey {
-        case object, server, role, open, key, status, deployments
-        case metricsInterval = "metrics_interval", canScale = "can_scale"
-    }
+struct GatewaySessionDeployment: Encodable, Sendable {
+    var name: String
+    var price: DeploymentStatus.Price
 }
 
 struct ConsoleUsage: Encodable {

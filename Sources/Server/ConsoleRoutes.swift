@@ -35,7 +35,7 @@ extension OpenAIServer {
                           kvUsage: s.kvBlocksTotal == 0 ? nil : Double(s.kvBlocksUsed) / Double(s.kvBlocksTotal))
     }
 
-    func consoleSession() -> ConsoleSession {
+    func consoleSession() -> ConsoleSession<LocalSessionDeployment> {
         let model = self.model
         return ConsoleSession(
             server: "serve", role: "admin", open: configuration.apiKey == nil, key: nil,
@@ -77,15 +77,9 @@ extension OpenAIServer {
     }
 }
 
-/// Who the console is talking to and as whom.
-struct ConsoleSession: Encodable {
-    struct Deployment: Encodable {
-        var name: String
-        var aliases: [String]
-        var price: Price?
-    }
-
-    struct Price: Encodable {
+/// The local model as the one deployment of the console's session (`serve` has no prices: price is null).
+struct LocalSessionDeployment: Encodable, Sendable {
+    struct Price: Encodable, Sendable {
         var inputPerMillion: Double
         var outputPerMillion: Double
         enum CodingKeys: String, CodingKey {
@@ -93,20 +87,9 @@ struct ConsoleSession: Encodable {
         }
     }
 
-    var object = "console.session"
-    var server: String
-    var role: String
-    var open: Bool
-    var key: String?
-    var status: String
-    var deployments: [Deployment]
-    var metricsInterval: Double
-    var canScale: Bool
-
-    enum CodingKeys: String, CodingKey {
-        case object, server, role, open, key, status, deployments
-        case metricsInterval = "metrics_interval", canScale = "can_scale"
-    }
+    var name: String
+    var aliases: [String]
+    var price: Price?
 }
 
 /// The local model in the shape of the gateway's /v1/deployments.

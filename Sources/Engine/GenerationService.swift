@@ -36,6 +36,38 @@ public struct ServiceStats: Sendable, Equatable {
     public var prefixHitRate: Double { prefixLookups == 0 ? 0 : Double(prefixHits) / Double(prefixLookups) }
 }
 
+/// An engine's load as others see it: a replica's heartbeat to the gateway, the console's deployments page.
+public struct EngineLoad: Sendable, Equatable, Codable {
+    public var running = 0
+    public var waiting = 0
+    public var kvBlocksTotal = 0
+    public var kvBlocksUsed = 0
+    /// Blocks in its prefix cache: the KV it can reuse for returning conversations.
+    public var kvBlocksCached = 0
+    public var prefixLookups = 0
+    public var prefixHits = 0
+
+    public init() {}
+
+    public init(_ s: ServiceStats) {
+        running = s.running
+        waiting = s.waiting
+        kvBlocksTotal = s.kvBlocksTotal
+        kvBlocksUsed = s.kvBlocksUsed
+        kvBlocksCached = s.kvBlocksCached
+        prefixLookups = s.prefixLookups
+        prefixHits = s.prefixHits
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case running, waiting
+        case kvBlocksTotal = "kv_blocks_total", kvBlocksUsed = "kv_blocks_used", kvBlocksCached = "kv_blocks_cached"
+        case prefixLookups = "prefix_lookups", prefixHits = "prefix_hits"
+    }
+
+    public var kvUsage: Double { kvBlocksTotal == 0 ? 0 : Double(kvBlocksUsed) / Double(kvBlocksTotal) }
+}
+
 public enum GenerationServiceError: Error, CustomStringConvertible, Sendable, Equatable {
     /// The waiting queue holds `capacity` requests already; try again later.
     case queueFull(capacity: Int)

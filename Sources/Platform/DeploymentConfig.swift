@@ -1,3 +1,4 @@
+import Engine
 import Foundation
 import Yams
 
@@ -458,28 +459,12 @@ public struct ConfigReader {
         if let node = m["kv_cache_memory"] {
             let text: String?
             if case .scalar(let s) = node { text = s.string } else { text = nil }
-            if let text, Self.parseSize(text) != nil {
+            if let text, ByteCount.parse(text) != nil {
                 e.kvCacheMemory = text
             } else {
                 fail(node, "\(field).kv_cache_memory", "expected a size such as 536870912, 512MB or 2GiB")
             }
         }
         return e
-    }
-
-    /// Same rules as the CLI's --kv-cache-memory.
-    static func parseSize(_ text: String) -> Int? {
-        let t = text.trimmingCharacters(in: .whitespaces)
-        let units: [(String, Double)] = [
-            ("KiB", 1024), ("MiB", 1_048_576), ("GiB", 1_073_741_824), ("KB", 1e3), ("MB", 1e6), ("GB", 1e9), ("B", 1),
-        ]
-        var number = t, scale = 1.0
-        for (suffix, value) in units where t.uppercased().hasSuffix(suffix.uppercased()) {
-            number = String(t.dropLast(suffix.count)).trimmingCharacters(in: .whitespaces)
-            scale = value
-            break
-        }
-        guard let v = Double(number), v.isFinite, v > 0, v * scale < 1e15 else { return nil }
-        return Int(v * scale)
     }
 }

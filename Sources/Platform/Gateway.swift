@@ -168,7 +168,7 @@ public final class Gateway: Sendable {
             try self.checkClusterToken(request)
             let body = try await self.decode(HeartbeatBody.self, request)
             let id = context.parameters.get("id") ?? ""
-            guard self.registry.heartbeat(id: id, state: body.state ?? .ready, load: body.load ?? ReplicaLoad()) else {
+            guard self.registry.heartbeat(id: id, state: body.state ?? .ready, load: body.load ?? EngineLoad()) else {
                 throw APIError(status: .notFound, message: "Unknown replica '\(id)': register again.",
                                type: "invalid_request_error", code: "unknown_replica")
             }
@@ -242,12 +242,12 @@ public final class Gateway: Sendable {
         var url: String
         var pid: Int32?
         var state: ReplicaState?
-        var load: ReplicaLoad?
+        var load: EngineLoad?
     }
 
     struct HeartbeatBody: Codable {
         var state: ReplicaState?
-        var load: ReplicaLoad?
+        var load: EngineLoad?
     }
 
     func registerReplica(_ request: Request) async throws -> Response {
@@ -267,7 +267,7 @@ public final class Gateway: Sendable {
         let before = registry.replica(body.id)
         let r = registry.register(
             id: body.id, deployment: d.name, cluster: body.cluster, url: body.url.hasSuffix("/") ? String(body.url.dropLast()) : body.url,
-            pid: body.pid, state: body.state ?? .ready, load: body.load ?? ReplicaLoad())
+            pid: body.pid, state: body.state ?? .ready, load: body.load ?? EngineLoad())
         if before?.url == nil || before?.state != r.state {
             logger.info("replica \(r.id) of \(d.name) registered in cluster \(r.cluster) at \(r.url ?? "")")
         }
@@ -873,7 +873,7 @@ struct ReplicaStatus: Encodable {
     var outstanding: Int
     var requests: Int
     var failures: Int
-    var load: ReplicaLoad
+    var load: EngineLoad
     var kvUsage: Double
 
     init(_ r: Replica) {

@@ -53,18 +53,6 @@ public struct ReplicaAgent: Service {
         self.logger = logger
     }
 
-    static func load(_ s: ServiceStats) -> ReplicaLoad {
-        var l = ReplicaLoad()
-        l.running = s.running
-        l.waiting = s.waiting
-        l.kvBlocksTotal = s.kvBlocksTotal
-        l.kvBlocksUsed = s.kvBlocksUsed
-        l.kvBlocksCached = s.kvBlocksCached
-        l.prefixLookups = s.prefixLookups
-        l.prefixHits = s.prefixHits
-        return l
-    }
-
     struct Registration: Encodable {
         var id: String
         var deployment: String
@@ -72,12 +60,12 @@ public struct ReplicaAgent: Service {
         var url: String
         var pid: Int32
         var state: ReplicaState
-        var load: ReplicaLoad
+        var load: EngineLoad
     }
 
     struct Heartbeat: Encodable {
         var state: ReplicaState
-        var load: ReplicaLoad
+        var load: EngineLoad
     }
 
     public func run() async throws {
@@ -95,7 +83,7 @@ public struct ReplicaAgent: Service {
             }
             let now = ReplicaRegistry.now()
             if let url = advertisedURL.withLockedValue({ $0 }), let s = stats(), now >= nextBeat {
-                let load = Self.load(s)
+                let load = EngineLoad(s)
                 do {
                     if !registered {
                         let body = Registration(id: identity.id, deployment: identity.deployment, cluster: identity.cluster,

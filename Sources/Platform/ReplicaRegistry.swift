@@ -1,3 +1,4 @@
+import Engine
 import Foundation
 import NIOConcurrencyHelpers
 
@@ -11,28 +12,6 @@ public enum ReplicaState: String, Sendable, Codable {
     case failed
 }
 
-/// What a replica reports about its engine in each heartbeat.
-public struct ReplicaLoad: Sendable, Equatable, Codable {
-    public var running = 0
-    public var waiting = 0
-    public var kvBlocksTotal = 0
-    public var kvBlocksUsed = 0
-    /// Blocks in its prefix cache: the KV it can reuse for returning conversations.
-    public var kvBlocksCached = 0
-    public var prefixLookups = 0
-    public var prefixHits = 0
-
-    public init() {}
-
-    enum CodingKeys: String, CodingKey {
-        case running, waiting
-        case kvBlocksTotal = "kv_blocks_total", kvBlocksUsed = "kv_blocks_used", kvBlocksCached = "kv_blocks_cached"
-        case prefixLookups = "prefix_lookups", prefixHits = "prefix_hits"
-    }
-
-    public var kvUsage: Double { kvBlocksTotal == 0 ? 0 : Double(kvBlocksUsed) / Double(kvBlocksTotal) }
-}
-
 public struct Replica: Sendable, Equatable {
     public var id: String
     public var deployment: String
@@ -43,7 +22,7 @@ public struct Replica: Sendable, Equatable {
     /// Started by this gateway's supervisor.
     public var supervised: Bool
     public var state: ReplicaState
-    public var load = ReplicaLoad()
+    public var load = EngineLoad()
     public var outstanding = 0
     /// Failed probes or connections in a row.
     public var consecutiveFailures = 0
@@ -89,7 +68,7 @@ public final class ReplicaRegistry: Sendable {
     /// A replica announcing itself (again, after a gateway restart or a missed heartbeat is fine).
     @discardableResult
     public func register(id: String, deployment: String, cluster: String, url: String, pid: Int32?,
-                         state replicaState: ReplicaState, load: ReplicaLoad, now: Double = now()) -> Replica {
+                         state replicaState: ReplicaState, load: EngineLoad, now: Double = now()) -> Replica {
         state.withLockedValue { s in
             var r = s.replicas[id] ?? Replica(id: id, deployment: deployment, cluster: cluster, url: url, pid: pid,
                                               supervised: false, state: replicaState, createdAt: now, lastSeen: now)
@@ -109,7 +88,7 @@ public final class ReplicaRegistry: Sendable {
     }
 
     /// False when the replica is unknown (it should register again).
-    public func heartbeat(id: String, state replicaState: ReplicaState, load: ReplicaLoad, now: Double = now()) -> Bool {
+    public func heartbeat(id: String, state replicaState: ReplicaState, load: EngineLoad, now: Double = now()) -> Bool {
         state.withLockedValue { s in
             guard var r = s.replicas[id], r.url != nil else { return false }
             r.load = load

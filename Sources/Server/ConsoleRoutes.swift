@@ -48,13 +48,11 @@ extension OpenAIServer {
         guard let model else { return LocalDeploymentList(status: "loading", data: []) }
         let s = model.service.stats
         let totals = metrics.live.totals
-        let load = LocalDeployment.Load(
-            running: s.running, waiting: s.waiting, kvBlocksTotal: s.kvBlocksTotal, kvBlocksUsed: s.kvBlocksUsed,
-            kvBlocksCached: s.kvBlocksCached, prefixLookups: s.prefixLookups, prefixHits: s.prefixHits)
+        let load = EngineLoad(s)
         let replica = LocalDeployment.Replica(
             id: "local", state: "ready", pid: Int(ProcessInfo.processInfo.processIdentifier),
             outstanding: s.running + s.waiting, requests: totals.requests, failures: totals.errors, load: load,
-            kvUsage: s.kvBlocksTotal == 0 ? 0 : Double(s.kvBlocksUsed) / Double(s.kvBlocksTotal))
+            kvUsage: load.kvUsage)
         let engine = LocalDeployment.Engine(
             contextLength: model.contextLength, kvBlockSize: s.kvBlockSize, prefixHitRate: s.prefixHitRate,
             preemptions: s.preemptions, cancelled: s.cancelled, steps: s.steps, tokensComputed: s.tokensComputed)
@@ -105,15 +103,6 @@ struct LocalDeployment: Encodable {
         var min, max, desired, ready, starting: Int
     }
 
-    struct Load: Encodable {
-        var running, waiting, kvBlocksTotal, kvBlocksUsed, kvBlocksCached, prefixLookups, prefixHits: Int
-        enum CodingKeys: String, CodingKey {
-            case running, waiting
-            case kvBlocksTotal = "kv_blocks_total", kvBlocksUsed = "kv_blocks_used", kvBlocksCached = "kv_blocks_cached"
-            case prefixLookups = "prefix_lookups", prefixHits = "prefix_hits"
-        }
-    }
-
     struct Replica: Encodable {
         var id: String
         var state: String
@@ -122,7 +111,7 @@ struct LocalDeployment: Encodable {
         var requests: Int
         var failures: Int
         var ejected = false
-        var load: Load
+        var load: EngineLoad
         var kvUsage: Double
         enum CodingKeys: String, CodingKey {
             case id, state, pid, outstanding, requests, failures, ejected, load, kvUsage = "kv_usage"

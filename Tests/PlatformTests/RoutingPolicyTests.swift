@@ -1,4 +1,5 @@
 import Testing
+import Engine
 import Platform
 
 @Suite struct RoutingPolicyTests {
@@ -91,8 +92,8 @@ import Platform
         let registry = ReplicaRegistry(unhealthyAfter: 2)
         var d = Deployment(name: "d", model: .name("m"), placement: ["a"])
         d.targetConcurrency = 1
-        registry.register(id: "r1", deployment: "d", cluster: "a", url: "http://127.0.0.1:1", pid: nil, state: .ready, load: ReplicaLoad())
-        registry.register(id: "r2", deployment: "d", cluster: "a", url: "http://127.0.0.1:2", pid: nil, state: .ready, load: ReplicaLoad())
+        registry.register(id: "r1", deployment: "d", cluster: "a", url: "http://127.0.0.1:1", pid: nil, state: .ready, load: EngineLoad())
+        registry.register(id: "r2", deployment: "d", cluster: "a", url: "http://127.0.0.1:2", pid: nil, state: .ready, load: EngineLoad())
         let first = registry.acquire(deployment: d, affinityKey: nil, excluding: [])!
         let second = registry.acquire(deployment: d, affinityKey: nil, excluding: [])!
         #expect(first.id != second.id)
@@ -112,14 +113,14 @@ import Platform
     @Test func silentReplicasFailThenAreForgotten() {
         let registry = ReplicaRegistry()
         registry.register(id: "r", deployment: "d", cluster: "a", url: "http://127.0.0.1:1", pid: nil, state: .ready,
-                          load: ReplicaLoad(), now: 0)
+                          load: EngineLoad(), now: 0)
         #expect(registry.expire(timeout: 5, now: 4).isEmpty)
         #expect(registry.replica("r")?.state == .ready)
         registry.expire(timeout: 5, now: 6)
         #expect(registry.replica("r")?.state == .failed)
-        #expect(registry.heartbeat(id: "r", state: .ready, load: ReplicaLoad(), now: 7))
+        #expect(registry.heartbeat(id: "r", state: .ready, load: EngineLoad(), now: 7))
         #expect(registry.replica("r")?.state == .ready)
         #expect(registry.expire(timeout: 5, now: 30) == ["r"])
-        #expect(!registry.heartbeat(id: "r", state: .ready, load: ReplicaLoad(), now: 31), "unknown: must register again")
+        #expect(!registry.heartbeat(id: "r", state: .ready, load: EngineLoad(), now: 31), "unknown: must register again")
     }
 }

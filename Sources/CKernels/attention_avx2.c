@@ -22,6 +22,19 @@ AVX2 static inline float hsum32(__m256 a0, __m256 a1, __m256 a2, __m256 a3) {
     return _mm_cvtss_f32(_mm_hadd_ps(t1, t1));
 }
 
+// The K row PF_AHEAD positions on and this position's V row, fetched while the scores are computed:
+// the pool's blocks are scattered and the V pass below visits positions out of order.
+#define PF_AHEAD 24
+static inline void prefetch_row(const uint16_t *row, int hd) {
+    for (int o = 0; o < hd * 2; o += 64) _mm_prefetch((const char *)row + o, _MM_HINT_T0);
+}
+#define PREFETCH_KV(j)                                                                                  \
+    do {                                                                                                \
+        if ((j) + PF_AHEAD < n_kv)                                                                      \
+            prefetch_row(ck_kv_row(c->k, sq->blocks, bsl, (j) + PF_AHEAD, kv_stride) + (size_t)kvh * hd, hd); \
+        prefetch_row(ck_kv_row(c->v, sq->blocks, bsl, (j), kv_stride) + (size_t)kvh * hd, hd);          \
+    } while (0)
+
 AVX2 static inline __m256 load_h(const uint16_t *p) { return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p)); }
 AVX2 static inline __m256 round_h(__m256 v) { return _mm256_cvtph_ps(_mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT)); }
 
@@ -46,9 +59,12 @@ AVX2 void ck_attn_unit_avx2(const attn_ctx *c, float *scores, const ck_attn_seq 
         for (int d = hd8; d < hd; d++) qf[d] = fp16_to_fp32(fp32_to_fp16(q[d]));
 
         // scores = (K q) * scale
+        for (int j = 0; j < PF_AHEAD && j < n_kv; j++)
+            prefetch_row(ck_kv_row(c->k, sq->blocks, bsl, j, kv_stride) + (size_t)kvh * hd, hd);
         float max = -INFINITY;
         if (gemm && hd % 8 == 0) {
             KV_ROWS(c->k, j, kj) {
+                PREFETCH_KV(j);
                 __m256 a = _mm256_setzero_ps();
                 for (int d = 0; d < hd; d += 8) a = _mm256_fmadd_ps(load_h(kj + d), _mm256_load_ps(qf + d), a);
                 const float s = hsum8(a) * c->scale;
@@ -58,6 +74,7 @@ AVX2 void ck_attn_unit_avx2(const attn_ctx *c, float *scores, const ck_attn_seq 
         } else {
             const int np = hd & ~31;
             KV_ROWS(c->k, j, kj) {
+                PREFETCH_KV(j);
                 __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
                 for (int d = 0; d < np; d += 32) {
                     a0 = _mm256_fmadd_ps(load_h(kj + d), _mm256_load_ps(qf + d), a0);

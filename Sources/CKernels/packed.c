@@ -118,10 +118,18 @@ void ck_unpack_row(int pt, const void *packed, int k, int row, void *out) {
 #define PREFILL_COLS 2
 #endif
 
+// Batched tiles with one row per register: activation rows per tile (8 accumulators each) and the
+// most blocks whose unpacked weights go on the stack (32 KiB).
+#ifndef ROW_COLS
+#define ROW_COLS 2
+#endif
+#define ROW_MAX_BLOCKS 128
+
 #define NAME(x) x##_avx2
 #define TARGET __attribute__((target("avx2,fma,f16c")))
 #define PREFILL_PAIRS 2
 #define Q8_CORR 0
+#define ROW_TILES 0
 TARGET static inline __m256i dot_us_avx2(__m256i acc, __m256i u, __m256i s) {
     return _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1)));
 }
@@ -136,6 +144,7 @@ TARGET static inline __m256i dot_q8_avx2(__m256i u, __m256i s) {
 #undef TARGET
 #undef PREFILL_PAIRS
 #undef Q8_CORR
+#undef ROW_TILES
 #undef DOT_US
 #undef DOT_Q8
 
@@ -147,6 +156,7 @@ TARGET static inline __m256i dot_q8_avx2(__m256i u, __m256i s) {
 #define PREFILL_PAIRS 4
 #endif
 #define Q8_CORR 1
+#define ROW_TILES 1
 #define DOT_US(acc, u, s) _mm256_dpbusd_epi32(acc, u, s)
 #define DOT_Q8(corr, u, s) _mm256_dpbusd_epi32(corr, u, s)
 #include "packed_impl.h"

@@ -3,7 +3,8 @@
 // DOT_US(acc, u, s): acc + the 8 int32 lane sums of 4 unsigned bytes of u times 4 signed bytes of s
 // (products of at most 15 * 128 for the maddubs form, which saturates beyond 2^15 per pair), and
 // DOT_Q8(corr, u, s): the lane sums of the signed bytes (u ^ 0x80) times s, where corr is
-// -(128 * the lane sums of s) (Q8_CORR says whether the variant needs corr).
+// -(128 * the lane sums of s) (Q8_CORR says whether the variant needs corr). ROW_TILES: whether
+// batched Q4_1 uses the one-row-per-register tiles (their 24 accumulators need 32 registers).
 //
 // Every output follows the float operations of the single-row kernels in avx2.c exactly: the
 // integer lane sums are the same numbers, and each lane is scaled and accumulated per block in the
@@ -78,6 +79,56 @@ TILE void NAME(q4_1x8_tile)(int nb, const block_q4_1x8 *w, const block_q8_1 *con
             y[c][r] = NAME(finish4)(_mm256_castps256_ps128(t)) + m[r];
             y[c][r + 1] = NAME(finish4)(_mm256_extractf128_ps(t, 1)) + m[r + 1];
         }
+    }
+}
+
+// Batched Q4_1: the group's nibbles are unpacked once into `wq` (per block, per row: the 16 low
+// nibbles then the 16 high ones, so one register holds one row's 8 reference lanes) with its scales
+// in `dw`/`mw`; each activation row's block scales times the 8 rows' go through memory, where the
+// multiply-add broadcasts them for free. No lane-crossing shuffle in the loop, the same numbers.
+TILE void NAME(q4_1x8_unpack)(int nb, const block_q4_1x8 *w, uint8_t *wq, float *dw, float *mw) {
+    const __m256i low = _mm256_set1_epi8(0x0F);
+    for (int i = 0; i < nb; i++) {
+        const block_q4_1x8 *b = w + i;
+        NAME(prefetch_ahead)(b, sizeof *b);
+        _mm256_store_ps(dw + 8 * i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)b->d)));
+        _mm256_store_ps(mw + 8 * i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)b->m)));
+        for (int p = 0; p < 4; p++) {
+            const __m256i v = _mm256_loadu_si256((const __m256i *)b->qs[2 * p]);
+            const __m256i lo = _mm256_and_si256(v, low), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), low);
+            _mm256_store_si256((__m256i *)(wq + (size_t)(8 * i + 2 * p) * 32), _mm256_permute2x128_si256(lo, hi, 0x20));
+            _mm256_store_si256((__m256i *)(wq + (size_t)(8 * i + 2 * p + 1) * 32), _mm256_permute2x128_si256(lo, hi, 0x31));
+        }
+    }
+}
+
+TILE void NAME(q4_1x8_rows)(int nb, const uint8_t *wq, const float *dw, const float *mw, const block_q8_1 *const *x,
+                            const float *const *xf, float *const *y, const int NC) {
+    __m256 acc[ROW_COLS][8], sm[ROW_COLS];
+    float dsb[(size_t)nb * ROW_COLS * 8] __attribute__((aligned(32)));
+    for (int c = 0; c < NC; c++) {
+        sm[c] = _mm256_setzero_ps();
+        for (int r = 0; r < 8; r++) acc[c][r] = _mm256_setzero_ps();
+        for (int i = 0; i < nb; i++) {
+            _mm256_store_ps(dsb + (size_t)(i * ROW_COLS + c) * 8, _mm256_mul_ps(_mm256_load_ps(dw + 8 * i), _mm256_broadcast_ss(xf[c] + 2 * i)));
+            sm[c] = _mm256_fmadd_ps(_mm256_load_ps(mw + 8 * i), _mm256_broadcast_ss(xf[c] + 2 * i + 1), sm[c]);
+        }
+    }
+    for (int i = 0; i < nb; i++) {
+        const float *ds = dsb + (size_t)i * ROW_COLS * 8;
+        __m256i xv[ROW_COLS];
+        for (int c = 0; c < NC; c++) xv[c] = _mm256_loadu_si256((const __m256i *)x[c][i].qs);
+        for (int r = 0; r < 8; r++) {
+            const __m256i u = _mm256_load_si256((const __m256i *)(wq + (size_t)(8 * i + r) * 32));
+            for (int c = 0; c < NC; c++)
+                acc[c][r] = _mm256_fmadd_ps(_mm256_broadcast_ss(ds + c * 8 + r),
+                                            NAME(lanes_to_float)(DOT_US(_mm256_setzero_si256(), u, xv[c])), acc[c][r]);
+        }
+    }
+    for (int c = 0; c < NC; c++) {
+        float m[8];
+        _mm256_storeu_ps(m, sm[c]);
+        for (int r = 0; r < 8; r++) y[c][r] = NAME(hsum8)(acc[c][r]) + m[r];
     }
 }
 
@@ -160,9 +211,9 @@ TILE void NAME(q8_0x8_tile)(int nb, const block_q8_0x8 *w, const block_q8_0 *con
 TARGET static void NAME(group)(int type, int nb, const void *w, const char *x, size_t x_stride, const float *xf,
                                int cols, float *y, int ldy) {
     int c = 0;
-    const void *xs[4];
-    const float *fs[4];
-    float *ys[4];
+    const void *xs[4 > ROW_COLS ? 4 : ROW_COLS];
+    const float *fs[4 > ROW_COLS ? 4 : ROW_COLS];
+    float *ys[4 > ROW_COLS ? 4 : ROW_COLS];
 #define COLS(n) for (int j = 0; j < (n); j++) { \
         xs[j] = x + (size_t)(c + j) * x_stride; fs[j] = xf + (size_t)(c + j) * 2 * nb; ys[j] = y + (size_t)(c + j) * ldy; }
     // Tiles of PREFILL_COLS activation rows (row pairs PREFILL_PAIRS at a time), then one at a time.
@@ -174,7 +225,19 @@ TARGET static void NAME(group)(int type, int nb, const void *w, const char *x, s
     }                                                                                                   \
     for (; c < cols; c++) { COLS(1) tile(nb, w, (const xtype *const *)xs, fs, ys, 1, 0, 4); }
     switch (type) {
-    case CK_TYPE_Q4_1_X8: PAIR_TILES(NAME(q4_1x8_tile), block_q8_1) break;
+    case CK_TYPE_Q4_1_X8:
+        if (ROW_TILES && cols >= ROW_COLS && nb <= ROW_MAX_BLOCKS) {
+            uint8_t wq[(size_t)nb * 256] __attribute__((aligned(32)));
+            float dw[nb * 8] __attribute__((aligned(32))), mw[nb * 8] __attribute__((aligned(32)));
+            NAME(q4_1x8_unpack)(nb, w, wq, dw, mw);
+            for (; c + ROW_COLS <= cols; c += ROW_COLS) {
+                COLS(ROW_COLS)
+                NAME(q4_1x8_rows)(nb, wq, dw, mw, (const block_q8_1 *const *)xs, fs, ys, ROW_COLS);
+            }
+            for (; c < cols; c++) { COLS(1) NAME(q4_1x8_rows)(nb, wq, dw, mw, (const block_q8_1 *const *)xs, fs, ys, 1); }
+            break;
+        }
+        PAIR_TILES(NAME(q4_1x8_tile), block_q8_1) break;
     case CK_TYPE_Q4_0_X8: PAIR_TILES(NAME(q4_0x8_tile), block_q8_0) break;
     case CK_TYPE_Q8_0_X8:
         for (; c + PREFILL_COLS <= cols; c += PREFILL_COLS) {

@@ -157,7 +157,7 @@ import Testing
         let packedType = ck_packed_type(type)
         try #require(packedType >= 0, "no packed kernels on this CPU")
         for (rows, k) in [(8, 32), (16, 96), (24, 576), (40, 160)] {
-            for cols in [1, 2, 3, 5] {
+            for cols in [1, 2, 3, 5, 7] {
                 var (w, x) = Self.operands(type: type, rows: rows, k: k, cols: cols, seed: UInt64(rows * 1000 + k + cols))
                 let rowBytes = ck_row_bytes(type, Int32(k)), xBytes = ck_row_bytes(ck_vec_dot_type(type), Int32(k))
                 if type == CK_TYPE_Q8_0 {

@@ -28,11 +28,11 @@ AVX2 static inline float hsum32(__m256 a0, __m256 a1, __m256 a2, __m256 a3) {
 static inline void prefetch_row(const uint16_t *row, int hd) {
     for (int o = 0; o < hd * 2; o += 64) _mm_prefetch((const char *)row + o, _MM_HINT_T0);
 }
+#define PREFETCH_HEAD_ROW(layer, j) prefetch_row(ck_kv_row((layer), sq->blocks, bsl, (j), kv_stride) + (size_t)kvh * hd, hd)
 #define PREFETCH_KV(j)                                                                                  \
     do {                                                                                                \
-        if ((j) + PF_AHEAD < n_kv)                                                                      \
-            prefetch_row(ck_kv_row(c->k, sq->blocks, bsl, (j) + PF_AHEAD, kv_stride) + (size_t)kvh * hd, hd); \
-        prefetch_row(ck_kv_row(c->v, sq->blocks, bsl, (j), kv_stride) + (size_t)kvh * hd, hd);          \
+        if ((j) + PF_AHEAD < n_kv) PREFETCH_HEAD_ROW(c->k, (j) + PF_AHEAD);                             \
+        PREFETCH_HEAD_ROW(c->v, (j));                                                                   \
     } while (0)
 
 AVX2 static inline __m256 load_h(const uint16_t *p) { return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p)); }
@@ -59,8 +59,7 @@ AVX2 void ck_attn_unit_avx2(const attn_ctx *c, float *scores, const ck_attn_seq 
         for (int d = hd8; d < hd; d++) qf[d] = fp16_to_fp32(fp32_to_fp16(q[d]));
 
         // scores = (K q) * scale
-        for (int j = 0; j < PF_AHEAD && j < n_kv; j++)
-            prefetch_row(ck_kv_row(c->k, sq->blocks, bsl, j, kv_stride) + (size_t)kvh * hd, hd);
+        for (int j = 0; j < PF_AHEAD && j < n_kv; j++) PREFETCH_HEAD_ROW(c->k, j);
         float max = -INFINITY;
         if (gemm && hd % 8 == 0) {
             KV_ROWS(c->k, j, kj) {

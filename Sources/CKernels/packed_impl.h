@@ -4,7 +4,8 @@
 // (products of at most 15 * 128 for the maddubs form, which saturates beyond 2^15 per pair), and
 // DOT_Q8(corr, u, s): the lane sums of the signed bytes (u ^ 0x80) times s, where corr is
 // -(128 * the lane sums of s) (Q8_CORR says whether the variant needs corr). ROW_TILES: whether
-// batched Q4_1 uses the one-row-per-register tiles (their 24 accumulators need 32 registers).
+// batched Q4_1 uses the one-row-per-register tiles (8 accumulators per activation row, besides the
+// activations and weights: more than AVX2's 16 registers hold).
 //
 // Every output follows the float operations of the single-row kernels in avx2.c exactly: the
 // integer lane sums are the same numbers, and each lane is scaled and accumulated per block in the

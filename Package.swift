@@ -43,7 +43,7 @@ let package = Package(
         .target(name: "Models", dependencies: ["GGUF", "Kernels"]),
         // Layer 5: sequences, sampling, generation, model store.
         .target(name: "Engine", dependencies: [
-            "Models", "Tokenizer", "Templates", "GGUF", "Grammar",
+            "Models", "Kernels", "CKernels", "Tokenizer", "Templates", "GGUF", "Grammar",
             .product(name: "Crypto", package: "swift-crypto"),
         ]),
         // The web console: static HTML/CSS/JS (resources) and the live metrics feed, served by both

@@ -34,6 +34,8 @@ struct ck_pool {
     pthread_t *threads;
     pthread_mutex_t mu;
     pthread_cond_t cv;
+    // One job at a time: several engines may share a model's pool.
+    pthread_mutex_t caller;
     _Atomic int generation;
     _Atomic int sleepers;
     _Atomic int stop;
@@ -126,6 +128,7 @@ ck_pool *ck_pool_create(int n) {
     if (!pool) return NULL;
     pool->n = n;
     pthread_mutex_init(&pool->mu, NULL);
+    pthread_mutex_init(&pool->caller, NULL);
     pthread_cond_init(&pool->cv, NULL);
     pool->threads = calloc((size_t)n, sizeof(pthread_t));
     pool->plans = calloc((size_t)n, sizeof(pf_plan));
@@ -182,20 +185,24 @@ void ck_pool_prefetch(ck_pool *pool, int thread, int segments, const void *const
 
 void ck_pool_run(ck_pool *pool, ck_task_fn fn, void *ctx) {
     if (!pool || pool->n == 1) { fn(ctx, 0, 1); return; }
+    pthread_mutex_lock(&pool->caller);
     post(pool, fn, ctx, 0);
     fn(ctx, 0, pool->n);
     WAIT_UNTIL(atomic_load_explicit(&pool->done, memory_order_acquire) >= pool->n - 1)
     atomic_store(&pool->open, 0);
     WAIT_UNTIL(atomic_load(&pool->active) == 0)
+    pthread_mutex_unlock(&pool->caller);
 }
 
 void ck_pool_run_dynamic(ck_pool *pool, ck_task_fn fn, void *ctx) {
     if (!pool || pool->n == 1) { fn(ctx, 0, 1); return; }
+    pthread_mutex_lock(&pool->caller);
     post(pool, fn, ctx, 1);
     fn(ctx, 0, pool->n);
     // All work is claimed; wait only for workers still inside fn (a late one sees the job closed).
     atomic_store(&pool->open, 0);
     WAIT_UNTIL(atomic_load(&pool->active) == 0)
+    pthread_mutex_unlock(&pool->caller);
 }
 
 void ck_pool_destroy(ck_pool *pool) {
@@ -207,6 +214,7 @@ void ck_pool_destroy(ck_pool *pool) {
     pthread_mutex_unlock(&pool->mu);
     for (int i = 1; i < pool->n; i++) pthread_join(pool->threads[i], NULL);
     pthread_mutex_destroy(&pool->mu);
+    pthread_mutex_destroy(&pool->caller);
     pthread_cond_destroy(&pool->cv);
     free(pool->threads);
     free(pool->plans);

@@ -1,4 +1,5 @@
 import Foundation
+import Kernels
 import Models
 import Tokenizer
 
@@ -66,6 +67,9 @@ public final class BatchEngine: GenerationService, @unchecked Sendable {
     // Loop thread only.
     private var live: [UInt64: EngineSequence] = [:]
     private var cancelledCount = 0
+    /// Sequences sampling this step and their logit rows; one scratch per pool thread.
+    private var sampling: [(sequence: EngineSequence, row: UnsafeMutablePointer<Float>)] = []
+    private let scratches: [SamplerScratch]
 
     public init(engine: InferenceEngine, options: Options = .init(), observer: (@Sendable (StepReport) -> Void)? = nil) throws {
         self.engine = engine
@@ -95,6 +99,8 @@ public final class BatchEngine: GenerationService, @unchecked Sendable {
         logitCapacity = options.maxSequences + Scheduler.promptLogprobChunk
         snapshot.kvBlocksTotal = blocks
         snapshot.kvBlockSize = options.blockSize
+        let vocabularySize = vocab
+        scratches = (0..<engine.model.pool.threadCount).map { _ in SamplerScratch(vocabularySize: vocabularySize) }
         let thread = Thread { [self] in self.loop() }
         thread.name = "swiftlet-engine"
         thread.stackSize = 8 << 20
@@ -211,15 +217,17 @@ public final class BatchEngine: GenerationService, @unchecked Sendable {
                 continue
             }
             var row = 0
+            sampling.removeAll(keepingCapacity: true)
             for (c, entry) in zip(chunks, batch.sequences) {
                 scheduler.completed(c)
                 let s = c.sequence
                 if entry.logitCount > 1 || (entry.logitCount == 1 && s.request.promptLogprobs && c.start < s.promptCount) {
                     collectPromptLogprobs(s, chunk: c, rows: logits + row * vocab)
                 }
-                if c.wantsLogits { sample(s, row: logits + (row + entry.logitCount - 1) * vocab) }
+                if c.wantsLogits { sampling.append((s, logits + (row + entry.logitCount - 1) * vocab)) }
                 row += entry.logitCount
             }
+            sampleAll()
             let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
             let report = StepReport(
                 sequences: chunks.count, tokens: batch.tokens.count,
@@ -244,12 +252,23 @@ public final class BatchEngine: GenerationService, @unchecked Sendable {
         }
     }
 
-    private func sample(_ s: EngineSequence, row: UnsafeMutablePointer<Float>) {
-        let logits = UnsafeMutableBufferPointer(start: row, count: vocab)
-        s.sampler.applyPenalties(logits, context: s.tokens[...])
-        s.output.constrain(logits)
-        let token = s.sampler.sample(UnsafeBufferPointer(logits))
-        let lp = s.request.logprobs.map { TokenLogprob.compute(UnsafeBufferPointer(logits), token: token, topN: $0) }
+    /// Samples every sequence of the step: grammar masks on this thread (matchers share caches), then
+    /// penalties, sampling and logprobs in parallel on the pool, then the outputs in order.
+    private func sampleAll() {
+        for (s, row) in sampling { s.output.constrain(UnsafeMutableBufferPointer(start: row, count: vocab)) }
+        let vocab = vocab, scratches = scratches
+        model.pool.forEach(sampling.count) { [sampling] i, thread in
+            let (s, row) = sampling[i]
+            let logits = UnsafeMutableBufferPointer(start: row, count: vocab)
+            s.sampler.applyPenalties(logits, context: s.tokens[...])
+            let token = s.sampler.sample(UnsafeBufferPointer(logits), scratch: scratches[thread])
+            s.sampled = (token, s.request.logprobs.map { TokenLogprob.compute(UnsafeBufferPointer(logits), token: token, topN: $0) })
+        }
+        for (s, _) in sampling { accept(s) }
+    }
+
+    private func accept(_ s: EngineSequence) {
+        let (token, lp) = s.sampled
         if s.firstToken == nil { s.firstToken = DispatchTime.now().uptimeNanoseconds }
         if let step = s.output.accept(token, logprob: lp) {
             s.sampler.accept(token)

@@ -177,6 +177,7 @@ public final class InferenceEngine: @unchecked Sendable {
         let cache = model.makeCache(capacity: prompt.count + request.maxTokens)
         var logits: [Float] = []
         var sampler = Sampler(parameters: request.sampling)
+        let scratch = SamplerScratch(vocabularySize: vocab)
         var context = prompt
         var out = makeOutput(request)
         var ttft = 0.0
@@ -201,7 +202,7 @@ public final class InferenceEngine: @unchecked Sendable {
                 let row = UnsafeMutableBufferPointer(rebasing: buf[0..<vocab])
                 sampler.applyPenalties(row, context: context[...])
                 out.constrain(row)
-                return sampler.sample(UnsafeBufferPointer(row))
+                return sampler.sample(UnsafeBufferPointer(row), scratch: scratch)
             }
             var lp: TokenLogprob?
             if let n = request.logprobs {

@@ -1,4 +1,5 @@
 import Foundation
+import CKernels
 
 /// How to pick the next token. Defaults are greedy decoding with no penalties.
 public struct SamplingParameters: Sendable, Equatable {
@@ -83,13 +84,37 @@ public struct SeededGenerator: RandomNumberGenerator, Sendable {
     public mutating func nextUnit() -> Double { Double(next() >> 11) * 0x1.0p-53 }
 }
 
-/// Picks tokens from logits. Keeps its buffers between calls: no allocation per token after warm-up.
+/// Vocabulary-sized buffers for sampling, one per thread that samples; reused for every token.
+public final class SamplerScratch: @unchecked Sendable {
+    // @unchecked: used by one thread at a time (the engine gives each pool thread its own).
+    public let vocabularySize: Int
+    let blockSums: UnsafeMutablePointer<Float>
+    let weights: UnsafeMutablePointer<Float>
+    let indices: UnsafeMutablePointer<Int32>
+
+    public init(vocabularySize: Int) {
+        self.vocabularySize = max(1, vocabularySize)
+        blockSums = .allocate(capacity: (self.vocabularySize + Int(CK_SAMPLE_BLOCK) - 1) / Int(CK_SAMPLE_BLOCK))
+        weights = .allocate(capacity: self.vocabularySize)
+        indices = .allocate(capacity: self.vocabularySize)
+    }
+
+    deinit {
+        blockSums.deallocate()
+        weights.deallocate()
+        indices.deallocate()
+    }
+}
+
+/// Picks tokens from logits in a few linear passes over the vocabulary (no sort): temperature, then
+/// min-p (relative to the most likely token), top-k and top-p (over what min-p and top-k leave,
+/// renormalised) each raise one cutoff on the logits, and the token is drawn from the softmax of
+/// those above it. A seed reproduces the same tokens.
 public struct Sampler: Sendable {
     public let parameters: SamplingParameters
     private var rng: SeededGenerator
     private var counts: [Int: Int] = [:]
-    private var heap: [(Float, Int32)] = []
-    private var kept: [(Float, Int32)] = []
+    private var seen: Set<Int> = []
 
     public init(parameters: SamplingParameters) {
         self.parameters = parameters
@@ -100,16 +125,12 @@ public struct Sampler: Sendable {
     public mutating func accept(_ token: Int) { counts[token, default: 0] += 1 }
 
     /// Applies penalties and bias to `logits` in place. `context` is prompt + output (repetition penalty).
-    public func applyPenalties(_ logits: inout [Float], context: ArraySlice<Int>) {
-        logits.withUnsafeMutableBufferPointer { applyPenalties($0, context: context) }
-    }
-
-    public func applyPenalties(_ logits: UnsafeMutableBufferPointer<Float>, context: ArraySlice<Int>) {
+    public mutating func applyPenalties(_ logits: UnsafeMutableBufferPointer<Float>, context: ArraySlice<Int>) {
         let p = parameters
         if p.repetitionPenalty != 1 {
             let window = p.repetitionWindow > 0 ? context.suffix(p.repetitionWindow) : context
-            var seen = Set<Int>()
-            for t in window where seen.insert(t).inserted && t < logits.count {
+            seen.removeAll(keepingCapacity: true)
+            for t in window where t >= 0 && t < logits.count && seen.insert(t).inserted {
                 logits[t] = logits[t] > 0 ? logits[t] / p.repetitionPenalty : logits[t] * p.repetitionPenalty
             }
         }
@@ -122,80 +143,63 @@ public struct Sampler: Sendable {
     }
 
     /// Chooses the next token from already-penalized logits.
-    public mutating func sample(_ logits: UnsafeBufferPointer<Float>) -> Int {
+    public mutating func sample(_ logits: UnsafeBufferPointer<Float>, scratch: SamplerScratch) -> Int {
         let p = parameters
-        if p.temperature == 0 { return Self.argmax(logits) }
-        // Candidates in a max-heap: pop only as many as top-k / top-p / min-p need.
-        heap.removeAll(keepingCapacity: true)
-        let invT = 1 / p.temperature
-        for (i, l) in logits.enumerated() where l > -Float.infinity { heap.append((l * invT, Int32(i))) }
-        guard !heap.isEmpty else { return Self.argmax(logits) }
-        Self.heapify(&heap)
-        let maxLogit = heap[0].0
-        var total: Double = 0
-        for (l, _) in heap { total += Double(Foundation.exp(l - maxLogit)) }
-        kept.removeAll(keepingCapacity: true)
-        var cumulative: Double = 0
-        let limit = p.topK > 0 ? min(p.topK, heap.count) : heap.count
-        let minProb = Double(p.minP)
-        while kept.count < limit, !heap.isEmpty {
-            let top = Self.popMax(&heap)
-            let prob = Double(Foundation.exp(top.0 - maxLogit)) / total
-            if !kept.isEmpty, prob < minProb { break }
-            kept.append(top)
-            cumulative += prob
-            if cumulative >= Double(p.topP) { break }
+        guard let x = logits.baseAddress, logits.count > 0 else { return 0 }
+        let n = Int32(min(logits.count, scratch.vocabularySize))
+        if p.temperature == 0 { return Int(ck_argmax_f32(x, n)) }
+        let maxLogit = ck_max_f32(x, n)
+        guard maxLogit > -Float.infinity, maxLogit.isFinite else { return Int(ck_argmax_f32(x, n)) }
+        let scale = 1 / p.temperature
+        // p_i / p_max >= min_p  <=>  x_i >= max + T log(min_p).
+        let minCutoff = p.minP > 0 ? maxLogit + p.temperature * Foundation.log(p.minP) : -Float.infinity
+        let w = scratch.weights, idx = scratch.indices
+        if p.topK > 0 && p.topK <= 256 && p.topK < Int(n) {
+            // A short candidate list, sorted: min-p and top-p run over it alone.
+            let c = Int(ck_top_k(x, n, Int32(p.topK), idx, w))
+            var kept = 0, total = 0.0
+            while kept < c && w[kept] >= minCutoff {
+                w[kept] = Foundation.exp((w[kept] - maxLogit) * scale)
+                total += Double(w[kept])
+                kept += 1
+            }
+            if p.topP < 1 {
+                var mass = 0.0, need = 0
+                while need < kept && mass < Double(p.topP) * total {
+                    mass += Double(w[need])
+                    need += 1
+                }
+                (kept, total) = (max(need, 1), mass)
+            }
+            return draw(w, idx, kept, total)
         }
-        var weights: Double = 0
-        for (l, _) in kept { weights += Double(Foundation.exp(l - maxLogit)) }
-        var r = rng.nextUnit() * weights
-        for (l, t) in kept {
-            r -= Double(Foundation.exp(l - maxLogit))
-            if r < 0 { return Int(t) }
+        var cutoff = minCutoff
+        if p.topK > 0 && p.topK < Int(n) { cutoff = max(cutoff, ck_kth_largest(x, n, Int32(p.topK), w)) }
+        if p.topP < 1 {
+            let kept = Int(ck_top_p(x, n, maxLogit, scale, cutoff, Double(p.topP), w, idx))
+            guard kept > 0 else { return Int(ck_argmax_f32(x, n)) }
+            var total = 0.0
+            for i in 0..<kept { total += Double(w[i]) }
+            return draw(w, idx, kept, total)
         }
-        return Int(kept.last!.1)
+        let total = ck_softmax_weights(x, n, maxLogit, scale, cutoff, scratch.blockSums)
+        guard total > 0, total.isFinite else { return Int(ck_argmax_f32(x, n)) }
+        return Int(ck_pick_weighted(x, n, maxLogit, scale, cutoff, scratch.blockSums, rng.nextUnit() * total))
+    }
+
+    /// One of the first `count` tokens of `idx`, in proportion to their weights.
+    private mutating func draw(_ w: UnsafeMutablePointer<Float>, _ idx: UnsafeMutablePointer<Int32>, _ count: Int, _ total: Double) -> Int {
+        var r = rng.nextUnit() * total
+        for i in 0..<count {
+            r -= Double(w[i])
+            if r < 0 { return Int(idx[i]) }
+        }
+        return Int(idx[max(count - 1, 0)])
     }
 
     public static func argmax(_ logits: UnsafeBufferPointer<Float>) -> Int {
-        var best = 0
-        var bestValue = -Float.infinity
-        for (i, l) in logits.enumerated() where l > bestValue {
-            bestValue = l
-            best = i
-        }
-        return best
-    }
-
-    private static func heapify(_ h: inout [(Float, Int32)]) {
-        var i = h.count / 2 - 1
-        while i >= 0 {
-            siftDown(&h, i)
-            i -= 1
-        }
-    }
-
-    private static func siftDown(_ h: inout [(Float, Int32)], _ start: Int) {
-        var i = start
-        let n = h.count
-        while true {
-            let l = 2 * i + 1, r = l + 1
-            var m = i
-            if l < n, h[l].0 > h[m].0 { m = l }
-            if r < n, h[r].0 > h[m].0 { m = r }
-            if m == i { return }
-            h.swapAt(i, m)
-            i = m
-        }
-    }
-
-    private static func popMax(_ h: inout [(Float, Int32)]) -> (Float, Int32) {
-        let top = h[0]
-        let last = h.removeLast()
-        if !h.isEmpty {
-            h[0] = last
-            siftDown(&h, 0)
-        }
-        return top
+        guard let x = logits.baseAddress, logits.count > 0 else { return 0 }
+        return Int(ck_argmax_f32(x, Int32(logits.count)))
     }
 }
 
@@ -211,24 +215,17 @@ public struct TokenLogprob: Sendable, Equatable {
 
     /// Log-softmax of `logits` at `token`, with the `topN` most likely tokens.
     public static func compute(_ logits: UnsafeBufferPointer<Float>, token: Int, topN: Int) -> TokenLogprob {
-        var maxL = -Float.infinity
-        for l in logits where l > maxL { maxL = l }
-        var sum: Double = 0
-        for l in logits { sum += Double(Foundation.exp(l - maxL)) }
-        let logZ = Float(Foundation.log(sum)) + maxL
-        var top: [(Int, Float)] = []
+        guard let x = logits.baseAddress, logits.count > 0 else { return TokenLogprob(token: token, logprob: -.infinity, top: []) }
+        let n = Int32(logits.count)
+        let maxL = ck_max_f32(x, n)
+        let logZ = Float(Foundation.log(ck_softmax_weights(x, n, maxL, 1, -Float.infinity, nil))) + maxL
+        var top: [(token: Int, logprob: Float)] = []
         if topN > 0 {
-            top.reserveCapacity(topN + 1)
-            for (i, l) in logits.enumerated() where top.count < topN || l > top[top.count - 1].1 {
-                var j = top.count
-                top.append((i, l))
-                while j > 0, top[j - 1].1 < l {
-                    top.swapAt(j - 1, j)
-                    j -= 1
-                }
-                if top.count > topN { top.removeLast() }
-            }
+            let k = min(topN, logits.count)
+            var ids = [Int32](repeating: 0, count: k), vals = [Float](repeating: 0, count: k)
+            let c = Int(ck_top_k(x, n, Int32(k), &ids, &vals))
+            top = (0..<c).map { (Int(ids[$0]), vals[$0] - logZ) }
         }
-        return TokenLogprob(token: token, logprob: logits[token] - logZ, top: top.map { ($0.0, $0.1 - logZ) })
+        return TokenLogprob(token: token, logprob: logits[token] - logZ, top: top)
     }
 }

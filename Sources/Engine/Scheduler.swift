@@ -20,6 +20,8 @@ final class EngineSequence {
     /// Prompt tokens taken from the prefix cache at the last admission.
     var cachedPromptTokens = 0
     var sampler: Sampler
+    /// The token sampled this step (and its logprob), before the output takes it.
+    var sampled: (token: Int, logprob: TokenLogprob?) = (0, nil)
     var output: SequenceOutput
     var preemptions = 0
     var promptLogprobs: [TokenLogprob] = []

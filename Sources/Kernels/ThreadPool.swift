@@ -65,3 +65,33 @@ extension ThreadPool {
         ck_stream_read_gbs(raw, bytes, Int32(repeats))
     }
 }
+
+extension ThreadPool {
+    /// Runs `body(item, thread)` for every item in `0..<count`, shared out over the pool's threads
+    /// (`thread` < `threadCount`, so per-thread buffers can be indexed by it); returns when all ran.
+    public func forEach(_ count: Int, _ body: (Int, Int) -> Void) {
+        guard count > 0 else { return }
+        if count == 1 || threadCount == 1 {
+            for i in 0..<count { body(i, 0) }
+            return
+        }
+        withoutActuallyEscaping(body) { body in
+            var job = ForEachJob(count: count, body: body)
+            withUnsafeMutablePointer(to: &job) { ptr in
+                ck_pool_run(raw, { ctx, ith, nth in
+                    let job = ctx!.assumingMemoryBound(to: ForEachJob.self)
+                    var i = Int(ith)
+                    while i < job.pointee.count {
+                        job.pointee.body(i, Int(ith))
+                        i += Int(nth)
+                    }
+                }, ptr)
+            }
+        }
+    }
+}
+
+private struct ForEachJob {
+    let count: Int
+    let body: (Int, Int) -> Void
+}

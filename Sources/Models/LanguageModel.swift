@@ -1,4 +1,5 @@
 import GGUF
+import Kernels
 
 /// Which positions of a forward pass need logits.
 public enum LogitsRequest: Sendable {
@@ -53,6 +54,8 @@ public struct ForwardBatch: Sendable {
 /// What every model architecture implements. A model is not reentrant: callers serialize `forward`.
 public protocol LanguageModel: AnyObject, Sendable {
     var config: ModelConfig { get }
+    /// The threads the model computes on; the engine runs its other per-step work (sampling) on them too.
+    var pool: ThreadPool { get }
     /// The most tokens one `forward(_:storage:logits:)` takes.
     var maxBatchTokens: Int { get }
     /// A fresh KV cache for one sequence of at most `capacity` positions.

@@ -8,7 +8,7 @@ import Kernels
 public final class LlamaModel: LanguageModel, @unchecked Sendable {
     public let config: ModelConfig
     let gguf: GGUFFile
-    let pool: ThreadPool
+    public let pool: ThreadPool
     let blocks: [Block]
     let tokenEmbedding: WeightMatrix
     let outputNorm: [Float]

@@ -32,6 +32,9 @@ struct Bench: ParsableCommand {
     @Option(name: .long, help: "A JSON Schema file: decode a chat reply under it and unconstrained, alternately, and report both decode speeds and the mask timings.")
     var jsonSchema: String?
 
+    @Flag(name: .long, help: "Measure the sampler at common settings on real logits, as a share of a decode step.")
+    var sampling = false
+
     @Option(name: .long, help: "Use at most this kernel instruction set: \(CPUFeatures.ISA.allCases.map(\.name).joined(separator: ", ")).")
     var isa: String?
 
@@ -82,6 +85,10 @@ struct Bench: ParsableCommand {
             }
             if let jsonSchema {
                 try benchSchema(engine, path: jsonSchema)
+                return
+            }
+            if sampling {
+                try benchSampling(engine, prompt: prompt)
                 return
             }
             var prefill: [Double] = [], decode: [Double] = [], ttft: [Double] = []

@@ -156,6 +156,27 @@ void ck_attention_portable(ck_pool *pool, const float *q, float *out, int n_seq,
 void ck_swiglu_portable(const float *gate, const float *up, float *out, int n);
 int ck_has_avx512(void);
 
+// ---- sampling (sample.c): linear passes over a row of logits ----
+// Weights are w_i = exp((x_i - max) * scale) where x_i >= cutoff (else 0), summed per block.
+#define CK_SAMPLE_BLOCK 256
+float ck_max_f32(const float *x, int n);
+// Index of the first maximum.
+int ck_argmax_f32(const float *x, int n);
+// Writes the weight sum of each block of CK_SAMPLE_BLOCK (ceil(n / block) floats) to block_sums
+// (may be NULL) and returns the total.
+double ck_softmax_weights(const float *x, int n, float max, float scale, float cutoff, float *block_sums);
+// The index at which the running weight sum first exceeds r (0 <= r < total).
+int ck_pick_weighted(const float *x, int n, float max, float scale, float cutoff, const float *block_sums, double r);
+// The k largest values, descending (ties: lower index first), as indices and values; returns how many.
+int ck_top_k(const float *x, int n, int k, int32_t *idx, float *val);
+// The k-th largest value; scratch holds n floats (used when k > 256).
+float ck_kth_largest(const float *x, int n, int k, float *scratch);
+// Reorders w/idx so that the first m (returned, >= 1) are the fewest largest weights summing to >= target.
+int ck_nucleus(float *w, int32_t *idx, int n, double target);
+// Top-p: the fewest most likely tokens (of those with x >= cutoff) whose weights make up at least p of
+// all, as weights and indices in w/idx (n entries of scratch each); returns how many.
+int ck_top_p(const float *x, int n, float max, float scale, float cutoff, double p, float *w, int32_t *idx);
+
 #ifdef __cplusplus
 }
 #endif

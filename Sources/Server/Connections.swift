@@ -107,24 +107,14 @@ extension Router {
 /// that work for a client that left (compiling its schemas) can stop.
 public struct ServerRequestContext: RequestContext {
     public var coreContext: CoreRequestContextStorage
-    private let closed: ConnectionClosed
+    private let channel: any Channel
 
     public init(source: ApplicationRequestContextSource) {
         coreContext = .init(source: source)
-        closed = ConnectionClosed(source.channel)
+        channel = source.channel
     }
 
-    /// True once the client's connection has closed.
-    public var clientGone: @Sendable () -> Bool { { [closed] in closed.value } }
-}
-
-/// Set when a channel closes.
-final class ConnectionClosed: Sendable {
-    private let flag = NIOLockedValueBox(false)
-
-    init(_ channel: any Channel) {
-        channel.closeFuture.whenComplete { [flag] _ in flag.withLockedValue { $0 = true } }
-    }
-
-    var value: Bool { flag.withLockedValue { $0 } }
+    /// True once the client's connection has closed (a socket channel's `isActive` may be read from
+    /// any thread).
+    public var clientGone: @Sendable () -> Bool { { [channel] in !channel.isActive } }
 }

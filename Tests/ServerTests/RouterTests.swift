@@ -62,12 +62,11 @@ struct RouterClient {
               failAfterWrites: Int? = nil, clientGone: Bool = false) async throws -> Reply {
         let head = HTTPRequest(method: method, scheme: "http", authority: "127.0.0.1", path: path, headerFields: headers)
         let request = Request(head: head, body: RequestBody(buffer: ByteBuffer(string: body ?? "")))
+        // A connected channel, as a client's; closed before the request for a client that has gone.
         let channel = EmbeddedChannel()
+        channel.connect(to: try SocketAddress(ipAddress: "127.0.0.1", port: 9), promise: nil)
+        if clientGone { channel.close(promise: nil) }
         let context = ServerRequestContext(source: ApplicationRequestContextSource(channel: channel, logger: Logger(label: "test")))
-        if clientGone {
-            channel.close(promise: nil)
-            channel.embeddedEventLoop.run()
-        }
         let response = try await responder.respond(to: request, context: context)
         let sink = BodySink(failAfter: failAfterWrites)
         var bodyError: Error?

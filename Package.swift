@@ -23,6 +23,8 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.0"),
         .package(url: "https://github.com/apple/swift-http-types", from: "1.8.0"),
+        // The HTTP/1 parts that Hummingbird's channel carries, for answering parser errors in OpenAI's shape.
+        .package(url: "https://github.com/apple/swift-nio-extras", from: "1.34.1"),
         // Platform: deployments config, gateway proxying to workers, keys and usage ledger.
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
@@ -59,12 +61,15 @@ let package = Package(
         .target(name: "Server", dependencies: [
             "Engine", "Templates", "Tokenizer", "Grammar", "Console",
             .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "HummingbirdCore", package: "hummingbird"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "CoreMetrics", package: "swift-metrics"),
             .product(name: "Prometheus", package: "swift-prometheus"),
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            .product(name: "NIOHTTP1", package: "swift-nio"),
+            .product(name: "NIOHTTPTypes", package: "swift-nio-extras"),
             .product(name: "HTTPTypes", package: "swift-http-types"),
         ]),
         // Layer 7: the platform: deployments, gateway, replicas, autoscaler, keys, usage and costs.
@@ -104,9 +109,10 @@ let package = Package(
                     resources: [.copy("Fixtures")]),
         .testTarget(name: "EngineTests", dependencies: ["Engine", "Models", "SwiftletTesting"]),
         .testTarget(name: "ServerTests", dependencies: [
-            "Server", "Engine", "Templates", "SwiftletTesting",
+            "Server", "Engine", "Templates", "Grammar", "SwiftletTesting",
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOHTTP1", package: "swift-nio"),
             .product(name: "NIOEmbedded", package: "swift-nio"),
             .product(name: "HTTPTypes", package: "swift-http-types"),
         ]),

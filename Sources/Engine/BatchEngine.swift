@@ -178,6 +178,11 @@ public final class BatchEngine: GenerationService, @unchecked Sendable {
 
             for s in arrived {
                 live[s.id] = s
+                // max_tokens 0 without prompt logprobs: nothing to compute, it is done.
+                if s.output.finish != nil && !s.request.promptLogprobs {
+                    finish(s)
+                    continue
+                }
                 scheduler.enqueue(s)
             }
             for id in cancelled {
@@ -224,7 +229,10 @@ public final class BatchEngine: GenerationService, @unchecked Sendable {
                 if entry.logitCount > 1 || (entry.logitCount == 1 && s.request.promptLogprobs && c.start < s.promptCount) {
                     collectPromptLogprobs(s, chunk: c, rows: logits + row * vocab)
                 }
-                if c.wantsLogits { sampling.append((s, logits + (row + entry.logitCount - 1) * vocab)) }
+                if c.wantsLogits {
+                    // max_tokens 0 (prompt logprobs only): the prompt is done and nothing is sampled.
+                    if s.output.finish != nil { finish(s) } else { sampling.append((s, logits + (row + entry.logitCount - 1) * vocab)) }
+                }
                 row += entry.logitCount
             }
             sampleAll()

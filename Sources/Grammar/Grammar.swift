@@ -34,7 +34,7 @@ public final class Grammar: Sendable {
     }
 
     static func build(_ schema: JSONValue, freeTextAlternative: Bool, limits: GrammarLimits) throws(SchemaError) -> Grammar {
-        let builder = NetworkBuilder(maxStates: limits.maxStates)
+        let builder = NetworkBuilder(maxStates: limits.maxStates, shouldStop: limits.shouldStop)
         var compiler = SchemaCompiler(builder: builder, limits: limits, root: schema)
         let value = try compiler.rule(schema, path: "#", depth: 0)
         let (start, end) = try compiler.newRule("#")

@@ -155,6 +155,10 @@ public enum JSONValue: Sendable, Equatable, Hashable {
     public struct ParseError: Error, Equatable, CustomStringConvertible {
         public var offset: Int
         public var message: String
+        /// The document nests deeper than the parser's `maxDepth`.
+        public var tooDeep = false
+        /// The key of the top-level object's member where parsing stopped (for naming a parameter).
+        public var topLevelKey: String?
         public var description: String { "invalid JSON at byte \(offset): \(message)" }
     }
 
@@ -175,8 +179,9 @@ public enum JSONValue: Sendable, Equatable, Hashable {
         let bytes: [UInt8]
         let maxDepth: Int
         var pos = 0
+        var topLevelKey: String?
 
-        func fail(_ message: String) -> ParseError { ParseError(offset: pos, message: message) }
+        func fail(_ message: String) -> ParseError { ParseError(offset: pos, message: message, topLevelKey: topLevelKey) }
 
         mutating func skipSpace() {
             while pos < bytes.count, bytes[pos] == 0x20 || bytes[pos] == 0x0A || bytes[pos] == 0x0D || bytes[pos] == 0x09 {
@@ -194,22 +199,30 @@ public enum JSONValue: Sendable, Equatable, Hashable {
         }
 
         mutating func value(depth: Int) throws(ParseError) -> JSONValue {
-            guard depth < maxDepth else { throw fail("nested deeper than \(maxDepth) levels") }
+            guard depth < maxDepth else {
+                var e = fail("nested deeper than \(maxDepth) levels")
+                e.tooDeep = true
+                throw e
+            }
             skipSpace()
             guard pos < bytes.count else { throw fail("unexpected end") }
             switch bytes[pos] {
             case UInt8(ascii: "{"):
                 pos += 1
                 var members: [(key: String, value: JSONValue)] = []
+                // A repeated key keeps its first place and its last value; the index keeps that linear.
+                var index: [String: Int] = [:]
                 if take(UInt8(ascii: "}")) { return .object(members) }
                 repeat {
                     skipSpace()
                     let key = try string()
+                    if depth == 0 { topLevelKey = key }
                     guard take(UInt8(ascii: ":")) else { throw fail("expected ':'") }
                     let v = try value(depth: depth + 1)
-                    if let i = members.firstIndex(where: { $0.key == key }) {
+                    if let i = index[key] {
                         members[i].value = v
                     } else {
+                        index[key] = members.count
                         members.append((key, v))
                     }
                 } while take(UInt8(ascii: ","))
@@ -320,8 +333,48 @@ public enum JSONValue: Sendable, Equatable, Hashable {
     }
 }
 
+extension CodingUserInfoKey {
+    /// The document a decoder reads, as `JSONValue.parse` gave it: `JSONValue`s are taken from it
+    /// whole (in linear time, keys in order) instead of being decoded value by value.
+    public static let jsonValueDocument = CodingUserInfoKey(rawValue: "swiftlet.jsonValueDocument")!
+}
+
 extension JSONValue: Codable {
+    /// Deepest nesting (coding path length) that decoding without a parsed document accepts: it tries
+    /// each type in turn, so its cost grows with depth.
+    public static let maxDecodingDepth = 128
+
+    /// The value at a decoder's coding path: an index in arrays, a key in objects.
+    public func value(at path: [any CodingKey]) -> JSONValue? {
+        var v = self
+        for key in path {
+            switch v {
+            case .array(let items):
+                guard let i = key.intValue, items.indices.contains(i) else { return nil }
+                v = items[i]
+            case .object(let members):
+                guard let m = members.first(where: { $0.key == key.stringValue }) else { return nil }
+                v = m.value
+            default:
+                return nil
+            }
+        }
+        return v
+    }
+
     public init(from decoder: Decoder) throws {
+        if let document = decoder.userInfo[.jsonValueDocument] as? JSONValue {
+            guard let v = document.value(at: decoder.codingPath) else {
+                throw DecodingError.dataCorrupted(.init(
+                    codingPath: decoder.codingPath, debugDescription: "not in the parsed document"))
+            }
+            self = v
+            return
+        }
+        guard decoder.codingPath.count <= Self.maxDecodingDepth else {
+            throw DecodingError.dataCorrupted(.init(
+                codingPath: decoder.codingPath, debugDescription: "nested deeper than \(Self.maxDecodingDepth) levels"))
+        }
         let c = try decoder.singleValueContainer()
         if c.decodeNil() {
             self = .null

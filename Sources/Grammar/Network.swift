@@ -28,13 +28,21 @@ struct Network: Sendable {
 final class NetworkBuilder {
     private(set) var network = Network()
     let maxStates: Int
+    let shouldStop: (@Sendable () -> Bool)?
 
-    struct TooLarge: Error {}
+    /// Past `maxStates`, or `stopped` when `shouldStop` said so.
+    struct TooLarge: Error {
+        var stopped = false
+    }
 
-    init(maxStates: Int) { self.maxStates = maxStates }
+    init(maxStates: Int, shouldStop: (@Sendable () -> Bool)? = nil) {
+        self.maxStates = maxStates
+        self.shouldStop = shouldStop
+    }
 
     func state() throws(TooLarge) -> Int32 {
         guard network.final.count < maxStates else { throw TooLarge() }
+        if network.final.count & 0xFFF == 0xFFF, let shouldStop, shouldStop() { throw TooLarge(stopped: true) }
         network.byteEdges.append([])
         network.epsilons.append([])
         network.calls.append([])

@@ -28,6 +28,9 @@ public struct GrammarLimits: Sendable {
     public var maxNesting = 96
     /// Digits in the integer part and in the fraction of a generated number.
     public var maxDigits = 16
+    /// Asked every few thousand states: once it says true, compilation stops with an error (e.g. the
+    /// client that asked for the grammar has gone).
+    public var shouldStop: (@Sendable () -> Bool)?
 
     public init() {}
 }
@@ -78,7 +81,11 @@ struct SchemaCompiler {
 
     /// Wraps the builder's size limit as an error about the schema.
     func st(_ path: String) throws(SchemaError) -> Int32 {
-        do { return try b.state() } catch { throw tooLarge(path) }
+        do { return try b.state() } catch { throw error.stopped ? stopped(path) : tooLarge(path) }
+    }
+
+    func stopped(_ path: String) -> SchemaError {
+        error("schema", path, "compilation was stopped")
     }
 
     func tooLarge(_ path: String) -> SchemaError {
@@ -101,7 +108,7 @@ struct SchemaCompiler {
     }
 
     func lit(_ from: Int32, _ text: String, _ path: String) throws(SchemaError) -> Int32 {
-        do { return try b.literal(from, Array(text.utf8)) } catch { throw tooLarge(path) }
+        do { return try b.literal(from, Array(text.utf8)) } catch { throw error.stopped ? stopped(path) : tooLarge(path) }
     }
 
     // MARK: Schemas

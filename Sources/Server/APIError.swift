@@ -63,6 +63,21 @@ public struct APIError: Error, Sendable, Equatable, CustomStringConvertible {
                  code: "unknown_url")
     }
 
+    public static func methodNotAllowed(_ method: HTTPRequest.Method, _ path: String, allowed: [HTTPRequest.Method]) -> APIError {
+        var e = APIError(status: .methodNotAllowed,
+                         message: "Method \(method.rawValue) is not allowed on \(path); use \(allowed.map(\.rawValue).joined(separator: " or ")).",
+                         type: "invalid_request_error", code: "method_not_allowed")
+        e.headers[.allow] = allowed.map(\.rawValue).joined(separator: ", ")
+        return e
+    }
+
+    /// The client closed the connection before its request was read (nginx's 499): counted apart from
+    /// server errors; nobody reads the response.
+    public static let clientDisconnected = APIError(
+        status: .init(code: 499, reasonPhrase: "Client Closed Request"),
+        message: "The client closed the connection before the request was complete.", type: "invalid_request_error",
+        code: "client_disconnected")
+
     public static func bodyTooLarge(limit: Int) -> APIError {
         APIError(status: .contentTooLarge, message: "The request body is larger than the limit of \(limit) bytes.",
                  type: "invalid_request_error", code: "request_too_large")

@@ -22,6 +22,20 @@ public struct SamplingRequest: Sendable {
 
     public static let maxStops = 16
 
+    /// Checks the counts of the request (choices, stop strings, biased tokens) before anything is built
+    /// from them: a count is never used in arithmetic or allocation unchecked.
+    public func checkCounts(maxChoices: Int, vocabularySize: Int) throws {
+        if let n, n < 1 || n > maxChoices {
+            throw APIError.invalidValue("n", n < 1 ? "must be >= 1." : "at most \(maxChoices) choices per request are allowed.")
+        }
+        if let count = stop?.values.count, count > Self.maxStops {
+            throw APIError.invalidValue("stop", "at most \(Self.maxStops) stop sequences are allowed.")
+        }
+        if let count = logitBias?.count, count > vocabularySize {
+            throw APIError.invalidValue("logit_bias", "at most \(vocabularySize) tokens may be biased.")
+        }
+    }
+
     public init(
         temperature: Double? = nil, topP: Double? = nil, topK: Int? = nil, minP: Double? = nil,
         repetitionPenalty: Double? = nil, presencePenalty: Double? = nil, frequencyPenalty: Double? = nil,
@@ -42,10 +56,11 @@ public struct SamplingRequest: Sendable {
 
     /// Parameters for each of `n` choices. With a seed, choice i samples with seed + i, so a request
     /// with a seed is reproducible and its choices still differ.
-    public func parameters(vocabularySize: Int) throws -> (base: SamplingParameters, n: Int, stop: [String]) {
+    public func parameters(vocabularySize: Int, maxChoices: Int = 16) throws -> (base: SamplingParameters, n: Int, stop: [String]) {
         func check(_ ok: Bool, _ param: String, _ message: String) throws {
             if !ok { throw APIError.invalidValue(param, message) }
         }
+        try checkCounts(maxChoices: maxChoices, vocabularySize: vocabularySize)
         var p = SamplingParameters(temperature: 1, topP: 1)
         if let t = temperature {
             try check(t.isFinite && t >= 0 && t <= 2, "temperature", "must be between 0 and 2.")
@@ -87,11 +102,7 @@ public struct SamplingRequest: Sendable {
             }
         }
         if let seed { p.seed = UInt64(bitPattern: Int64(seed)) }
-        let n = n ?? 1
-        try check(n >= 1, "n", "must be >= 1.")
-        let stops = stop?.values ?? []
-        try check(stops.count <= Self.maxStops, "stop", "at most \(Self.maxStops) stop sequences are allowed.")
-        return (p, n, stops)
+        return (p, n ?? 1, stop?.values ?? [])
     }
 
     public static func forChoice(_ base: SamplingParameters, _ i: Int) -> SamplingParameters {
@@ -285,13 +296,35 @@ extension OpenAIServer {
 
     // MARK: POST /v1/chat/completions
 
-    func chatCompletion(_ body: ChatCompletionRequest, logger: Logger) async throws -> Response {
+    /// OpenAI's limits on the lengths of `messages` and `tools`.
+    public static let maxMessages = 2048
+    public static let maxTools = 128
+
+    func chatCompletion(_ body: ChatCompletionRequest, logger: Logger, clientGone: @escaping @Sendable () -> Bool = { false })
+        async throws -> Response
+    {
         let start = Self.now()
         let model = try model(named: body.model)
         let engine = model.engine
         guard !body.messages.isEmpty else {
             throw APIError.invalidRequest("'messages' must contain at least one message.", param: "messages",
                                           code: "invalid_value")
+        }
+        // Every count first, before anything is built from the request.
+        guard body.messages.count <= Self.maxMessages else {
+            throw APIError.invalidValue("messages", "at most \(Self.maxMessages) messages are allowed.")
+        }
+        if let tools = body.tools, tools.count > Self.maxTools {
+            throw APIError.invalidValue("tools", "at most \(Self.maxTools) tools are allowed.")
+        }
+        let sampling = SamplingRequest(
+            temperature: body.temperature, topP: body.topP, topK: body.topK, minP: body.minP,
+            repetitionPenalty: body.repetitionPenalty, presencePenalty: body.presencePenalty,
+            frequencyPenalty: body.frequencyPenalty, logitBias: body.logitBias, seed: body.seed, n: body.n,
+            stop: body.stop)
+        try sampling.checkCounts(maxChoices: configuration.maxChoices, vocabularySize: engine.tokenizer.vocabularySize)
+        if let k = body.topLogprobs, k < 0 || k > 20 {
+            throw APIError.invalidValue("top_logprobs", "must be between 0 and 20.")
         }
         var messages: [ChatMessage] = []
         var texts: [String] = []
@@ -346,7 +379,7 @@ extension OpenAIServer {
             messages.append(ChatMessage(role: role, content: content))
             texts.append(content)
         }
-        let shape = try Self.replyShape(body)
+        let shape = try Self.replyShape(body, clientGone: clientGone)
         let prompt: [Int]
         do {
             if shape.callsTools || usesTools {
@@ -360,12 +393,8 @@ extension OpenAIServer {
             throw APIError.invalidValue("messages", "the chat template rejected these messages: \(error)")
         }
 
-        let sampling = SamplingRequest(
-            temperature: body.temperature, topP: body.topP, topK: body.topK, minP: body.minP,
-            repetitionPenalty: body.repetitionPenalty, presencePenalty: body.presencePenalty,
-            frequencyPenalty: body.frequencyPenalty, logitBias: body.logitBias, seed: body.seed, n: body.n,
-            stop: body.stop)
-        let (base, n, stops) = try sampling.parameters(vocabularySize: engine.tokenizer.vocabularySize)
+        let (base, n, stops) = try sampling.parameters(vocabularySize: engine.tokenizer.vocabularySize,
+                                                       maxChoices: configuration.maxChoices)
         let maxParam = body.maxCompletionTokens != nil ? "max_completion_tokens" : "max_tokens"
         let maxTokens = try Self.maxTokens(
             body.maxCompletionTokens ?? body.maxTokens, param: maxParam, minimum: 1, promptCount: prompt.count,
@@ -480,11 +509,39 @@ extension OpenAIServer {
 
     // MARK: POST /v1/completions
 
-    func completion(_ body: CompletionRequest, logger: Logger) async throws -> Response {
+    func completion(_ body: CompletionRequest, logger: Logger, clientGone: @escaping @Sendable () -> Bool = { false })
+        async throws -> Response
+    {
         let start = Self.now()
         let model = try model(named: body.model)
         let engine = model.engine
         let tokenizer = engine.tokenizer
+
+        // Every count first, before anything is built from the request (n times the prompts cannot overflow).
+        let sampling = SamplingRequest(
+            temperature: body.temperature, topP: body.topP, topK: body.topK, minP: body.minP,
+            repetitionPenalty: body.repetitionPenalty, presencePenalty: body.presencePenalty,
+            frequencyPenalty: body.frequencyPenalty, logitBias: body.logitBias, seed: body.seed, n: body.n,
+            stop: body.stop)
+        try sampling.checkCounts(maxChoices: configuration.maxChoices, vocabularySize: tokenizer.vocabularySize)
+        let promptCount: Int
+        switch body.prompt {
+        case .texts(let texts): promptCount = texts.count
+        case .tokens(let batches): promptCount = batches.count
+        }
+        guard promptCount * (body.n ?? 1) <= configuration.maxChoices else {
+            throw APIError.invalidValue("n", "prompts times n must be at most \(configuration.maxChoices).")
+        }
+        if let bestOf = body.bestOf, bestOf != (body.n ?? 1) {
+            throw APIError.invalidRequest("'best_of' other than 'n' is not supported.", param: "best_of",
+                                          code: "unsupported_parameter")
+        }
+        if let k = body.logprobs, k < 0 || k > 20 {
+            throw APIError.invalidValue("logprobs", "must be between 0 and 20.")
+        }
+        if let m = body.maxTokens, m < 0 {
+            throw APIError.invalidValue("max_tokens", "must be >= 0.")
+        }
 
         let prompts: [(text: String, tokens: [Int])]
         switch body.prompt {
@@ -505,34 +562,20 @@ extension OpenAIServer {
         if let suffix = body.suffix, !suffix.isEmpty {
             throw APIError.invalidRequest("'suffix' is not supported.", param: "suffix", code: "unsupported_parameter")
         }
-        let sampling = SamplingRequest(
-            temperature: body.temperature, topP: body.topP, topK: body.topK, minP: body.minP,
-            repetitionPenalty: body.repetitionPenalty, presencePenalty: body.presencePenalty,
-            frequencyPenalty: body.frequencyPenalty, logitBias: body.logitBias, seed: body.seed, n: body.n,
-            stop: body.stop)
-        let (base, n, stops) = try sampling.parameters(vocabularySize: tokenizer.vocabularySize)
-        let constraint = try Self.constraint(for: body.responseFormat)
-        if let bestOf = body.bestOf, bestOf != n {
-            throw APIError.invalidRequest("'best_of' other than 'n' is not supported.", param: "best_of",
-                                          code: "unsupported_parameter")
-        }
+        let (base, n, stops) = try sampling.parameters(vocabularySize: tokenizer.vocabularySize,
+                                                       maxChoices: configuration.maxChoices)
+        let constraint = try Self.constraint(for: body.responseFormat, clientGone: clientGone)
         var maxTokens: [Int] = []
         for p in prompts {
             maxTokens.append(try Self.maxTokens(
                 body.maxTokens ?? 16, param: "max_tokens", minimum: 0, promptCount: p.tokens.count,
                 contextLength: model.contextLength, promptParam: "prompt"))
         }
-        if let k = body.logprobs, k < 0 || k > 20 {
-            throw APIError.invalidValue("logprobs", "must be between 0 and 20.")
-        }
         let echo = body.echo ?? false
         let stream = body.stream ?? false
         if body.streamOptions != nil && !stream {
             throw APIError.invalidRequest("'stream_options' is only allowed when 'stream' is true.",
                                           param: "stream_options", code: "invalid_value")
-        }
-        guard prompts.count * n <= configuration.maxChoices else {
-            throw APIError.invalidValue("n", "prompts times n must be at most \(configuration.maxChoices).")
         }
         var requests: [GenerationRequest] = []
         for (pi, p) in prompts.enumerated() {

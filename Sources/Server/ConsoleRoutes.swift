@@ -8,22 +8,26 @@ import Hummingbird
 /// totals since the server started. The holder of --api-key is the admin; without --api-key the
 /// console is as open as the API.
 extension OpenAIServer {
-    func addConsoleRoutes(to router: Router<BasicRequestContext>) {
+    func addConsoleRoutes(to router: Router<ServerRequestContext>) {
         assets.addRoutes(to: router)
-        router.get("/v1/console/session") { _, _ in
+        for path in ["/", "/console/{file}"] {
+            routes.add(.get, path)
+            routes.add(.head, path)
+        }
+        router.on(.get, "/v1/console/session", in: routes) { _, _ in
             JSONResponse.make(status: .ok, self.consoleSession())
         }
-        router.get("/v1/deployments") { _, _ in
+        router.on(.get, "/v1/deployments", in: routes) { _, _ in
             JSONResponse.make(status: .ok, self.localDeployments())
         }
-        router.get("/v1/console/usage") { _, _ in
+        router.on(.get, "/v1/console/usage", in: routes) { _, _ in
             JSONResponse.make(status: .ok, self.localUsage())
         }
-        router.get("/v1/console/metrics") { _, _ in
+        router.on(.get, "/v1/console/metrics", in: routes) { _, _ in
             Response(status: .ok, headers: [.contentType: "application/json", .cacheControl: "no-store"],
                      body: .init(byteBuffer: self.feed.historyBody()))
         }
-        router.get("/v1/console/metrics/stream") { _, _ in
+        router.on(.get, "/v1/console/metrics/stream", in: routes) { _, _ in
             try self.feed.streamResponse()
         }
     }

@@ -804,34 +804,3 @@ public struct ErrorResponse: Codable, Sendable, Equatable {
 
     public init(error: Body) { self.error = error }
 }
-
-// MARK: - Key order of schemas
-
-/// A request that holds JSON Schemas, whose key order JSONDecoder does not keep: it is taken back
-/// from the body parsed in order.
-protocol CarriesSchemas {
-    var carriesSchemas: Bool { get }
-    mutating func restoreKeyOrder(from body: JSONValue)
-}
-
-extension ChatCompletionRequest: CarriesSchemas {
-    var carriesSchemas: Bool { responseFormat?.jsonSchema?.schema != nil || !(tools ?? []).isEmpty }
-
-    mutating func restoreKeyOrder(from body: JSONValue) {
-        if let schema = body["response_format"]?["json_schema"]?["schema"] { responseFormat?.jsonSchema?.schema = schema }
-        if let raw = body["tools"]?.arrayValue, var tools, raw.count == tools.count {
-            for (i, t) in raw.enumerated() {
-                if let p = t["function"]?["parameters"] { tools[i].function.parameters = p }
-            }
-            self.tools = tools
-        }
-    }
-}
-
-extension CompletionRequest: CarriesSchemas {
-    var carriesSchemas: Bool { responseFormat?.jsonSchema?.schema != nil }
-
-    mutating func restoreKeyOrder(from body: JSONValue) {
-        if let schema = body["response_format"]?["json_schema"]?["schema"] { responseFormat?.jsonSchema?.schema = schema }
-    }
-}

@@ -4,9 +4,11 @@ import Foundation
 import Grammar
 import HTTPTypes
 import Hummingbird
+import HummingbirdCore
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore
+import NIOHTTP1
 import ServiceLifecycle
 
 public struct ServerConfiguration: Sendable {
@@ -19,12 +21,25 @@ public struct ServerConfiguration: Sendable {
     public var maxChoices: Int
     /// The Retry-After header of a 429.
     public var retryAfterSeconds: Int
+    /// Seconds a connection may stay silent while a request is read (headers or body) or between
+    /// requests before it is closed. A response being written (a long generation) is not idle. Longer
+    /// than the 60 s that HTTP clients' pools keep idle connections, so that they close them first.
+    public var idleTimeoutSeconds: Double
+    /// Connections open at once; past it the server stops accepting until one closes (they wait in the
+    /// listen backlog), so file descriptors cannot run out.
+    public var maxConnections: Int
+    /// Largest request header block in bytes; larger ones get 431.
+    public var maxHeaderBytes: Int
 
-    public init(apiKey: String? = nil, maxBodyBytes: Int = 4 << 20, maxChoices: Int = 16, retryAfterSeconds: Int = 1) {
+    public init(apiKey: String? = nil, maxBodyBytes: Int = 4 << 20, maxChoices: Int = 16, retryAfterSeconds: Int = 1,
+                idleTimeoutSeconds: Double = 75, maxConnections: Int = 512, maxHeaderBytes: Int = 64 << 10) {
         self.apiKey = apiKey.flatMap { $0.isEmpty ? nil : $0 }
         self.maxBodyBytes = maxBodyBytes
         self.maxChoices = maxChoices
         self.retryAfterSeconds = retryAfterSeconds
+        self.idleTimeoutSeconds = idleTimeoutSeconds
+        self.maxConnections = maxConnections
+        self.maxHeaderBytes = maxHeaderBytes
     }
 }
 
@@ -66,6 +81,8 @@ public final class OpenAIServer: Sendable {
     /// Samples for the console's live charts; run it as a service beside the server.
     public let feed: MetricsFeed
     public let startedAt = Date()
+    /// What `makeRouter` routed, for 405s.
+    let routes = RouteTable()
     private let loaded: NIOLockedValueBox<ServedModel?>
 
     public init(configuration: ServerConfiguration = .init(), metrics: ServerMetrics = ServerMetrics(),
@@ -91,38 +108,38 @@ public final class OpenAIServer: Sendable {
 
     // MARK: HTTP
 
-    public func makeRouter() -> Router<BasicRequestContext> {
-        let router = Router()
+    public func makeRouter() -> Router<ServerRequestContext> {
+        let router = Router(context: ServerRequestContext.self)
         router.add(middleware: APIMiddleware(server: self))
 
-        router.get("/health") { _, _ in JSONResponse.make(status: .ok, ["status": "ok"]) }
-        router.get("/ready") { _, _ in
+        router.on(.get, "/health", in: routes) { _, _ in JSONResponse.make(status: .ok, ["status": "ok"]) }
+        router.on(.get, "/ready", in: routes) { _, _ in
             if let model = self.model {
                 return JSONResponse.make(status: .ok, ["status": "ready", "model": model.id])
             }
             return JSONResponse.make(status: .serviceUnavailable, ["status": "loading"])
         }
-        router.get("/metrics") { _, _ in
+        router.on(.get, "/metrics", in: routes) { _, _ in
             let body = self.metrics.exposition(stats: self.model?.service.stats)
             return Response(
                 status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
                 body: .init(byteBuffer: ByteBuffer(bytes: body)))
         }
-        router.get("/v1/models") { _, _ in
+        router.on(.get, "/v1/models", in: routes) { _, _ in
             guard let model = self.model else { throw APIError.modelLoading }
             return JSONResponse.make(status: .ok, ModelList(data: [self.modelObject(model)]))
         }
-        router.get("/v1/models/{id}") { _, context in
+        router.on(.get, "/v1/models/{id}", in: routes) { _, context in
             let id = context.parameters.get("id") ?? ""
             return JSONResponse.make(status: .ok, self.modelObject(try self.model(named: id)))
         }
-        router.post("/v1/chat/completions") { request, context in
+        router.on(.post, "/v1/chat/completions", in: routes) { request, context in
             let body = try await self.decodeBody(ChatCompletionRequest.self, request)
-            return try await self.chatCompletion(body, logger: context.logger)
+            return try await self.chatCompletion(body, logger: context.logger, clientGone: context.clientGone)
         }
-        router.post("/v1/completions") { request, context in
+        router.on(.post, "/v1/completions", in: routes) { request, context in
             let body = try await self.decodeBody(CompletionRequest.self, request)
-            return try await self.completion(body, logger: context.logger)
+            return try await self.completion(body, logger: context.logger, clientGone: context.clientGone)
         }
         addConsoleRoutes(to: router)
         return router
@@ -135,9 +152,17 @@ public final class OpenAIServer: Sendable {
         host: String, port: Int, logger: Logger, services: [any Service] = [],
         onListening: @escaping @Sendable (String, Int) async -> Void = { _, _ in }
     ) -> some ApplicationProtocol {
-        Application(
+        let c = configuration, metrics = metrics
+        let http = HTTP1Channel.Configuration(
+            additionalChannelHandlers: [HTTPParseErrorResponder(metrics: metrics)],
+            idleTimeout: .nanoseconds(Int64(c.idleTimeoutSeconds * 1e9)),
+            httpDecoderConfiguration: .init(maxHeaderFieldSize: c.maxHeaderBytes, maxHeaderListSize: c.maxHeaderBytes))
+        return Application(
             router: makeRouter(),
-            configuration: ApplicationConfiguration(address: .hostname(host, port: port), serverName: "swiftlet"),
+            server: .http1(configuration: http),
+            configuration: ApplicationConfiguration(
+                address: .hostname(host, port: port), serverName: "swiftlet",
+                availableConnectionsDelegate: MaximumAvailableConnections(c.maxConnections, logger: logger)),
             services: services,
             onServerRunning: { channel in await onListening(host, channel.localAddress?.port ?? port) },
             logger: logger)
@@ -160,24 +185,37 @@ public final class OpenAIServer: Sendable {
             buffer = try await request.collectBody(upTo: limit)
         } catch is NIOTooManyBytesError {
             throw APIError.bodyTooLarge(limit: limit)
+        } catch let e as HTTPParserError where e != .invalidEOFState {
+            throw APIError.invalidRequest("The request body is not valid HTTP/1.1 (\(e)).", code: "invalid_http")
+        } catch {
+            // The connection ended before the body did: the client went away, the server is fine.
+            throw APIError.clientDisconnected
         }
         return try Self.decodeJSON(type, from: Data(buffer.readableBytesView))
     }
 
+    /// Deepest nesting of a request body (a schema nested to the schema compiler's limit fits).
+    public static let maxBodyDepth = 128
+
     /// Decodes a request body; every failure is an APIError (400) naming the parameter where possible.
+    /// The body is parsed once in linear time (deeper than `maxBodyDepth`: 400 at once); the free-form
+    /// values in it (schemas) are taken whole from that parse, with their keys in order.
     public static func decodeJSON<T: Decodable>(_ type: T.Type, from data: Data) throws -> T {
         guard String(validating: data, as: UTF8.self) != nil else {
             throw APIError.invalidRequest("The request body is not valid UTF-8.", code: "invalid_json")
         }
+        let decoder = JSONDecoder()
         do {
-            let value = try JSONDecoder().decode(T.self, from: data)
-            // JSONDecoder loses the order of object keys; schemas are generated in their properties' order.
-            if var carrier = value as? any CarriesSchemas, carrier.carriesSchemas,
-               let tree = try? JSONValue.parse(Array(data)) {
-                carrier.restoreKeyOrder(from: tree)
-                return carrier as! T
-            }
-            return value
+            decoder.userInfo[.jsonValueDocument] = try JSONValue.parse(Array(data), maxDepth: maxBodyDepth)
+        } catch let e where e.tooDeep {
+            throw APIError.invalidRequest(
+                "The JSON body nests deeper than \(maxBodyDepth) levels\(e.topLevelKey.map { " (in '\($0)')" } ?? "").",
+                param: e.topLevelKey, code: "json_too_deep")
+        } catch {
+            // Not JSON (or a number out of range): JSONDecoder below says what is wrong.
+        }
+        do {
+            return try decoder.decode(T.self, from: data)
         } catch DecodingError.dataCorrupted(let ctx) where ctx.codingPath.isEmpty {
             if let error = JSONDiagnostics.unrepresentableNumber(in: Array(data)) { throw error }
             throw APIError.invalidJSON
@@ -192,7 +230,7 @@ public final class OpenAIServer: Sendable {
 /// Authentication, OpenAI-shaped errors for everything that goes wrong, and request metrics. The
 /// console's static files are public (they hold no data); what they read is under /v1/.
 public struct APIMiddleware: RouterMiddleware {
-    public typealias Context = BasicRequestContext
+    public typealias Context = ServerRequestContext
     let server: OpenAIServer
 
     public init(server: OpenAIServer) { self.server = server }
@@ -205,6 +243,9 @@ public struct APIMiddleware: RouterMiddleware {
         } catch {
             let apiError = classify(error, request: request, context: context)
             server.metrics.error(status: Int(apiError.status.code), code: apiError.code ?? apiError.type)
+            if apiError == .clientDisconnected {
+                context.logger.info("client disconnected while sending the request")
+            }
             response = JSONResponse.make(status: apiError.status, apiError.body, headers: apiError.headers)
         }
         server.metrics.request(endpoint: context.endpointPath ?? "unmatched", status: Int(response.status.code))
@@ -222,7 +263,13 @@ public struct APIMiddleware: RouterMiddleware {
     private func classify(_ error: Error, request: Request, context: Context) -> APIError {
         if let e = APIError.from(error) { return e }
         if let e = error as? HTTPError {
-            if e.status == .notFound { return .unknownURL(request.method, request.uri.path) }
+            if e.status == .notFound {
+                let allowed = server.routes.methods(for: request.uri.path)
+                if !allowed.isEmpty && !allowed.contains(request.method) {
+                    return .methodNotAllowed(request.method, request.uri.path, allowed: allowed)
+                }
+                return .unknownURL(request.method, request.uri.path)
+            }
             if e.status == .contentTooLarge { return .bodyTooLarge(limit: server.configuration.maxBodyBytes) }
             if e.status.code < 500 {
                 return APIError(status: e.status, message: e.body ?? e.status.reasonPhrase, type: "invalid_request_error")

@@ -25,7 +25,9 @@ struct ReplyShape {
 
 extension OpenAIServer {
     /// The constraint of `response_format` (nil for text), or a 400 naming the schema keyword at fault.
-    static func constraint(for format: ResponseFormat?) throws -> OutputConstraint? {
+    static func constraint(for format: ResponseFormat?, clientGone: @escaping @Sendable () -> Bool = { false }) throws
+        -> OutputConstraint?
+    {
         guard let format else { return nil }
         switch format.type {
         case "text": return nil
@@ -36,13 +38,21 @@ extension OpenAIServer {
                                               param: "response_format.json_schema", code: "missing_required_parameter")
             }
             do {
-                return try .jsonSchema(spec.schema ?? .bool(true))
+                return try OutputConstraint(grammar: Grammar.jsonSchema(spec.schema ?? .bool(true), limits: limits(clientGone)))
             } catch {
+                if clientGone() { throw APIError.clientDisconnected }
                 throw schemaError(error, param: "response_format", what: "response_format")
             }
         default:
             throw APIError.invalidValue("response_format.type", "'\(format.type)' is not one of 'text', 'json_object', 'json_schema'.")
         }
+    }
+
+    /// Grammar limits that stop compiling once the client is gone.
+    static func limits(_ clientGone: @escaping @Sendable () -> Bool) -> GrammarLimits {
+        var limits = GrammarLimits()
+        limits.shouldStop = clientGone
+        return limits
     }
 
     static func schemaError(_ e: SchemaError, param: String, what: String) -> APIError {
@@ -56,9 +66,11 @@ extension OpenAIServer {
     }
 
     /// Checks `tools`, `tool_choice` and `parallel_tool_calls` and builds the reply's grammar.
-    static func replyShape(_ body: ChatCompletionRequest) throws -> ReplyShape {
+    static func replyShape(_ body: ChatCompletionRequest, clientGone: @escaping @Sendable () -> Bool = { false }) throws
+        -> ReplyShape
+    {
         var shape = ReplyShape()
-        let format = try constraint(for: body.responseFormat)
+        let format = try constraint(for: body.responseFormat, clientGone: clientGone)
         shape.constraint = format
         let tools = body.tools ?? []
         if tools.isEmpty {
@@ -69,6 +81,10 @@ extension OpenAIServer {
             return shape
         }
         var callSchemas: [String: JSONValue] = [:]
+        // The tools share one budget of grammar states (they all go into the reply's grammar), so a
+        // request's compilation work is bounded however many tools it has.
+        var statesLeft = GrammarLimits().maxStates
+        let limits = limits(clientGone)
         for (i, tool) in tools.enumerated() {
             guard tool.type == "function" else {
                 throw APIError.invalidValue("tools[\(i)].type", "only 'function' tools are supported.")
@@ -86,8 +102,11 @@ extension OpenAIServer {
                 throw APIError.invalidValue("tools[\(i)].function.parameters", "must be a JSON Schema object.")
             }
             do {
-                _ = try Grammar.jsonSchema(parameters)
+                var limits = limits
+                limits.maxStates = statesLeft
+                statesLeft -= try Grammar.jsonSchema(parameters, limits: limits).stateCount
             } catch {
+                if clientGone() { throw APIError.clientDisconnected }
                 throw schemaError(error, param: "tools[\(i)].function.parameters", what: "function '\(name)'")
             }
             callSchemas[name] = .object([
@@ -123,19 +142,20 @@ extension OpenAIServer {
         do {
             switch (choice, format) {
             case (.auto, nil):
-                shape.constraint = OutputConstraint(grammar: try Grammar.jsonSchemaOrText(calls))
+                shape.constraint = OutputConstraint(grammar: try Grammar.jsonSchemaOrText(calls, limits: limits))
                 shape.jsonMeansToolCall = true
             case (.auto, _?):
                 // A tool call or the reply the response format asks for, told apart by their shape.
                 let reply: JSONValue = body.responseFormat?.type == "json_object"
                     ? .object([("type", .string("object"))])
                     : body.responseFormat?.jsonSchema?.schema ?? .bool(true)
-                shape.constraint = .init(grammar: try Grammar.jsonSchema(.object([("anyOf", .array([calls, reply]))])))
+                shape.constraint = .init(grammar: try Grammar.jsonSchema(.object([("anyOf", .array([calls, reply]))]), limits: limits))
             default:
-                shape.constraint = .init(grammar: try Grammar.jsonSchema(calls))
+                shape.constraint = .init(grammar: try Grammar.jsonSchema(calls, limits: limits))
                 shape.jsonMeansToolCall = true
             }
         } catch {
+            if clientGone() { throw APIError.clientDisconnected }
             throw schemaError(error, param: "tools", what: "tools")
         }
         return shape

@@ -62,6 +62,14 @@ struct ServerOptions: ParsableArguments {
     @Option(name: .long, help: "Seconds that requests in flight get to finish on shutdown.")
     var shutdownGrace = 30
 
+    @Option(name: .long, help: ArgumentHelp(
+        "Seconds a connection may stay silent before it is closed: while its request's headers or body are read, or between requests.",
+        discussion: "A response being generated is not idle, however long it takes."))
+    var idleTimeout: Double = 75
+
+    @Option(name: .long, help: "Connections open at once; more wait to be accepted until one closes.")
+    var maxConnections = 512
+
     func validate() throws {
         guard (0...65535).contains(port) else { throw ValidationError("--port must be between 0 and 65535") }
         guard maxQueue >= 0 else { throw ValidationError("--max-queue must be >= 0") }
@@ -72,6 +80,10 @@ struct ServerOptions: ParsableArguments {
         }
         guard maxBodyBytes > 0 else { throw ValidationError("--max-body-bytes must be positive") }
         guard shutdownGrace >= 0 else { throw ValidationError("--shutdown-grace must be >= 0") }
+        guard idleTimeout.isFinite, idleTimeout > 0, idleTimeout <= 86400 else {
+            throw ValidationError("--idle-timeout must be between 0 and 86400 seconds (excluding 0)")
+        }
+        guard maxConnections >= 1 else { throw ValidationError("--max-connections must be >= 1") }
     }
 
     var engineOptions: BatchEngine.Options {
@@ -91,7 +103,8 @@ struct ServerOptions: ParsableArguments {
         onListening: @escaping @Sendable (String, Int) -> Void = { _, _ in },
         companions: (OpenAIServer) -> [any Service] = { _ in [] }
     ) async throws {
-        let server = OpenAIServer(configuration: ServerConfiguration(apiKey: apiKey, maxBodyBytes: maxBodyBytes))
+        let server = OpenAIServer(configuration: ServerConfiguration(
+            apiKey: apiKey, maxBodyBytes: maxBodyBytes, idleTimeoutSeconds: idleTimeout, maxConnections: maxConnections))
         let loader = ModelLoader(options: modelOptions, engineOptions: engineOptions, aliases: aliases, server: server,
                                  logger: logger)
         let app = server.makeApplication(host: host, port: port, logger: logger, services: [loader]) { host, port in

@@ -181,6 +181,29 @@ import Testing
         }
     }
 
+    /// max_tokens 0 asks for the prompt only: with prompt logprobs they come back, nothing is sampled
+    /// (this used to hit the "token after the end of generation" precondition and kill the process).
+    @Test func zeroTokenRequestsSampleNothing() async throws {
+        guard let e = try engineOrSkip() else { return }
+        let prompt = e.encode("The capital of France is Paris, and the capital of Italy is Rome.")
+        let echo = GenerationRequest(promptTokens: prompt, maxTokens: 0, logprobs: 1, promptLogprobs: true)
+        let alone = try e.generate(GenerationRequest(promptTokens: prompt, maxTokens: 1, logprobs: 1, promptLogprobs: true))
+        var options = BatchEngine.Options()
+        options.kvCacheBytes = 64 << 20
+        let engine = try BatchEngine(engine: e, options: options)
+        defer { engine.shutdown() }
+        let plain = GenerationRequest(promptTokens: prompt, maxTokens: 0)
+        let results = try await Self.runAll(engine, [echo, plain, greedy(e, "Hello there", 4), echo])
+        for r in [results[0], results[3]] {
+            #expect(r.tokens.isEmpty && r.text.isEmpty && r.finishReason == .length)
+            #expect(r.promptLogprobs == alone.promptLogprobs && r.promptLogprobs.count == prompt.count - 1)
+        }
+        #expect(results[1].tokens.isEmpty && results[1].promptLogprobs.isEmpty && results[1].finishReason == .length)
+        #expect(results[2].tokens.count == 4)
+        try await Self.waitUntilIdle(engine)
+        #expect(engine.stats.kvBlocksUsed == 0)
+    }
+
     @Test func higherPriorityRunsFirst() async throws {
         guard let e = try engineOrSkip() else { return }
         var options = BatchEngine.Options()

@@ -195,6 +195,10 @@ private func jsonObject(_ value: some Encodable) throws -> [String: Any] {
             (SamplingRequest(logitBias: ["-1": 1]), "logit_bias"),
             (SamplingRequest(logitBias: ["5": 101]), "logit_bias"),
             (SamplingRequest(n: 0), "n"),
+            (SamplingRequest(n: 17), "n"),
+            (SamplingRequest(n: Int.max), "n"),
+            (SamplingRequest(n: Int.min), "n"),
+            (SamplingRequest(logitBias: Dictionary(uniqueKeysWithValues: (0...100).map { (String($0), 1.0) })), "logit_bias"),
             (SamplingRequest(stop: StopSequences(Array(repeating: "s", count: 17))), "stop"),
         ]
         for (request, param) in bad {

@@ -40,7 +40,7 @@ struct SinkWriter: ResponseBodyWriter {
 
 /// Sends requests straight to the router, as the HTTP server would (no sockets).
 struct RouterClient {
-    let responder: RouterResponder<BasicRequestContext>
+    let responder: RouterResponder<ServerRequestContext>
 
     init(_ server: OpenAIServer) { responder = server.makeRouter().buildResponder() }
 
@@ -57,12 +57,16 @@ struct RouterClient {
         var error: [String: Any]? { (try? json())?["error"] as? [String: Any] }
     }
 
+    /// With `clientGone`, the request arrives on a connection that has already closed.
     func send(_ method: HTTPRequest.Method, _ path: String, body: String? = nil, headers: HTTPFields = [:],
-              failAfterWrites: Int? = nil) async throws -> Reply {
+              failAfterWrites: Int? = nil, clientGone: Bool = false) async throws -> Reply {
         let head = HTTPRequest(method: method, scheme: "http", authority: "127.0.0.1", path: path, headerFields: headers)
         let request = Request(head: head, body: RequestBody(buffer: ByteBuffer(string: body ?? "")))
-        let context = BasicRequestContext(source: ApplicationRequestContextSource(
-            channel: EmbeddedChannel(), logger: Logger(label: "test")))
+        // A connected channel, as a client's; closed before the request for a client that has gone.
+        let channel = EmbeddedChannel()
+        channel.connect(to: try SocketAddress(ipAddress: "127.0.0.1", port: 9), promise: nil)
+        if clientGone { channel.close(promise: nil) }
+        let context = ServerRequestContext(source: ApplicationRequestContextSource(channel: channel, logger: Logger(label: "test")))
         let response = try await responder.respond(to: request, context: context)
         let sink = BodySink(failAfter: failAfterWrites)
         var bodyError: Error?
@@ -74,15 +78,16 @@ struct RouterClient {
         return Reply(status: response.status, headers: response.headers, body: sink.text, bodyError: bodyError)
     }
 
-    func post(_ path: String, _ json: String, headers: HTTPFields = [:], failAfterWrites: Int? = nil) async throws -> Reply {
+    func post(_ path: String, _ json: String, headers: HTTPFields = [:], failAfterWrites: Int? = nil,
+              clientGone: Bool = false) async throws -> Reply {
         var headers = headers
         headers[.contentType] = "application/json"
-        return try await send(.post, path, body: json, headers: headers, failAfterWrites: failAfterWrites)
+        return try await send(.post, path, body: json, headers: headers, failAfterWrites: failAfterWrites, clientGone: clientGone)
     }
 }
 
 /// Polls `condition` without suspending (see GenerationServiceTests).
-private func waitUntil(_ what: String, _ condition: () -> Bool) {
+func waitUntil(_ what: String, _ condition: () -> Bool) {
     for _ in 0..<120_000 {
         if condition() { return }
         usleep(1000)
@@ -92,7 +97,7 @@ private func waitUntil(_ what: String, _ condition: () -> Bool) {
 
 /// A server on the real model with its own engine thread (stopped by `shutdown`), running one sequence
 /// at a time with room for 4 waiting ones.
-private func modelServer(apiKey: String? = nil) throws -> (OpenAIServer, BatchEngine, InferenceEngine)? {
+func modelServer(apiKey: String? = nil) throws -> (OpenAIServer, BatchEngine, InferenceEngine)? {
     if TestModel.skipped { return nil }
     let engine = try TestModel.engine()
     var options = BatchEngine.Options()
@@ -121,15 +126,25 @@ private func modelServer(apiKey: String? = nil) throws -> (OpenAIServer, BatchEn
         #expect(metrics.body.contains(#"swiftlet_http_requests_total{endpoint="/ready",status="503"} 1"#))
     }
 
-    @Test func unknownRoutesAndMethodsAre404InOpenAIShape() async throws {
+    @Test func unknownRoutesAre404AndWrongMethods405InOpenAIShape() async throws {
         let client = RouterClient(OpenAIServer())
-        for (method, path) in [(HTTPRequest.Method.get, "/v1/nope"), (.get, "/v1/chat/completions"), (.delete, "/health")] {
+        let cases: [(HTTPRequest.Method, String, HTTPResponse.Status, String?)] = [
+            (.get, "/v1/nope", .notFound, nil), (.post, "/v1/models/x/y", .notFound, nil),
+            (.get, "/v1/chat/completions", .methodNotAllowed, "POST"), (.put, "/v1/completions", .methodNotAllowed, "POST"),
+            (.delete, "/health", .methodNotAllowed, "GET"), (.post, "/v1/models/smollm2", .methodNotAllowed, "GET"),
+            (.post, "/console/app.js", .methodNotAllowed, "GET, HEAD"), (.get, "/console/nope.js", .notFound, nil),
+        ]
+        for (method, path, status, allow) in cases {
             let r = try await client.send(method, path)
-            #expect(r.status == .notFound)
+            #expect(r.status == status, "\(method) \(path)")
+            #expect(r.headers[.allow] == allow, "\(method) \(path)")
             let error = try #require(r.error)
             #expect(Set(error.keys) == ["message", "type", "param", "code"])
             #expect((error["message"] as? String)?.contains(path) == true)
+            #expect(error["code"] as? String == (status == .notFound ? "unknown_url" : "method_not_allowed"))
         }
+        let metrics = try await client.send(.get, "/metrics")
+        #expect(metrics.body.contains(#"swiftlet_errors_total{status="405",code="method_not_allowed"} 5"#))
     }
 
     @Test func keysAreCheckedOnV1Only() async throws {
@@ -153,7 +168,7 @@ private func modelServer(apiKey: String? = nil) throws -> (OpenAIServer, BatchEn
 
     @Test func internalErrorsDoNotLeak() async throws {
         struct Secret: Error, CustomStringConvertible { var description: String { "secret-internal-detail" } }
-        let router = Router()
+        let router = Router(context: ServerRequestContext.self)
         router.add(middleware: APIMiddleware(server: OpenAIServer()))
         router.get("/boom") { _, _ -> Response in throw Secret() }
         let client = RouterClient(responder: router.buildResponder())
@@ -164,7 +179,7 @@ private func modelServer(apiKey: String? = nil) throws -> (OpenAIServer, BatchEn
 }
 
 extension RouterClient {
-    init(responder: RouterResponder<BasicRequestContext>) { self.responder = responder }
+    init(responder: RouterResponder<ServerRequestContext>) { self.responder = responder }
 }
 
 @Suite(.serialized) struct ModelRoutingTests {

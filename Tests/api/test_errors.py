@@ -128,7 +128,10 @@ def test_unknown_model(server, client):
 def test_unknown_route_and_method(server):
     err = error_of(server.get("/v1/nothing-here"), 404)
     assert "/v1/nothing-here" in err["message"]
-    error_of(server.get(CHAT), 404)
+    r = server.get(CHAT)
+    assert error_of(r, 405)["code"] == "method_not_allowed" and r.headers["Allow"] == "POST"
+    r = requests.delete(server.url + "/health", timeout=10)
+    assert error_of(r, 405)["code"] == "method_not_allowed" and r.headers["Allow"] == "GET"
     error_of(requests.get(server.url + "/favicon.ico"), 404)
 
 

@@ -69,7 +69,11 @@ public final class Gateway: Sendable {
         costs = CostMeter(window: config.gateway.costWindow)
         var clientConfig = HTTPClient.Configuration()
         clientConfig.timeout = .init(connect: .seconds(2), read: .minutes(10))
-        clientConfig.connectionPool = .init(idleTimeout: .seconds(30))
+        // Every stream holds a connection to its replica: the client's default of 8 per host queued the
+        // rest inside the pool, unseen by routing and the drain. A dead replica fails fast (no reconnect
+        // loop): the gateway retries the request on another.
+        clientConfig.connectionPool = .init(idleTimeout: .seconds(30), concurrentHTTP1ConnectionsPerHostSoftLimit: 4096)
+        clientConfig.connectionPool.retryConnectionEstablishment = false
         client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: clientConfig)
         supervisor = Supervisor(
             registry: registry, executable: Supervisor.currentExecutable, clusterToken: clusterToken,

@@ -118,8 +118,12 @@ def client(gateway, key, deadline, seed, args, results, lock):
                 result |= {"kind": "bad", "forwarded": forwarded}
                 r = session.post(url, data=body, headers=headers, timeout=300)
                 result["id"] = r.headers.get("x-request-id")
-                ok = 400 <= r.status_code < 500 and set(r.json().get("error", {})) >= {"message", "type", "code"}
-                result["outcome"] = "rejected" if ok else "lost"
+                error = r.json().get("error", {})
+                shaped = set(error) >= {"message", "type", "code"}
+                # A 5xx is clean too (the replica it reached was killed and no retry got through), but counted apart.
+                result["outcome"] = ("rejected" if r.status_code < 500 else "error") if shaped and r.status_code >= 400 \
+                    else "lost"
+                result["code"] = error.get("code")
                 result["status"] = r.status_code
             else:
                 prompt = rng.choice(PROMPTS)
@@ -136,7 +140,8 @@ def client(gateway, key, deadline, seed, args, results, lock):
                 else:
                     error = r.json().get("error", {})
                     clean = r.status_code >= 400 and set(error) >= {"message", "type", "code"}
-                    result |= {"outcome": "error" if clean else "lost", "code": error.get("code")}
+                    result |= {"outcome": "error" if clean else "lost", "code": error.get("code"),
+                               "message": error.get("message", "")[:200]}
         except (requests.exceptions.RequestException, ValueError) as e:
             result |= {"outcome": "lost", "exception": repr(e)}
         result["at"] = time.monotonic()
@@ -295,6 +300,13 @@ def main():
         restarts = len(first_seen) - 3  # beyond the gateway and the first two workers
         gateway_alive = gateway.process.alive()
         code = gateway.stop()
+        log_path = os.path.join(tmp, "gateway.log")
+        with open(log_path, "w") as f:
+            f.write("\n".join(gateway.process.lines) + "\n")
+        errors = {}
+        for r in results:
+            if r["outcome"] in ("error", "interrupted"):
+                errors[f'{r["status"]} {r.get("code") or r.get("error")}'] = errors.get(f'{r["status"]} {r.get("code") or r.get("error")}', 0) + 1
         figures = {
             "minutes": args.minutes, "streams": args.streams, "elapsed_s": round(elapsed),
             "requests": len(results),
@@ -304,6 +316,7 @@ def main():
             "ledger_mismatches": len(mismatches),
             "completed_streams_per_s": round(len(by.get(("stream", "completed"), [])) / elapsed, 2),
             "completion_tokens_per_s": round(seen["completion"] / elapsed, 1),
+            "clean_errors_by_status_and_code": errors, "gateway_log": log_path,
             "memory": memory_report, "gateway_alive_at_end": gateway_alive, "gateway_exit_code": code,
             "failures": failures,
         }

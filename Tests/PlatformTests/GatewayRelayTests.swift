@@ -17,9 +17,21 @@ final class ScriptedReplica: Sendable {
     struct Broken: Error {}
 
     /// `events` are the SSE data lines, in order; with `cut` the connection drops after them.
-    static func start(events: [String], promptTokens: Int?, cut: Bool, pause: Duration = .zero) async throws -> ScriptedReplica {
+    /// Streams open at once, and the most seen; with `barrier`, each stream waits (at most 20 s) until
+    /// that many are open before it answers.
+    let open: OpenStreams
+
+    static func start(events: [String], promptTokens: Int?, cut: Bool, pause: Duration = .zero,
+                      barrier: Int = 0) async throws -> ScriptedReplica {
         let router = Hummingbird.Router(context: BasicRequestContext.self)
+        let open = OpenStreams()
         router.post("/v1/chat/completions") { _, _ in
+            open.opened()
+            let deadline = ContinuousClock.now + .seconds(20)
+            while open.most < barrier, ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(10))
+            }
+            defer { open.closed() }
             var headers: HTTPFields = [.contentType: "text/event-stream"]
             if let promptTokens { headers[HTTPField.Name(OpenAIServer.promptTokensHeader)!] = String(promptTokens) }
             return Response(status: .ok, headers: headers, body: ResponseBody { writer in
@@ -41,12 +53,13 @@ final class ScriptedReplica: Sendable {
         let task = Task { try await app.runService(gracefulShutdownSignals: []) }
         var it = ports.makeAsyncIterator()
         let port = try #require(await it.next())
-        return ScriptedReplica(url: "http://127.0.0.1:\(port)", task: task)
+        return ScriptedReplica(url: "http://127.0.0.1:\(port)", task: task, open: open)
     }
 
-    init(url: String, task: Task<Void, Error>) {
+    init(url: String, task: Task<Void, Error>, open: OpenStreams) {
         self.url = url
         self.task = task
+        self.open = open
     }
 
     func stop() async {
@@ -59,6 +72,15 @@ final class ScriptedReplica: Sendable {
     static let finish = #"{"id":"c","object":"chat.completion.chunk","choices":[{"index":0,"delta":{},"finish_reason":"stop"}],"usage":null}"#
     static let usage = #"{"id":"c","object":"chat.completion.chunk","choices":[],"usage":{"prompt_tokens":37,"completion_tokens":1,"total_tokens":38}}"#
     static let error = #"{"error":{"message":"the engine failed","type":"server_error","param":null,"code":null}}"#
+}
+
+final class OpenStreams: @unchecked Sendable {
+    private let lock = NSLock()
+    private var now = 0
+    private var peak = 0
+    func opened() { lock.withLock { now += 1; peak = max(peak, now) } }
+    func closed() { lock.withLock { now -= 1 } }
+    var most: Int { lock.withLock { peak } }
 }
 
 /// Gateway over scripted replicas registered by hand (placement east, then west); no services run.
@@ -85,12 +107,15 @@ final class RelayFixture: @unchecked Sendable {
         client = GatewayClient(responder: gateway.makeRouter().buildResponder())
     }
 
+    @discardableResult
     func add(_ id: String, cluster: String, events: [String], promptTokens: Int? = 37, cut: Bool = false,
-             pause: Duration = .zero) async throws {
-        let r = try await ScriptedReplica.start(events: events, promptTokens: promptTokens, cut: cut, pause: pause)
+             pause: Duration = .zero, barrier: Int = 0) async throws -> ScriptedReplica {
+        let r = try await ScriptedReplica.start(events: events, promptTokens: promptTokens, cut: cut, pause: pause,
+                                                barrier: barrier)
         replicas.append(r)
         gateway.registry.register(id: id, deployment: "chat", cluster: cluster, url: r.url, pid: nil, state: .ready,
                                   load: .init())
+        return r
     }
 
     func stream() async throws -> GatewayClient.Reply {
@@ -184,6 +209,24 @@ final class RelayFixture: @unchecked Sendable {
         #expect(refused.status == .serviceUnavailable && refused.error?["code"] as? String == "shutting_down")
         #expect(try await f.client.send(.get, "/ready").status == .serviceUnavailable)
         #expect(try await f.client.send(.get, "/health").status == .ok)
+        await f.close()
+    }
+
+    /// Every stream holds its own connection to the replica: 24 at once all reach it together (the HTTP
+    /// client's default pool held 8 per host and queued the rest where routing could not see them).
+    @Test func manyStreamsToOneReplicaAreNotQueuedInTheClient() async throws {
+        let f = try RelayFixture()
+        let streams = 24
+        let replica = try await f.add("east-1", cluster: "east", events: [ScriptedReplica.role, ScriptedReplica.token,
+                                                                         ScriptedReplica.finish, ScriptedReplica.usage, "[DONE]"],
+                                      barrier: streams)
+        let replies = try await withThrowingTaskGroup(of: GatewayClient.Reply.self) { group in
+            for _ in 0..<streams { group.addTask { try await f.stream() } }
+            return try await group.reduce(into: []) { $0.append($1) }
+        }
+        #expect(replica.open.most == streams)
+        #expect(replies.allSatisfy { $0.status == .ok && $0.body.hasSuffix("data: [DONE]\n\n") })
+        #expect(try f.gateway.ledger.records().filter { $0.status == .completed }.count == streams)
         await f.close()
     }
 

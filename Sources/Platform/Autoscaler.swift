@@ -107,6 +107,11 @@ public final class Autoscaler: Service, Sendable {
     }
 
     public func run() async throws {
+        // Workers register with the gateway's address: nothing starts before it listens (the services
+        // start before the HTTP server binds).
+        while !supervisor.isListening && !Task.isShuttingDownGracefully && !Task.isCancelled {
+            try? await Task.sleep(for: .milliseconds(10))
+        }
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
             tick()
             try? await Task.sleep(for: .milliseconds(Int(interval * 1000)))
@@ -145,6 +150,8 @@ public final class Autoscaler: Service, Sendable {
                 do {
                     _ = try supervisor.start(deployment: d, cluster: cluster)
                 } catch SupervisorError.backingOff {
+                    break
+                } catch SupervisorError.stopping {
                     break
                 } catch {
                     logger.error("cannot start a replica of \(d.name): \(error)")

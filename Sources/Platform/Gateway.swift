@@ -55,6 +55,7 @@ public final class Gateway: Sendable {
     /// Upper bound on one upstream request, streaming included.
     let upstreamTimeout: TimeAmount = .minutes(30)
     private let coldStarts = NIOLockedValueBox<[String: ColdStartStats]>([:])
+    let traffic = NIOLockedValueBox(Traffic())
 
     public init(config: PlatformConfig, database: PlatformDatabase, clusterToken: String, modelsDir: String?,
                 logger: Logger, assets: ConsoleAssets = .load()) {
@@ -68,7 +69,11 @@ public final class Gateway: Sendable {
         costs = CostMeter(window: config.gateway.costWindow)
         var clientConfig = HTTPClient.Configuration()
         clientConfig.timeout = .init(connect: .seconds(2), read: .minutes(10))
-        clientConfig.connectionPool = .init(idleTimeout: .seconds(30))
+        // Every stream holds a connection to its replica: the client's default of 8 per host queued the
+        // rest inside the pool, unseen by routing and the drain. A dead replica fails fast (no reconnect
+        // loop): the gateway retries the request on another.
+        clientConfig.connectionPool = .init(idleTimeout: .seconds(30), concurrentHTTP1ConnectionsPerHostSoftLimit: 4096)
+        clientConfig.connectionPool.retryConnectionEstablishment = false
         client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: clientConfig)
         supervisor = Supervisor(
             registry: registry, executable: Supervisor.currentExecutable, clusterToken: clusterToken,
@@ -108,6 +113,47 @@ public final class Gateway: Sendable {
         try? await client.shutdown()
     }
 
+    /// Generation requests in flight (a stream until its end), and whether the gateway drains.
+    struct Traffic: Sendable {
+        var inFlight = 0
+        var draining = false
+    }
+
+    /// One generation request in flight: counted until it is dropped, with the stream's body if it has one.
+    final class InFlight: Sendable {
+        let traffic: NIOLockedValueBox<Traffic>
+        init(_ traffic: NIOLockedValueBox<Traffic>) { self.traffic = traffic }
+        deinit { traffic.withLockedValue { $0.inFlight -= 1 } }
+    }
+
+    /// A ticket for a new generation request; nil while draining.
+    func admitTraffic() -> InFlight? {
+        let admitted = traffic.withLockedValue { t in
+            guard !t.draining else { return false }
+            t.inFlight += 1
+            return true
+        }
+        return admitted ? InFlight(traffic) : nil
+    }
+
+    public var isDraining: Bool { traffic.withLockedValue { $0.draining } }
+
+    /// Graceful shutdown while the listener is still open: new generation requests get 503, those in
+    /// flight get up to `grace` seconds, then the workers this gateway started are stopped: they
+    /// deregister through the open listener and exit at once instead of retrying a closed port.
+    public func drain(grace: Double) async {
+        let waiting = traffic.withLockedValue { t in
+            t.draining = true
+            return t.inFlight
+        }
+        logger.info("draining: \(waiting) requests in flight")
+        let deadline = ReplicaRegistry.now() + grace
+        while traffic.withLockedValue({ $0.inFlight }) > 0, ReplicaRegistry.now() < deadline, !Task.isCancelled {
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+        await supervisor.stopAll()
+    }
+
     public func coldStartStats(_ deployment: String) -> ColdStartStats {
         coldStarts.withLockedValue { $0[deployment] ?? ColdStartStats() }
     }
@@ -118,7 +164,9 @@ public final class Gateway: Sendable {
         let router = Hummingbird.Router()
         router.add(middleware: GatewayErrorMiddleware(logger: logger, live: metrics.live))
         router.get("/health") { _, _ in Self.json(.ok, ["status": "ok"]) }
-        router.get("/ready") { _, _ in Self.json(.ok, ["status": "ready"]) }
+        router.get("/ready") { _, _ in
+            self.isDraining ? Self.json(.serviceUnavailable, ["status": "draining"]) : Self.json(.ok, ["status": "ready"])
+        }
         router.get("/metrics") { _, _ in
             Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
                      body: .init(byteBuffer: ByteBuffer(bytes: self.exposition())))
@@ -167,8 +215,9 @@ public final class Gateway: Sendable {
         router.post("/internal/replicas/{id}/heartbeat") { request, context in
             try self.checkClusterToken(request)
             let body = try await self.decode(HeartbeatBody.self, request)
+            let load = try Self.checkLoad(body.load)
             let id = context.parameters.get("id") ?? ""
-            guard self.registry.heartbeat(id: id, state: body.state ?? .ready, load: body.load ?? EngineLoad()) else {
+            guard self.registry.heartbeat(id: id, state: body.state ?? .ready, load: load) else {
                 throw APIError(status: .notFound, message: "Unknown replica '\(id)': register again.",
                                type: "invalid_request_error", code: "unknown_replica")
             }
@@ -250,6 +299,20 @@ public final class Gateway: Sendable {
         var load: EngineLoad?
     }
 
+    /// A replica's reported load, range-checked: its counts are summed and compared (no overflow).
+    static func checkLoad(_ load: EngineLoad?) throws -> EngineLoad {
+        guard let load else { return EngineLoad() }
+        let fields = [("running", load.running), ("waiting", load.waiting), ("kv_blocks_total", load.kvBlocksTotal),
+                      ("kv_blocks_used", load.kvBlocksUsed), ("kv_blocks_cached", load.kvBlocksCached),
+                      ("prefix_lookups", load.prefixLookups), ("prefix_hits", load.prefixHits)]
+        for (name, value) in fields where !(0...maxLoadCount).contains(value) {
+            throw APIError.invalidValue("load.\(name)", "must be between 0 and \(maxLoadCount).")
+        }
+        return load
+    }
+
+    static let maxLoadCount = 1 << 40
+
     func registerReplica(_ request: Request) async throws -> Response {
         try checkClusterToken(request)
         let body = try await decode(RegistrationBody.self, request)
@@ -264,10 +327,12 @@ public final class Gateway: Sendable {
             throw APIError.invalidValue("url", "expected http://HOST:PORT, got '\(body.url)'.")
         }
         guard !body.id.isEmpty, body.id.count <= 128 else { throw APIError.invalidValue("id", "must be 1 to 128 characters.") }
+        let load = try Self.checkLoad(body.load)
+        if let pid = body.pid, pid < 1 { throw APIError.invalidValue("pid", "must be a process id (>= 1).") }
         let before = registry.replica(body.id)
         let r = registry.register(
             id: body.id, deployment: d.name, cluster: body.cluster, url: body.url.hasSuffix("/") ? String(body.url.dropLast()) : body.url,
-            pid: body.pid, state: body.state ?? .ready, load: body.load ?? EngineLoad())
+            pid: body.pid, state: body.state ?? .ready, load: load)
         if before?.url == nil || before?.state != r.state {
             logger.info("replica \(r.id) of \(d.name) registered in cluster \(r.cluster) at \(r.url ?? "")")
         }
@@ -316,6 +381,13 @@ public final class Gateway: Sendable {
     func proxy(_ request: Request, context: BasicRequestContext, path: String) async throws -> Response {
         let arrival = ReplicaRegistry.now()
         let date = Date()
+        guard let ticket = admitTraffic() else {
+            var e = APIError(status: .serviceUnavailable, message: "The gateway is shutting down; retry on another.",
+                             type: "server_error", code: "shutting_down")
+            e.headers[.retryAfter] = "1"
+            throw e
+        }
+        defer { withExtendedLifetime(ticket) {} }
         let key = try await authenticate(request)
         var request = request
         let raw = try await readBody(&request)
@@ -379,7 +451,7 @@ public final class Gateway: Sendable {
             }
             if attempt > 0 { metrics.retry(deployment: deployment.name) }
             let isLast = attempt == config.gateway.retries
-            switch try await forward(proxied, to: replica, coldStart: coldStart, isLastAttempt: isLast) {
+            switch try await forward(proxied, to: replica, coldStart: coldStart, isLastAttempt: isLast, ticket: ticket) {
             case .done(let response):
                 return response
             case .retry(let error):
@@ -390,6 +462,8 @@ public final class Gateway: Sendable {
         }
         try await recordFailure(proxied, status: Int(lastError.status.code), coldStart: coldStart)
         metrics.request(deployment: deployment.name, status: Int(lastError.status.code))
+        // The id of the ledger row, as on every answer that has one.
+        lastError.headers[HTTPField.Name("X-Request-Id")!] = proxied.id
         throw lastError
     }
 
@@ -433,7 +507,8 @@ public final class Gateway: Sendable {
                  code: "replica_failed")
     }
 
-    func forward(_ p: ProxyRequest, to replica: Replica, coldStart: Bool, isLastAttempt: Bool) async throws -> Attempt {
+    func forward(_ p: ProxyRequest, to replica: Replica, coldStart: Bool, isLastAttempt: Bool,
+                 ticket: InFlight) async throws -> Attempt {
         var upstream = HTTPClientRequest(url: replica.url! + p.path)
         upstream.method = .POST
         upstream.headers.add(name: "Content-Type", value: "application/json")
@@ -478,25 +553,31 @@ public final class Gateway: Sendable {
             if status == 200,
                let object = (try? JSONSerialization.jsonObject(with: Data(body.readableBytesView))) as? [String: Any],
                let u = object["usage"] as? [String: Any] {
-                usage = (u["prompt_tokens"] as? Int ?? 0, u["completion_tokens"] as? Int ?? 0)
+                usage = (SSEEvent.count(u["prompt_tokens"]) ?? 0, SSEEvent.count(u["completion_tokens"]) ?? 0)
             }
             try await finish(p, replica: replica, status: status == 200 ? .completed : .failed, httpStatus: status,
                              usage: usage, firstToken: status == 200 ? end : nil, end: end, coldStart: coldStart)
             headers[.contentType] = response.headers.first(name: "Content-Type") ?? "application/json"
             return .done(Response(status: .init(code: status), headers: headers, body: .init(byteBuffer: body)))
         }
-        return try await relayStream(p, response: response, replica: replica, headers: headers, coldStart: coldStart)
+        // The replica says how many prompt tokens it took before it streams any: a stream that breaks
+        // later is billed for them (its usage chunk, which comes last, never arrives).
+        let promptTokens = response.headers.first(name: OpenAIServer.promptTokensHeader).flatMap { SSEEvent.count(Int($0)) }
+        return try await relayStream(p, response: response, replica: replica, headers: headers, promptTokens: promptTokens,
+                                     coldStart: coldStart, ticket: ticket)
     }
 
     enum StreamStart: Sendable {
         case committed([SSEEvent], at: Double)
-        case failed(String)
+        /// No output yet; `replicaAlive` when the replica itself reported the failure.
+        case failed(String, replicaAlive: Bool)
     }
 
-    /// Reads the replica's events until output starts (a token, a finish, an error or the end); a
-    /// failure before that is retried elsewhere. Then the response relays the rest as it comes.
+    /// Reads the replica's events until output starts (a token, a finish or the end); a failure before
+    /// that (the replica's own error event included) is retried elsewhere. Then the response relays
+    /// the rest as it comes.
     func relayStream(_ p: ProxyRequest, response: HTTPClientResponse, replica: Replica, headers: HTTPFields,
-                     coldStart: Bool) async throws -> Attempt {
+                     promptTokens: Int?, coldStart: Bool, ticket: InFlight) async throws -> Attempt {
         let (events, continuation) = AsyncThrowingStream.makeStream(of: SSEEvent.self)
         let body = response.body
         let start: StreamStart = await withCheckedContinuation { started in
@@ -509,6 +590,11 @@ public final class Gateway: Sendable {
                         for event in parser.feed(chunk) {
                             if committed {
                                 continuation.yield(event)
+                            } else if event.isError {
+                                started.resume(returning: .failed(
+                                    "its error event before any token: \(event.errorMessage ?? "no message")", replicaAlive: true))
+                                continuation.finish()
+                                return
                             } else {
                                 held.append(event)
                                 if event.commits {
@@ -521,13 +607,13 @@ public final class Gateway: Sendable {
                     if committed {
                         continuation.finish()
                     } else {
-                        started.resume(returning: .failed("the stream ended before its first token"))
+                        started.resume(returning: .failed("the stream ended before its first token", replicaAlive: false))
                     }
                 } catch {
                     if committed {
                         continuation.finish(throwing: error)
                     } else {
-                        started.resume(returning: .failed("\(error)"))
+                        started.resume(returning: .failed("\(error)", replicaAlive: false))
                     }
                 }
             }
@@ -537,8 +623,8 @@ public final class Gateway: Sendable {
         switch start {
         case .committed(let events, let at):
             (held, firstAt) = (events, at)
-        case .failed(let why):
-            registry.release(replica.id, connectionFailed: true)
+        case .failed(let why, let alive):
+            registry.release(replica.id, connectionFailed: !alive)
             return .retry(APIError(status: .badGateway, message: "Replica \(replica.id) failed: \(why)",
                                    type: "server_error", code: "replica_failed"))
         }
@@ -547,9 +633,12 @@ public final class Gateway: Sendable {
         headers[.cacheControl] = "no-cache"
         let firstToken = held.contains { $0.tokenChunks > 0 || $0.finished } ? firstAt : nil
         return .done(Response(status: .ok, headers: headers, body: ResponseBody { writer in
+            // The request is in flight (for the drain) until its stream ends.
+            defer { withExtendedLifetime(ticket) {} }
             var usage: (prompt: Int, completion: Int)?
             var delivered = 0
             var sawDone = false
+            var sawError = false
             var upstreamFailure: String?
             var clientGone = false
             var firstToken = firstToken
@@ -557,6 +646,7 @@ public final class Gateway: Sendable {
                 if let u = event.usage { usage = u }
                 if event.tokenChunks > 0, firstToken == nil { firstToken = ReplicaRegistry.now() }
                 delivered += event.tokenChunks
+                if event.isError { sawError = true }
                 if event.isDone {
                     sawDone = true
                     return
@@ -584,8 +674,15 @@ public final class Gateway: Sendable {
             continuation.finish()
             self.registry.release(replica.id, connectionFailed: upstreamFailure != nil)
             let end = ReplicaRegistry.now()
-            let counted = usage ?? (0, delivered)
-            let status: UsageRecord.Status = sawDone ? .completed : .interrupted
+            // Without the usage chunk (a broken stream): the prompt the replica took and the tokens delivered.
+            let counted = usage ?? (promptTokens ?? 0, delivered)
+            // The replica's own error event after output began: the response is incomplete, never completed.
+            let status: UsageRecord.Status = sawDone && !sawError ? .completed : .interrupted
+            if sawError && upstreamFailure == nil && !clientGone {
+                self.metrics.streamBroken(deployment: p.deployment.name)
+                self.metrics.live.error()
+                self.logger.warning("request \(p.id): replica \(replica.id) reported an error after output had started")
+            }
             // The ledger row is written before the client sees the end of the stream.
             try? await self.finish(p, replica: replica, status: status, httpStatus: 200, usage: counted,
                                    firstToken: firstToken, end: end, coldStart: coldStart)
@@ -694,10 +791,19 @@ public final class Gateway: Sendable {
     static func parseSince(_ text: String?) throws -> Date {
         guard let text, !text.isEmpty else { return Date().startOfMonthUTC }
         if let d = parseDate(text) { return d }
-        throw APIError.invalidValue("since", "expected a date (2026-11-01), a time (2026-11-01T12:00:00Z) or a Unix timestamp.")
+        throw APIError.invalidValue("since", "expected a date (2026-11-01), a time (2026-11-01T12:00:00Z) or a Unix timestamp, from 1970 to 9999.")
     }
 
+    /// Dates a period may name: 1970-01-01 to the end of 9999 (beyond, minute numbers and calendar
+    /// arithmetic overflow).
+    public static let dateRange = Date(timeIntervalSince1970: 0)...Date(timeIntervalSince1970: 253_402_300_799)
+
     public static func parseDate(_ text: String) -> Date? {
+        guard text.utf8.count <= 64, let d = parseAnyDate(text), dateRange.contains(d) else { return nil }
+        return d
+    }
+
+    static func parseAnyDate(_ text: String) -> Date? {
         if let t = Double(text), t.isFinite { return Date(timeIntervalSince1970: t) }
         let full = ISO8601DateFormatter()
         if let d = full.date(from: text) { return d }
@@ -766,6 +872,23 @@ public final class Gateway: Sendable {
         buffer.writeBuffer(&json)
         buffer.writeString("\n\n")
         return buffer
+    }
+}
+
+/// Runs first in the gateway's graceful shutdown (list it after the application): `Gateway.drain`.
+public struct GatewayDrain: Service {
+    let gateway: Gateway
+    let grace: Double
+
+    public init(gateway: Gateway, grace: Double) {
+        self.gateway = gateway
+        self.grace = grace
+    }
+
+    public func run() async throws {
+        try? await gracefulShutdown()
+        guard !Task.isCancelled else { return }
+        await gateway.drain(grace: grace)
     }
 }
 

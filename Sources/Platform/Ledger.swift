@@ -58,17 +58,24 @@ public struct UsageRecord: Sendable, Equatable, Codable {
     }
 }
 
-/// Tokens and cost of one key on one deployment over a period.
+/// Tokens and cost of one key on one deployment over a period. `requests` is every request the
+/// ledger holds (completed + interrupted + failed); the three say how they ended.
 public struct UsageSummary: Sendable, Equatable, Codable {
     public var keyID: String
     public var deployment: String
     public var requests: Int
+    /// Reached their end.
+    public var completed: Int
+    /// Streams that broke after output began (billed for the prompt and the tokens delivered).
+    public var interrupted: Int
+    /// Refused or failed before any output (no tokens billed).
+    public var failed: Int
     public var promptTokens: Int
     public var completionTokens: Int
     public var cost: Double
 
     enum CodingKeys: String, CodingKey {
-        case keyID = "key_id", deployment, requests
+        case keyID = "key_id", deployment, requests, completed, interrupted, failed
         case promptTokens = "prompt_tokens", completionTokens = "completion_tokens", cost
     }
 }
@@ -160,7 +167,11 @@ public struct Ledger: Sendable {
     public func summary(since: Date, keyID: String? = nil) async throws -> [UsageSummary] {
         try await database.pool.read { db in
             var sql = """
-                SELECT key_id, deployment, COUNT(*) AS requests, SUM(prompt_tokens) AS prompt,
+                SELECT key_id, deployment, COUNT(*) AS requests,
+                       SUM(CASE WHEN status = 'completed' THEN 1 ELSE 0 END) AS completed,
+                       SUM(CASE WHEN status = 'interrupted' THEN 1 ELSE 0 END) AS interrupted,
+                       SUM(CASE WHEN status = 'failed' THEN 1 ELSE 0 END) AS failed,
+                       SUM(prompt_tokens) AS prompt,
                        SUM(completion_tokens) AS completion, SUM(cost) AS cost
                 FROM usage_record WHERE created_at >= ?
                 """
@@ -172,6 +183,7 @@ public struct Ledger: Sendable {
             sql += " GROUP BY key_id, deployment ORDER BY key_id, deployment"
             return try Row.fetchAll(db, sql: sql, arguments: args).map {
                 UsageSummary(keyID: $0["key_id"], deployment: $0["deployment"], requests: $0["requests"],
+                             completed: $0["completed"], interrupted: $0["interrupted"], failed: $0["failed"],
                              promptTokens: $0["prompt"], completionTokens: $0["completion"], cost: $0["cost"])
             }
         }

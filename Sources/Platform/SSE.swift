@@ -10,13 +10,22 @@ public struct SSEEvent: Sendable {
     public var tokenChunks = 0
     public var finished = false
     public var isError = false
+    /// The error event's message, for the log and the client's error.
+    public var errorMessage: String?
     /// The usage object, if any: (prompt, completion).
     public var usage: (prompt: Int, completion: Int)?
     /// A chunk with no choices that only carries usage.
     public var usageOnly = false
 
-    /// After this event, output has started: a failure is no longer retried.
-    public var commits: Bool { isDone || tokenChunks > 0 || finished || isError }
+    /// After this event, output has started: a failure is no longer retried. An error event is not
+    /// output: before any token it is a failure like any other (retried elsewhere).
+    public var commits: Bool { isDone || tokenChunks > 0 || finished }
+
+    /// Token counts a replica reports, sane or nothing (a count beyond 2^40 is not a real one).
+    static func count(_ value: Any?) -> Int? {
+        guard let n = value as? Int, (0...(1 << 40)).contains(n) else { return nil }
+        return n
+    }
 
     public init(data: String, raw: ByteBuffer) {
         self.raw = raw
@@ -25,8 +34,12 @@ public struct SSEEvent: Sendable {
             return
         }
         guard let object = try? JSONSerialization.jsonObject(with: Data(data.utf8)) as? [String: Any] else { return }
-        if object["error"] != nil { isError = true }
-        if let u = object["usage"] as? [String: Any], let p = u["prompt_tokens"] as? Int, let c = u["completion_tokens"] as? Int {
+        if let error = object["error"] {
+            isError = true
+            errorMessage = ((error as? [String: Any])?["message"] as? String).map { String($0.prefix(500)) }
+        }
+        if let u = object["usage"] as? [String: Any], let p = Self.count(u["prompt_tokens"]),
+           let c = Self.count(u["completion_tokens"]) {
             usage = (p, c)
         }
         let choices = object["choices"] as? [[String: Any]] ?? []

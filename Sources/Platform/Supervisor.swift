@@ -31,6 +31,8 @@ public final class Supervisor: Service, Sendable {
     private let children = NIOLockedValueBox<[String: Child]>([:])
     private let failures = NIOLockedValueBox<[String: StartFailures]>([:])
     private let gatewayURL = NIOLockedValueBox<String?>(nil)
+    /// Set by `stopAll`: the gateway is going away, no worker starts any more.
+    private let closed = NIOLockedValueBox(false)
     let registry: ReplicaRegistry
     let logger: Logger
     let executable: String
@@ -60,6 +62,9 @@ public final class Supervisor: Service, Sendable {
 
     /// Set once the gateway listens; workers register there.
     public func setGatewayURL(_ url: String) { gatewayURL.withLockedValue { $0 = url } }
+
+    /// Whether the gateway listens (workers can be started).
+    public var isListening: Bool { gatewayURL.withLockedValue { $0 != nil } }
 
     /// Why the last start of the deployment's worker failed, while its starts back off.
     public func startFailure(_ deployment: String) -> String? { failures.withLockedValue { $0[deployment]?.last } }
@@ -93,6 +98,7 @@ public final class Supervisor: Service, Sendable {
 
     /// Starts a replica; it registers itself once its model is loaded. Returns its id.
     public func start(deployment: Deployment, cluster: String) throws -> String {
+        guard !closed.withLockedValue({ $0 }) else { throw SupervisorError.stopping }
         guard let gateway = gatewayURL.withLockedValue({ $0 }) else { throw SupervisorError.notListening }
         if let f = failures.withLockedValue({ $0[deployment.name] }), ReplicaRegistry.now() < f.notBefore {
             throw SupervisorError.backingOff(deployment.name, f.last ?? "")
@@ -185,6 +191,7 @@ public final class Supervisor: Service, Sendable {
 
     /// SIGTERM to every child, then SIGKILL to those still there after the grace period.
     public func stopAll() async {
+        closed.withLockedValue { $0 = true }
         let ids = children.withLockedValue { Array($0.keys) }
         for id in ids { stop(id) }
         let deadline = ReplicaRegistry.now() + stopGrace + 2
@@ -239,12 +246,14 @@ public final class Supervisor: Service, Sendable {
 
 public enum SupervisorError: Error, CustomStringConvertible {
     case notListening
+    case stopping
     case spawnFailed(String, String)
     case backingOff(String, String)
 
     public var description: String {
         switch self {
         case .notListening: "the gateway is not listening yet"
+        case .stopping: "the gateway is shutting down"
         case .backingOff(let d, let why): "not starting a worker of \(d) yet: \(why)"
         case .spawnFailed(let path, let why): "cannot start \(path): \(why)"
         }

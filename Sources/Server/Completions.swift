@@ -1,5 +1,6 @@
 import Engine
 import Foundation
+import HTTPTypes
 import Hummingbird
 import Logging
 import NIOConcurrencyHelpers
@@ -265,12 +266,17 @@ extension OpenAIServer {
         }
     }
 
+    /// Response header of a stream with its prompt's token count, before any event: a gateway bills
+    /// the prompt of a stream that breaks before its usage chunk by it.
+    public static let promptTokensHeader = "X-Swiftlet-Prompt-Tokens"
+
     static func streamResponse(
-        logger: Logger, _ produce: @escaping @Sendable (inout any ResponseBodyWriter) async throws -> Void
+        logger: Logger, promptTokens: Int, _ produce: @escaping @Sendable (inout any ResponseBodyWriter) async throws -> Void
     ) -> Response {
         Response(
             status: .ok,
-            headers: [.contentType: "text/event-stream", .cacheControl: "no-cache"],
+            headers: [.contentType: "text/event-stream", .cacheControl: "no-cache",
+                      HTTPField.Name(promptTokensHeader)!: String(promptTokens)],
             body: ResponseBody { writer in
                 do {
                     try await produce(&writer)
@@ -441,7 +447,7 @@ extension OpenAIServer {
         }
 
         let includeUsage = body.streamOptions?.includeUsage ?? false
-        return Self.streamResponse(logger: logger) { writer in
+        return Self.streamResponse(logger: logger, promptTokens: prompt.count) { writer in
             func chunk(_ choices: [ChatChunkChoice], usage: Usage? = nil) -> ByteBuffer {
                 var c = ChatCompletionChunk(id: id, created: created, model: model.id, choices: choices, usage: usage)
                 c.encodesUsage = includeUsage
@@ -623,7 +629,7 @@ extension OpenAIServer {
 
         let includeUsage = body.streamOptions?.includeUsage ?? false
         let choiceCount = requests.count
-        return Self.streamResponse(logger: logger) { writer in
+        return Self.streamResponse(logger: logger, promptTokens: promptTokenCount) { writer in
             func chunk(_ choices: [CompletionChoice], usage: Usage? = nil) -> ByteBuffer {
                 var c = Completion(id: id, created: created, model: model.id, choices: choices, usage: usage)
                 c.encodesUsage = includeUsage

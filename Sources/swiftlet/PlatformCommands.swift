@@ -70,8 +70,10 @@ struct GatewayCommand: AsyncParsableCommand {
             logger.info("listening on http://\(host):\(port)")
         }
         if gateway.assets.isEmpty { logger.warning("web console unavailable: \(gateway.assets.origin)") }
-        // The metrics feed shuts down first, ending the console's open feeds so that they do not hold the drain.
-        var group = ServiceGroupConfiguration(services: [app, gateway.feed], logger: logger)
+        // Shutdown runs from the end: the drain first (requests in flight finish and the workers stop while
+        // the listener is open), then the metrics feed (ending the console's open feeds), then the server.
+        var group = ServiceGroupConfiguration(
+            services: [app, gateway.feed, GatewayDrain(gateway: gateway, grace: Double(shutdownGrace))], logger: logger)
         group.gracefulShutdownSignals = [.sigterm, .sigint]
         group.maximumGracefulShutdownDuration = .seconds(shutdownGrace + Int(platform.gateway.workerStopGrace) + 5)
         do {
@@ -277,13 +279,15 @@ struct UsageCommand: AsyncParsableCommand {
             writeOut(encodeJSON(rows) + "\n")
             return
         }
-        writeOut(pad(["KEY", "DEPLOYMENT", "REQUESTS", "PROMPT", "COMPLETION", "COST $"]))
+        writeOut(pad(["KEY", "DEPLOYMENT", "REQUESTS", "COMPLETED", "INTERRUPTED", "FAILED", "PROMPT", "COMPLETION", "COST $"]))
         for r in rows {
-            writeOut(pad([r.keyID, r.deployment, String(r.requests), String(r.promptTokens), String(r.completionTokens),
+            writeOut(pad([r.keyID, r.deployment, String(r.requests), String(r.completed), String(r.interrupted),
+                          String(r.failed), String(r.promptTokens), String(r.completionTokens),
                           String(format: "%.6f", r.cost)]))
         }
         let total = rows.reduce(0) { $0 + $1.cost }
-        writeOut(pad(["total", "", String(rows.reduce(0) { $0 + $1.requests }),
+        writeOut(pad(["total", "", String(rows.reduce(0) { $0 + $1.requests }), String(rows.reduce(0) { $0 + $1.completed }),
+                      String(rows.reduce(0) { $0 + $1.interrupted }), String(rows.reduce(0) { $0 + $1.failed }),
                       String(rows.reduce(0) { $0 + $1.promptTokens }), String(rows.reduce(0) { $0 + $1.completionTokens }),
                       String(format: "%.6f", total)]))
     }

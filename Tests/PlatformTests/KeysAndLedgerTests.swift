@@ -119,4 +119,19 @@ final class TemporaryDatabase {
         #expect(try await ledger.tokensUsed(keyID: "key_a", since: now.startOfMonthUTC) == 167)
         #expect(try await ledger.tokensUsed(keyID: "key_a", since: .distantPast) == 2167)
     }
+
+    /// `requests` counts every row; how they ended is told apart, not folded into it.
+    @Test func summaryTellsCompletedInterruptedAndFailedApart() async throws {
+        let tmp = try TemporaryDatabase()
+        let ledger = Ledger(database: try tmp.open())
+        try await ledger.record(record("1", prompt: 10, completion: 5))
+        try await ledger.record(record("2", prompt: 10, completion: 5))
+        try await ledger.record(record("3", prompt: 10, completion: 2, status: .interrupted))
+        try await ledger.record(record("4", prompt: 0, completion: 0, status: .failed))
+        let row = try #require(try await ledger.summary(since: .distantPast).first)
+        #expect(row.requests == 4 && row.completed == 2 && row.interrupted == 1 && row.failed == 1)
+        #expect(row.promptTokens == 30 && row.completionTokens == 12)
+        let json = try JSONSerialization.jsonObject(with: JSONEncoder().encode(row)) as? [String: Any]
+        #expect(json?["completed"] as? Int == 2 && json?["interrupted"] as? Int == 1 && json?["failed"] as? Int == 1)
+    }
 }

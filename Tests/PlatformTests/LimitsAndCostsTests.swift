@@ -123,9 +123,17 @@ import Platform
         #expect(parser.feed(ByteBuffer(string: "data: {\"err")).isEmpty && parser.hasPartialEvent)
     }
 
-    @Test func errorEventsCommit() {
+    /// A replica's error event is a failure, not output: before any token the gateway retries it.
+    @Test func errorEventsDoNotCommit() {
         var parser = SSEParser()
         let events = parser.feed(ByteBuffer(string: "data: {\"error\":{\"message\":\"x\"}}\r\n\r\n"))
-        #expect(events.count == 1 && events[0].isError && events[0].commits)
+        #expect(events.count == 1 && events[0].isError && !events[0].commits && events[0].errorMessage == "x")
+    }
+
+    @Test func implausibleUsageIsIgnored() {
+        var parser = SSEParser()
+        let events = parser.feed(ByteBuffer(string: "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":-1,\"completion_tokens\":2}}\n\n"
+            + "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":9223372036854775807,\"completion_tokens\":2}}\n\n"))
+        #expect(events.count == 2 && events.allSatisfy { $0.usage == nil })
     }
 }

@@ -137,9 +137,17 @@ def test_sigterm_stops_the_workers_it_started(gateway):
         stream(gateway)
     pids = workers_of(gateway.url)
     assert pids
+    ids = [r["id"] for r in live(gateway)]
     gateway.process.proc.send_signal(signal.SIGTERM)
     assert gateway.process.proc.wait(timeout=60) == 0
     wait_for(lambda: workers_of(gateway.url) == [], 10, "supervised workers to stop with the gateway")
+    # The draining gateway still listened when it stopped its workers: each deregistered (the gateway
+    # logged it) instead of finding the port closed and retrying.
+    gateway.process._reader.join(timeout=10)
+    log = gateway.process.lines
+    for rid in ids:
+        assert any(f"replica {rid} is draining" in line for line in log), "\n".join(log[-40:])
+    assert not any("cannot reach the gateway" in line for line in log), "\n".join(log[-40:])
 
 
 def test_workers_do_not_outlive_a_killed_gateway(gateway):
@@ -148,3 +156,16 @@ def test_workers_do_not_outlive_a_killed_gateway(gateway):
     assert workers_of(gateway.url)
     gateway.kill9()
     wait_for(lambda: workers_of(gateway.url) == [], 15, "orphaned workers to exit")
+
+
+def test_no_worker_starts_before_the_gateway_listens(tmp_path):
+    """A deployment with a minimum: its first worker starts once the gateway listens (it registers at the
+    gateway's address), not in an error at every start."""
+    g = Gateway(str(tmp_path), CONFIG.replace("replicas: {min: 0, max: 1}", "replicas: {min: 1, max: 1}"))
+    try:
+        wait_for(lambda: any("started replica broken-" in line for line in g.process.lines), 30,
+                 "the minimum's worker to start\n" + g.process.log())
+        assert not any("not listening" in line for line in g.process.lines), g.process.log()
+    finally:
+        g.stop()
+        kill_all_workers(g.url)

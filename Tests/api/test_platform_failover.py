@@ -195,7 +195,9 @@ def test_worker_killed_under_load(platform):
 
 def test_stream_broken_midway_ends_with_an_error_event(platform):
     platform.restart_dead_workers()
-    r = platform.chat(stream=True, max_tokens=400, content="Write a long story about the sea.", ignore_eos=True)
+    story = "Write a long story about the sea."
+    prompt_tokens = platform.chat(max_tokens=1, content=story).json()["usage"]["prompt_tokens"]
+    r = platform.chat(stream=True, max_tokens=400, content=story, ignore_eos=True)
     assert r.status_code == 200
     replica = r.headers["x-swiftlet-replica"]
     lines = r.iter_lines()
@@ -208,6 +210,8 @@ def test_stream_broken_midway_ends_with_an_error_event(platform):
     assert error["code"] == "replica_failed" and replica in error["message"], rest[-2]
     row = next(row for row in platform.gateway.ledger() if row["request_id"] == r.headers["x-request-id"])
     assert row["status"] == "interrupted" and row["completion_tokens"] >= 1
+    # The replica took the whole prompt before it broke: billed, although its usage chunk never came.
+    assert row["prompt_tokens"] == prompt_tokens > 0, row
     platform.restart_dead_workers()
 
 
@@ -271,6 +275,12 @@ def test_usage_costs_and_deployments(platform):
     usage = r.json()
     rows = [row for row in gateway.ledger() if row["request_id"] in set(COMPLETED)]
     chat = next(d for d in usage["data"] if d["deployment"] == "chat")
+    rows_all = [row for row in gateway.ledger() if row["key_id"] == usage["key_id"] and row["deployment"] == "chat"]
+    # `requests` is every row; how they ended is told apart (the interrupted stream above, failures).
+    for status in ("completed", "interrupted", "failed"):
+        assert chat[status] == sum(1 for row in rows_all if row["status"] == status), (status, chat)
+    assert chat["requests"] == len(rows_all) == chat["completed"] + chat["interrupted"] + chat["failed"]
+    assert chat["interrupted"] >= 1
     prompt = sum(row["prompt_tokens"] for row in gateway.ledger())
     completion = sum(row["completion_tokens"] for row in gateway.ledger())
     assert chat["prompt_tokens"] == prompt and chat["completion_tokens"] == completion

@@ -3,6 +3,7 @@ requests, aborted bodies, oversized headers, too many connections. Every one get
 closed connection) and the server stays up."""
 
 import json
+import http.client
 import socket
 import time
 
@@ -155,8 +156,8 @@ def test_oversized_headers_get_431_in_openai_shape(server):
 
 @pytest.fixture(scope="module")
 def strict_server():
-    """A server that closes silent connections after 3 s and holds at most 3 at once."""
-    s = Server("--idle-timeout", "3", "--max-connections", "3")
+    """A server that closes silent connections after 5 s and holds at most 3 at once."""
+    s = Server("--idle-timeout", "5", "--max-connections", "3")
     try:
         yield s
     finally:
@@ -179,7 +180,13 @@ def test_half_sent_and_silent_connections_are_closed(strict_server):
 
 
 def test_connections_over_the_cap_wait_until_one_closes(strict_server):
-    held = [raw_connection(strict_server) for _ in range(3)]
+    held = []
+    for _ in range(3):
+        # A request answered on each makes sure the server has taken the connection (not only the kernel).
+        c = http.client.HTTPConnection("127.0.0.1", strict_server.port, timeout=60)
+        c.request("GET", "/health")
+        assert c.getresponse().read() is not None
+        held.append(c)
     try:
         # All three places are taken: a fourth connection is not served while they are open.
         with pytest.raises(requests.exceptions.Timeout):

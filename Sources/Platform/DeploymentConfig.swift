@@ -82,6 +82,10 @@ public struct GatewaySettings: Sendable, Equatable {
     public var costWindow: Double = 300
     /// Seconds a stopped worker gets to finish its requests before it is killed.
     public var workerStopGrace: Double = 30
+    /// A client connection with nothing read for this long is closed (headers, bodies, keep-alive).
+    public var idleTimeout: Double = 75
+    /// Client connections open at once; more wait to be accepted until one closes.
+    public var maxConnections = 1024
 
     public init() {}
 }
@@ -331,7 +335,7 @@ public struct ConfigReader {
         var g = GatewaySettings()
         guard let m = mapping(node, "gateway", allowed: [
             "require_api_key", "cluster_token", "retries", "cold_start_timeout", "health_check_interval",
-            "unhealthy_after", "heartbeat_timeout", "cost_window", "worker_stop_grace",
+            "unhealthy_after", "heartbeat_timeout", "cost_window", "worker_stop_grace", "idle_timeout", "max_connections",
         ]) else { return g }
         if let v = bool(m["require_api_key"], "gateway.require_api_key") { g.requireAPIKey = v }
         if let v = string(m["cluster_token"], "gateway.cluster_token") { g.clusterToken = v }
@@ -348,6 +352,10 @@ public struct ConfigReader {
             if v < 1 { fail(m["cost_window"], "gateway.cost_window", "must be at least 1s") } else { g.costWindow = v }
         }
         if let v = duration(m["worker_stop_grace"], "gateway.worker_stop_grace") { g.workerStopGrace = v }
+        if let v = duration(m["idle_timeout"], "gateway.idle_timeout") {
+            if v < 1 || v > 86400 { fail(m["idle_timeout"], "gateway.idle_timeout", "must be between 1s and 24h") } else { g.idleTimeout = v }
+        }
+        if let v = int(m["max_connections"], "gateway.max_connections", min: 1, max: 1_000_000) { g.maxConnections = v }
         return g
     }
 

@@ -4,6 +4,7 @@ import Engine
 import Foundation
 import HTTPTypes
 import Hummingbird
+import HummingbirdCore
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore
@@ -237,9 +238,13 @@ public final class Gateway: Sendable {
     public func makeApplication(host: String, port: Int, onListening: @escaping @Sendable (String, Int) async -> Void)
         -> some ApplicationProtocol
     {
-        Application(
+        let g = config.gateway
+        return Application(
             router: makeRouter(),
-            configuration: ApplicationConfiguration(address: .hostname(host, port: port), serverName: "swiftlet-gateway"),
+            server: .http1(configuration: .init(idleTimeout: .nanoseconds(Int64(g.idleTimeout * 1e9)))),
+            configuration: ApplicationConfiguration(
+                address: .hostname(host, port: port), serverName: "swiftlet-gateway",
+                availableConnectionsDelegate: MaximumAvailableConnections(g.maxConnections, logger: logger)),
             services: services,
             onServerRunning: { channel in
                 let port = channel.localAddress?.port ?? port

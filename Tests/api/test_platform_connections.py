@@ -1,0 +1,73 @@
+"""The gateway's listener, like serve's: silent or half-sent client connections are closed after
+gateway.idle_timeout, and no more than gateway.max_connections are served at once."""
+
+import http.client
+import socket
+
+import pytest
+import requests
+
+from platform_support import Gateway, kill_all_workers, stop_everything
+
+CONFIG = """
+gateway:
+  require_api_key: false
+  idle_timeout: 3s
+  max_connections: 3
+clusters:
+  - {name: remote}
+deployments:
+  - name: chat
+    model: smollm2
+    replicas: {min: 0, max: 1}
+    placement: [remote]
+"""
+
+
+@pytest.fixture(scope="module")
+def gateway(tmp_path_factory):
+    g = None
+    try:
+        g = Gateway(str(tmp_path_factory.mktemp("connections")), CONFIG)
+        yield g
+    finally:
+        if g is not None:
+            g.stop()
+            kill_all_workers(g.url)
+        stop_everything()
+
+
+def read_until_closed(s):
+    out = b""
+    while True:
+        chunk = s.recv(65536)
+        if not chunk:
+            return out
+        out += chunk
+
+
+def test_half_sent_and_silent_connections_are_closed(gateway):
+    half = socket.create_connection(("127.0.0.1", gateway.port), timeout=60)
+    half.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Le")
+    silent = socket.create_connection(("127.0.0.1", gateway.port), timeout=60)
+    for s in (half, silent):
+        read_until_closed(s)  # the hang guard is the socket's 60 s timeout
+        s.close()
+    assert requests.get(gateway.url + "/health", timeout=10).status_code == 200
+
+
+def test_connections_over_the_cap_wait_until_one_closes(gateway):
+    held = []
+    for _ in range(3):
+        c = http.client.HTTPConnection("127.0.0.1", gateway.port, timeout=60)
+        c.request("GET", "/health")
+        assert c.getresponse().read() is not None
+        held.append(c)
+    try:
+        with pytest.raises(requests.exceptions.Timeout):
+            requests.get(gateway.url + "/health", timeout=1.5)
+        held.pop().close()
+        assert requests.get(gateway.url + "/health", timeout=60).status_code == 200
+    finally:
+        for c in held:
+            c.close()

@@ -30,9 +30,13 @@ public struct ServerConfiguration: Sendable {
     public var maxConnections: Int
     /// Largest request header block in bytes; larger ones get 431.
     public var maxHeaderBytes: Int
+    /// Seconds a request body may take to arrive in full (a client trickling bytes never looks idle);
+    /// past it the request gets 408 and the connection is closed.
+    public var bodyTimeoutSeconds: Double
 
     public init(apiKey: String? = nil, maxBodyBytes: Int = 4 << 20, maxChoices: Int = 16, retryAfterSeconds: Int = 1,
-                idleTimeoutSeconds: Double = 75, maxConnections: Int = 512, maxHeaderBytes: Int = 64 << 10) {
+                idleTimeoutSeconds: Double = 75, maxConnections: Int = 512, maxHeaderBytes: Int = 64 << 10,
+                bodyTimeoutSeconds: Double = 60) {
         self.apiKey = apiKey.flatMap { $0.isEmpty ? nil : $0 }
         self.maxBodyBytes = maxBodyBytes
         self.maxChoices = maxChoices
@@ -40,6 +44,7 @@ public struct ServerConfiguration: Sendable {
         self.idleTimeoutSeconds = idleTimeoutSeconds
         self.maxConnections = maxConnections
         self.maxHeaderBytes = maxHeaderBytes
+        self.bodyTimeoutSeconds = bodyTimeoutSeconds
     }
 }
 
@@ -179,10 +184,11 @@ public final class OpenAIServer: Sendable {
         if let length = request.headers[.contentLength].flatMap({ Int($0) }), length > limit {
             throw APIError.bodyTooLarge(limit: limit)
         }
-        var request = request
         let buffer: ByteBuffer
         do {
-            buffer = try await request.collectBody(upTo: limit)
+            buffer = try await Self.collectBody(request, upTo: limit, within: configuration.bodyTimeoutSeconds)
+        } catch let e as APIError {
+            throw e
         } catch is NIOTooManyBytesError {
             throw APIError.bodyTooLarge(limit: limit)
         } catch let e as HTTPParserError where e != .invalidEOFState {
@@ -192,6 +198,26 @@ public final class OpenAIServer: Sendable {
             throw APIError.clientDisconnected
         }
         return try Self.decodeJSON(type, from: Data(buffer.readableBytesView))
+    }
+
+    /// The whole body, or 408 when it has not arrived within `seconds`.
+    static func collectBody(_ request: Request, upTo limit: Int, within seconds: Double) async throws -> ByteBuffer {
+        try await withThrowingTaskGroup(of: ByteBuffer?.self) { group in
+            group.addTask {
+                var request = request
+                return try await request.collectBody(upTo: limit)
+            }
+            group.addTask {
+                try await Task.sleep(nanoseconds: UInt64(seconds * 1e9))
+                return nil
+            }
+            defer { group.cancelAll() }
+            guard let first = try await group.next(), let body = first else {
+                throw APIError(status: .requestTimeout, message: "The request body did not arrive within \(Int(seconds)) s.",
+                               type: "invalid_request_error", code: "request_timeout")
+            }
+            return body
+        }
     }
 
     /// Deepest nesting of a request body (a schema nested to the schema compiler's limit fits).

@@ -70,6 +70,9 @@ struct ServerOptions: ParsableArguments {
     @Option(name: .long, help: "Connections open at once; more wait to be accepted until one closes.")
     var maxConnections = 512
 
+    @Option(name: .long, help: "Seconds a request body may take to arrive in full (408 after it, for clients that trickle bytes).")
+    var bodyTimeout: Double = 60
+
     func validate() throws {
         guard (0...65535).contains(port) else { throw ValidationError("--port must be between 0 and 65535") }
         guard maxQueue >= 0 else { throw ValidationError("--max-queue must be >= 0") }
@@ -84,6 +87,9 @@ struct ServerOptions: ParsableArguments {
             throw ValidationError("--idle-timeout must be between 0 and 86400 seconds (excluding 0)")
         }
         guard maxConnections >= 1 else { throw ValidationError("--max-connections must be >= 1") }
+        guard bodyTimeout.isFinite, bodyTimeout > 0, bodyTimeout <= 86400 else {
+            throw ValidationError("--body-timeout must be between 0 and 86400 seconds (excluding 0)")
+        }
     }
 
     var engineOptions: BatchEngine.Options {
@@ -104,7 +110,8 @@ struct ServerOptions: ParsableArguments {
         companions: (OpenAIServer) -> [any Service] = { _ in [] }
     ) async throws {
         let server = OpenAIServer(configuration: ServerConfiguration(
-            apiKey: apiKey, maxBodyBytes: maxBodyBytes, idleTimeoutSeconds: idleTimeout, maxConnections: maxConnections))
+            apiKey: apiKey, maxBodyBytes: maxBodyBytes, idleTimeoutSeconds: idleTimeout, maxConnections: maxConnections,
+            bodyTimeoutSeconds: bodyTimeout))
         let loader = ModelLoader(options: modelOptions, engineOptions: engineOptions, aliases: aliases, server: server,
                                  logger: logger)
         let app = server.makeApplication(host: host, port: port, logger: logger, services: [loader]) { host, port in

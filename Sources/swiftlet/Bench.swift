@@ -32,6 +32,12 @@ struct Bench: ParsableCommand {
     @Option(name: .long, help: "A JSON Schema file: decode a chat reply under it and unconstrained, alternately, and report both decode speeds and the mask timings.")
     var jsonSchema: String?
 
+    @Flag(name: .long, help: "Measure closeness to exact arithmetic instead of speed: Swiftlet and llama.cpp against the fixture's exact reference (mean |ΔNLL|, top-1 agreement, approximate KL, perplexity).")
+    var quality = false
+
+    @Option(name: .long, help: "The quality fixture (made by scripts/reference/make_quality_fixture.py).")
+    var fixture: String = QualityBench.defaultFixture
+
     @Option(name: .long, help: "Use at most this kernel instruction set: \(CPUFeatures.ISA.allCases.map(\.name).joined(separator: ", ")).")
     var isa: String?
 
@@ -65,6 +71,12 @@ struct Bench: ParsableCommand {
             let gbs = ThreadPool(threads: threads).streamReadBandwidth()
             writeOut(json ? "{\"threads\": \(threads), \"stream_read_gb_s\": \(gbs)}\n"
                           : String(format: "streaming read: %.1f GB/s with %d threads\n", gbs, threads))
+            return
+        }
+        if quality {
+            try reportingErrors {
+                try QualityBench(fixturePath: fixture, json: json).run(modelOptions)
+            }
             return
         }
         try reportingErrors {

@@ -80,6 +80,25 @@ enum CLI {
         #expect(bad.status != 0)
     }
 
+    @Test func benchQualityComparesWithLlamaCpp() throws {
+        guard !TestModel.skipped, let model = TestModel.path else { return }
+        let fixture = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("ModelsTests/Fixtures/quality-smollm2.json").path
+        let r = try CLI.run(["bench", "--quality", "--fixture", fixture, "--model", model, "--threads", "2", "--json"])
+        #expect(r.status == 0, "\(r.stderr)")
+        let json = try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
+        #expect(json["model_matches_fixture"] as? Bool == true)
+        for side in ["swiftlet", "llamacpp", "exact"] {
+            let m = try #require(json[side] as? [String: Any], "\(side)")
+            #expect((m["tokens"] as? Int ?? 0) >= 1900)
+            for key in ["mean_abs_delta_nll", "top1_agreement", "approximate_kl", "perplexity"] {
+                #expect(m[key] as? Double != nil, "\(side).\(key)")
+            }
+        }
+        let missing = try CLI.run(["bench", "--quality", "--fixture", "/nonexistent/quality.json", "--model", model])
+        #expect(missing.status == 1 && missing.stderr.contains("not found"))
+    }
+
     @Test func badInputGivesCleanErrors() throws {
         guard CLI.binary != nil else { Issue.record("swiftlet binary not built"); return }
         let missing = try CLI.run(["generate", "--model", "/nonexistent/model.gguf", "--prompt", "hi"])

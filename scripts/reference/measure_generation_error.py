@@ -6,7 +6,8 @@ Run by hand (same venv as make_quality_fixture.py). Usage:
 
 Teacher-forces every case's prompt and greedy tokens through the exact reference (llama.cpp on the F32
 dequantized weights, f32 KV cache) and prints, over the fixture's generated positions:
-  - |Δlogit| between the fixture (llama.cpp on the quantized file) and exact, on the fixture's top-20 ids;
+  - |Δlogit| between the fixture (llama.cpp on the quantized file) and exact, on the fixture's top-20 ids,
+    raw and relative to the logit of the fixture's top-1 (softmax ignores a constant added to every logit);
   - the fixture's top-2 logit margin at the positions where exact's argmax is a different token.
 These choose ReferenceTests' tolerances: an implementation as close to exact as llama.cpp is can differ
 from llama.cpp by about twice llama.cpp's own error, and greedy outputs can part where margins are that small.
@@ -35,7 +36,7 @@ def main():
     if not os.path.exists(f32):
         mq.make_f32(args.model, f32)
     llm = mq.load(f32, 2, f32_cache=True)
-    deltas, flip_margins, margins = [], [], []
+    deltas, rel, flip_margins, margins = [], [], [], []
     for c in fx["cases"]:
         tokens = c["prompt_tokens"] + c["generated"]
         llm.reset()
@@ -46,6 +47,8 @@ def main():
             row = scores[base + i]
             ids, ref = np.array(pos["top_ids"]), np.array(pos["top_logits"], dtype=np.float64)
             deltas.append(np.abs(row[ids] - ref).max())
+            # Relative to each side's logit of the reference's top-1: free of the softmax's additive constant.
+            rel.append(np.abs((row[ids] - row[ids[0]]) - (ref - ref[0])).max())
             margins.append(ref[0] - ref[1])
             if int(row.argmax()) != ids[0]:
                 flip_margins.append((ref[0] - ref[1], int(np.where(ids == row.argmax())[0][0])
@@ -56,6 +59,9 @@ def main():
           f"p99 {np.percentile(d, 99):.3f}, max {d.max():.3f}")
     print(f"positions where exact's argmax differs: {len(flip_margins)}; fixture margins there "
           f"(and exact's pick's rank in the fixture's top-20): {sorted(flip_margins)}")
+    d = np.array(rel)
+    print(f"max |Δ(logit - logit of top-1)| (top-20): mean {d.mean():.3f}, median {np.median(d):.3f}, "
+          f"p99 {np.percentile(d, 99):.3f}, max {d.max():.3f}")
     m = np.array(margins)
     for t in (0.1, 0.25, 0.5, 1.0):
         print(f"fixture positions with top-2 margin <= {t}: {(m <= t).sum()}")

@@ -6,7 +6,7 @@ import Testing
 struct QualityMetricsTests {
     /// A passage of 3 tokens (2 scored positions) over a 4-token vocabulary, with full distributions.
     static let p: [[Double]] = [[0.6, 0.3, 0.06, 0.04], [0.1, 0.2, 0.5, 0.2]]
-    static let q: [[Double]] = [[0.5, 0.4, 0.02, 0.08], [0.3, 0.1, 0.4, 0.2]]
+    static let q: [[Double]] = [[0.5, 0.4, 0.02, 0.08], [0.45, 0.1, 0.25, 0.2]]
     static let tokens = [3, 1, 2]
     static let top = [[0, 1], [2, 1]]  // each row's two most likely tokens under p
 
@@ -25,13 +25,13 @@ struct QualityMetricsTests {
         try Self.fixture.check()
         let m = Self.fixture.llamacppMetrics
         #expect(m.tokens == 2)
-        // NLLs of tokens 1 and 2: -log .3 vs -log .4, and -log .5 vs -log .4.
-        #expect(abs(m.meanAbsDeltaNLL - (abs(log(0.4 / 0.3)) + abs(log(0.4 / 0.5))) / 2) < 1e-12)
+        // NLLs of tokens 1 and 2: -log .3 vs -log .4, and -log .5 vs -log .25; q's top-1 differs at position 1.
+        #expect(abs(m.meanAbsDeltaNLL - (log(0.4 / 0.3) + log(0.5 / 0.25)) / 2) < 1e-12)
         #expect(m.top1Agreement == 0.5)
-        #expect(abs(m.perplexity - exp(-(log(0.4) + log(0.4)) / 2)) < 1e-12)
+        #expect(abs(m.perplexity - exp(-(log(0.4) + log(0.25)) / 2)) < 1e-12)
         // KL over the top two plus a tail bucket, per position, averaged.
         let kl0 = 0.6 * log(0.6 / 0.5) + 0.3 * log(0.3 / 0.4) + 0.1 * log(0.1 / 0.1)
-        let kl1 = 0.5 * log(0.5 / 0.4) + 0.2 * log(0.2 / 0.1) + 0.3 * log(0.3 / 0.5)
+        let kl1 = 0.5 * log(0.5 / 0.25) + 0.2 * log(0.2 / 0.1) + 0.3 * log(0.3 / 0.65)
         #expect(abs(m.approximateKL - (kl0 + kl1) / 2) < 1e-12)
         let e = Self.fixture.exactMetrics
         #expect(e.meanAbsDeltaNLL == 0 && e.top1Agreement == 1 && e.approximateKL == 0)

@@ -35,6 +35,12 @@ struct Bench: ParsableCommand {
     @Flag(name: .long, help: "Measure the sampler at common settings on real logits, as a share of a decode step.")
     var sampling = false
 
+    @Flag(name: .long, help: "Measure closeness to exact arithmetic instead of speed: Swiftlet and llama.cpp against the fixture's exact reference (mean |ΔNLL|, top-1 agreement, approximate KL, perplexity).")
+    var quality = false
+
+    @Option(name: .long, help: "The quality fixture (made by scripts/reference/make_quality_fixture.py).")
+    var fixture: String = QualityBench.defaultFixture
+
     @Option(name: .long, help: "Use at most this kernel instruction set: \(CPUFeatures.ISA.allCases.map(\.name).joined(separator: ", ")).")
     var isa: String?
 
@@ -68,6 +74,12 @@ struct Bench: ParsableCommand {
             let gbs = ThreadPool(threads: threads).streamReadBandwidth()
             writeOut(json ? "{\"threads\": \(threads), \"stream_read_gb_s\": \(gbs)}\n"
                           : String(format: "streaming read: %.1f GB/s with %d threads\n", gbs, threads))
+            return
+        }
+        if quality {
+            try reportingErrors {
+                try QualityBench(fixturePath: fixture, json: json).run(modelOptions)
+            }
             return
         }
         try reportingErrors {

@@ -1,3 +1,4 @@
+import Engine
 import Foundation
 import SwiftletTesting
 import Testing
@@ -78,6 +79,30 @@ enum CLI {
         }
         let bad = try CLI.run(["bench", "--model", model, "--prompt-tokens", "0"])
         #expect(bad.status != 0)
+    }
+
+    @Test func benchQualityComparesWithLlamaCpp() throws {
+        guard !TestModel.skipped, let model = TestModel.path else { return }
+        // The fixture's shortest passage only (ModelsTests/QualityTests runs them all), from a temporary file.
+        var full = try QualityFixture.load(path: URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("ModelsTests/Fixtures/quality-smollm2.json").path)
+        full.passages = [try #require(full.passages.min { $0.tokenIDs.count < $1.tokenIDs.count })]
+        let fixture = FileManager.default.temporaryDirectory.appendingPathComponent("quality-\(UUID().uuidString).json")
+        try JSONEncoder().encode(full).write(to: fixture)
+        defer { try? FileManager.default.removeItem(at: fixture) }
+        let r = try CLI.run(["bench", "--quality", "--fixture", fixture.path, "--model", model, "--threads", "2", "--json"])
+        #expect(r.status == 0, "\(r.stderr)")
+        let json = try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
+        #expect(json["model_matches_fixture"] as? Bool == true)
+        for side in ["swiftlet", "llamacpp", "exact"] {
+            let m = try #require(json[side] as? [String: Any], "\(side)")
+            #expect(m["tokens"] as? Int == full.positions)
+            for key in ["mean_abs_delta_nll", "top1_agreement", "approximate_kl", "perplexity"] {
+                #expect(m[key] as? Double != nil, "\(side).\(key)")
+            }
+        }
+        let missing = try CLI.run(["bench", "--quality", "--fixture", "/nonexistent/quality.json", "--model", model])
+        #expect(missing.status == 1 && missing.stderr.contains("not found"))
     }
 
     @Test func badInputGivesCleanErrors() throws {

@@ -44,14 +44,15 @@ runFuzzer { input in
     if let s = String(validating: text, as: UTF8.self), grammar.accepts(s) {
         check(grammar.acceptsPrefix(s), "accepted text is not an accepted prefix")
     }
-    // Along the text, token by token (longest vocabulary piece first).
+    // Along the text, token by token (longest vocabulary piece first): the matcher and the cursor
+    // move alike; the mask is checked against the cursor at the start and where the walk ends (the
+    // check reads every token through the cursor, the costly part of a run).
     let matcher = GrammarMatcher(grammar: grammar, vocabulary: vocabulary)
     var state = GrammarState(matcher: matcher)
     var cursor = GrammarCursor(grammar)
+    checkMask(state, cursor)
     var i = 0, steps = 0
-    while steps < 6 {
-        checkMask(state, cursor)
-        guard i < text.count else { break }
+    while steps < 16, i < text.count {
         let token = (0..<eog).filter { t in
             let b = vocabulary.tokenBytes[t]
             return i + b.count <= text.count && Array(text[i..<(i + b.count)]) == b
@@ -63,4 +64,5 @@ runFuzzer { input in
         i += vocabulary.tokenBytes[token].count
         steps += 1
     }
+    if steps > 0 { checkMask(state, cursor) }
 }

@@ -58,9 +58,11 @@ runFuzzer { input in
             return i + b.count <= text.count && Array(text[i..<(i + b.count)]) == b
         }.max { vocabulary.tokenBytes[$0].count < vocabulary.tokenBytes[$1].count }
         guard let token else { break }
-        let moved = state.advance(token: token), read = cursor.advance(vocabulary.tokenBytes[token])
+        var next = cursor  // a cursor that fails to read is dead; the state does not move
+        let moved = state.advance(token: token), read = next.advance(vocabulary.tokenBytes[token])
         check(moved == read, "matcher and cursor disagree on reading token \(token)")
         if !moved { break }
+        cursor = next
         i += vocabulary.tokenBytes[token].count
         steps += 1
     }

@@ -134,3 +134,29 @@ let package = Package(
         ]),
     ]
 )
+
+// Fuzzing (Tests/Fuzz, scripts/fuzz): with SWIFTLET_FUZZ=1 the modules under test are built with
+// libFuzzer's coverage instrumentation and AddressSanitizer, and one libFuzzer executable per target is
+// added. Without it (every normal build) the package above is unchanged. In that mode build only the
+// fuzz-* products: the other executables are not linked with the fuzzer runtime.
+if Context.environment["SWIFTLET_FUZZ"] == "1" {
+    let instrument: [SwiftSetting] = [.unsafeFlags(["-sanitize=fuzzer,address", "-enable-testing"])]
+    for target in package.targets where ["GGUF", "Tokenizer", "Templates", "Grammar", "Server"].contains(target.name) {
+        target.swiftSettings = (target.swiftSettings ?? []) + instrument
+    }
+    let link: [LinkerSetting] = [.unsafeFlags(["-sanitize=fuzzer,address", "-use-ld=lld"])]
+    package.targets += [
+        .target(name: "FuzzDriver", path: "Tests/Fuzz/Sources/FuzzDriver"),
+        .target(name: "FuzzSupport", dependencies: ["FuzzDriver"], path: "Tests/Fuzz/Sources/FuzzSupport"),
+        .executableTarget(name: "fuzz-gguf", dependencies: ["FuzzSupport", "GGUF", "Tokenizer"],
+                          path: "Tests/Fuzz/Sources/fuzz-gguf", linkerSettings: link),
+        .executableTarget(name: "fuzz-tokenizer", dependencies: ["FuzzSupport", "GGUF", "Tokenizer"],
+                          path: "Tests/Fuzz/Sources/fuzz-tokenizer", linkerSettings: link),
+        .executableTarget(name: "fuzz-templates", dependencies: ["FuzzSupport", "Templates"],
+                          path: "Tests/Fuzz/Sources/fuzz-templates", linkerSettings: link),
+        .executableTarget(name: "fuzz-grammar", dependencies: ["FuzzSupport", "Grammar"],
+                          path: "Tests/Fuzz/Sources/fuzz-grammar", linkerSettings: link),
+        .executableTarget(name: "fuzz-requests", dependencies: ["FuzzSupport", "Server", "Grammar"],
+                          path: "Tests/Fuzz/Sources/fuzz-requests", linkerSettings: link),
+    ]
+}

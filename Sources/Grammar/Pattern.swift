@@ -74,16 +74,18 @@ private struct PatternParser {
 
     func fail(_ m: String) -> Pattern.Unsupported { .init(message: m) }
 
-    /// Top level: alternatives, each with optional `^` and `$`.
+    /// Top level: alternatives, each with optional `^` and `$`. Branches with the same anchors share
+    /// their "any text" ends (`.*(a|b).*`, not `.*a.*|.*b.*`): one pair per branch would make every
+    /// configuration set of the automaton as large as the number of branches (`||||…` took seconds).
     mutating func topLevel() throws(Pattern.Unsupported) -> Pattern {
-        var branches: [Pattern] = []
+        var groups: [(start: Bool, end: Bool, branches: [Pattern])] = []
         repeat {
             var anchoredStart = false
             if peek == "^" {
                 i += 1
                 anchoredStart = true
             }
-            var items = try sequence(topLevel: true)
+            let items = try sequence(topLevel: true)
             var anchoredEnd = false
             if peek == "$" {
                 i += 1
@@ -92,12 +94,21 @@ private struct PatternParser {
             guard atEnd || peek == "|" else {
                 throw fail(peek == "$" || peek == "^" ? "'^' and '$' only at the start and end of the pattern" : "unbalanced ')'")
             }
-            let anyText = Pattern.repetition(.chars(.everything), min: 0, max: nil)
-            if !anchoredStart { items.insert(anyText, at: 0) }
-            if !anchoredEnd { items.append(anyText) }
-            branches.append(.sequence(items))
+            let branch = Pattern.sequence(items)
+            if let g = groups.firstIndex(where: { $0.start == anchoredStart && $0.end == anchoredEnd }) {
+                groups[g].branches.append(branch)
+            } else {
+                groups.append((anchoredStart, anchoredEnd, [branch]))
+            }
         } while take("|")
-        return branches.count == 1 ? branches[0] : .alternatives(branches)
+        let anyText = Pattern.repetition(.chars(.everything), min: 0, max: nil)
+        let parts: [Pattern] = groups.map { g in
+            var items = [g.branches.count == 1 ? g.branches[0] : .alternatives(g.branches)]
+            if !g.start { items.insert(anyText, at: 0) }
+            if !g.end { items.append(anyText) }
+            return .sequence(items)
+        }
+        return parts.count == 1 ? parts[0] : .alternatives(parts)
     }
 
     mutating func take(_ c: Unicode.Scalar) -> Bool {

@@ -25,6 +25,7 @@ extension Interpreter {
     func applyFilter(_ name: String, _ value: JinjaValue, _ positional: [JinjaValue],
                      _ keywords: [String: JinjaValue]) throws -> JinjaValue {
         let args = Arguments(positional: positional, keywords: keywords)
+        try spend(1 + size(value))
         switch name {
         case "trim":
             return .string(PyString.strip(value.stringValue, args.string(0, "chars"), leading: true, trailing: true))
@@ -37,9 +38,13 @@ extension Interpreter {
             default: throw TemplateError.runtime("object of type '\(value.typeName)' has no len()", line: 0)
             }
         case "tojson":
+            let indent = args.int(0, "indent").map { max(0, $0) }
+            guard (indent ?? 0) <= 64 else { throw TemplateError.unsupported("tojson indent over 64", line: 0) }
             var out = ""
-            JSONWriter(sortKeys: true, indent: args.int(0, "indent"), asciiOnly: true, htmlSafe: true)
-                .write(value, into: &out, level: 0)
+            var writer = JSONWriter(sortKeys: true, indent: indent, asciiOnly: true, htmlSafe: true)
+            writer.limit = Self.maxLength
+            writer.write(value, into: &out, level: 0)
+            try checkLength(out.utf8.count)
             return .string(out)
         case "upper": return .string(value.stringValue.uppercased())
         case "lower": return .string(value.stringValue.lowercased())
@@ -53,7 +58,7 @@ extension Interpreter {
         case "join":
             var items = try value.iterated()
             if let attribute = args.string(1, "attribute") { items = items.map { attributePath($0, attribute) } }
-            return .string(items.map(\.stringValue).joined(separator: args.string(0, "d") ?? ""))
+            return .string(try joined(items, separator: args.string(0, "d") ?? ""))
         case "default", "d":
             let fallback = (0 < positional.count ? positional[0] : keywords["default_value"]) ?? .string("")
             let useBoolean = args.bool(1, "boolean")
@@ -62,7 +67,7 @@ extension Interpreter {
             guard let old = args.string(0, "old"), let new = args.string(1, "new") else {
                 throw TemplateError.runtime("replace() needs two arguments", line: 0)
             }
-            return .string(PyString.replace(value.stringValue, old, new, count: args.int(2, "count")))
+            return .string(try replaced(value.stringValue, old, new, count: args.int(2, "count")))
         case "string":
             return .string(value.stringValue)
         case "int":
@@ -170,7 +175,18 @@ extension Interpreter {
             return .array(try value.iterated().reversed())
         case "indent":
             let width = args.get(0, "width") ?? .int(4)
-            let indentation: String = if case .string(let s) = width { s } else { String(repeating: " ", count: width.intLike ?? 4) }
+            let indentation: String
+            if case .string(let s) = width {
+                indentation = s
+            } else {
+                let n = max(0, width.intLike ?? 4)
+                try checkLength(n)
+                indentation = String(repeating: " ", count: n)
+            }
+            let text = value.stringValue
+            let lines = text.utf8.count(where: { $0 == 0x0A }) + 1
+            let (extra, overflow) = lines.multipliedReportingOverflow(by: indentation.utf8.count)
+            try checkLength(overflow ? Int.max : text.utf8.count + extra)
             return .string(PyString.indent(value.stringValue, indentation, first: args.bool(1, "first"), blank: args.bool(2, "blank")))
         case "sum":
             var total: JinjaValue = args.get(1, "start") ?? .int(0)
@@ -191,6 +207,7 @@ extension Interpreter {
         case "center":
             let width = args.int(0, "width") ?? 80
             let s = value.stringValue
+            try checkLength(s.utf8.count + max(0, width))
             let padding = max(0, width - s.count)
             let left = padding / 2 + (padding & width & 1)
             return .string(String(repeating: " ", count: left) + s + String(repeating: " ", count: padding - left))
@@ -319,6 +336,7 @@ extension Interpreter {
     func callMethod(_ receiver: JinjaValue, _ name: String, _ positional: [JinjaValue],
                     _ keywords: [String: JinjaValue]) throws -> JinjaValue? {
         let args = Arguments(positional: positional, keywords: keywords)
+        try spend(1 + size(receiver))
         switch receiver {
         case .string(let s):
             switch name {
@@ -353,7 +371,7 @@ extension Interpreter {
                 guard let old = args.string(0, "old"), let new = args.string(1, "new") else {
                     throw TemplateError.runtime("replace() needs two arguments", line: 0)
                 }
-                return .string(PyString.replace(s, old, new, count: args.int(2, "count")))
+                return .string(try replaced(s, old, new, count: args.int(2, "count")))
             case "find":
                 let needle = args.string(0, "sub") ?? ""
                 guard let range = s.range(of: needle) else { return .int(-1) }
@@ -362,7 +380,7 @@ extension Interpreter {
                 let needle = args.string(0, "sub") ?? ""
                 return .int(needle.isEmpty ? s.unicodeScalars.count + 1 : s.components(separatedBy: needle).count - 1)
             case "join":
-                return .string(try args.get(0, "iterable").map { try $0.iterated() }?.map(\.stringValue).joined(separator: s) ?? "")
+                return .string(try joined(args.get(0, "iterable").map { try $0.iterated() } ?? [], separator: s))
             case "isdigit": return .bool(!s.isEmpty && s.allSatisfy(\.isNumber))
             case "isalpha": return .bool(!s.isEmpty && s.allSatisfy(\.isLetter))
             case "isalnum": return .bool(!s.isEmpty && s.allSatisfy { $0.isLetter || $0.isNumber })
@@ -399,6 +417,33 @@ extension Interpreter {
         default:
             return nil
         }
+    }
+}
+
+extension Interpreter {
+    /// `items` joined as text, within the length limit.
+    func joined(_ items: [JinjaValue], separator: String) throws -> String {
+        let strings = items.map(\.stringValue)
+        var total = separator.utf8.count * max(0, strings.count - 1)
+        for s in strings { total += s.utf8.count; if total > Self.maxLength { break } }
+        try checkLength(total)
+        return strings.joined(separator: separator)
+    }
+
+    /// Python's `replace`, within the length limit (each occurrence may grow the text).
+    func replaced(_ s: String, _ old: String, _ new: String, count: Int?) throws -> String {
+        if new.utf8.count > old.utf8.count, !old.isEmpty {
+            var occurrences = 0
+            var rest = Substring(s)
+            while count.map({ $0 < 0 || occurrences < $0 }) ?? true, let range = rest.range(of: old) {
+                occurrences += 1
+                rest = rest[range.upperBound...]
+            }
+            try spend(occurrences)
+            let (growth, overflow) = occurrences.multipliedReportingOverflow(by: new.utf8.count - old.utf8.count)
+            try checkLength(overflow ? Int.max : s.utf8.count + growth)
+        }
+        return PyString.replace(s, old, new, count: count)
     }
 }
 

@@ -8,6 +8,20 @@ final class Interpreter {
     private var frames: [[String: JinjaValue]]
     let now: Date
 
+    // Bounds on one render. Templates come with model files: a hostile one must end in a TemplateError,
+    // not exhaust the stack, memory or time. Real chat templates stay far below them.
+    /// Expressions evaluated and statements executed, plus the size of bulk work (filters, joins).
+    static let maxSteps = 1_000_000
+    /// Nesting of evaluation (expressions within expressions, blocks, macro calls).
+    static let maxDepth = 200
+    /// Bytes of any string and of the output; elements of any list.
+    static let maxLength = 16 << 20
+    static let maxItems = 1 << 20
+    /// Nesting of lists and dicts in a value stored by `set`.
+    static let maxValueNesting = 100
+    private var steps = 0
+    private var depth = 0
+
     static let builtinNames = ["range", "namespace", "dict", "raise_exception", "strftime_now"]
 
     init(context: [String: JinjaValue], now: Date) {
@@ -27,7 +41,82 @@ final class Interpreter {
         return .normal
     }
 
+    /// Counts one step and one level of nesting (the caller undoes the level with `depth -= 1`).
+    @inline(__always)
+    private func enter() throws {
+        try spend(1)
+        guard depth < Self.maxDepth else {
+            throw TemplateError.runtime("the template nests too deeply (over \(Self.maxDepth) levels)", line: 0)
+        }
+        depth += 1
+    }
+
+    /// Charges `n` steps of work.
+    @inline(__always)
+    func spend(_ n: Int) throws {
+        steps += n
+        guard steps <= Self.maxSteps else {
+            throw TemplateError.runtime("the template does too much work (over \(Self.maxSteps) steps)", line: 0)
+        }
+    }
+
+    /// Throws unless a string of `bytes` bytes is allowed; charges the work of building it.
+    func checkLength(_ bytes: Int) throws {
+        guard bytes <= Self.maxLength else {
+            throw TemplateError.runtime("the template builds a string over \(Self.maxLength) bytes", line: 0)
+        }
+        try spend(bytes / 256)
+    }
+
+    /// Throws unless a list of `count` items is allowed; charges the work of building it.
+    func checkItems(_ count: Int) throws {
+        guard count <= Self.maxItems else {
+            throw TemplateError.runtime("the template builds a list over \(Self.maxItems) items", line: 0)
+        }
+        try spend(count / 16)
+    }
+
+    /// The work of reading a value once (charged by filters and methods that walk their input).
+    func size(_ value: JinjaValue) -> Int {
+        switch value {
+        case .string(let s): s.utf8.count / 256
+        case .array(let a): a.count
+        case .object(let o): o.count
+        default: 0
+        }
+    }
+
+    /// Nesting of lists and dicts, counting each container visited as a step; throws past the limit.
+    private func checkNesting(_ value: JinjaValue, level: Int = 0) throws {
+        switch value {
+        case .array(let a):
+            guard level < Self.maxValueNesting else { throw tooNested }
+            try spend(a.count)
+            for item in a { try checkNesting(item, level: level + 1) }
+        case .object(let o):
+            guard level < Self.maxValueNesting else { throw tooNested }
+            try spend(o.count)
+            for item in o.values { try checkNesting(item, level: level + 1) }
+        default:
+            break
+        }
+    }
+
+    private var tooNested: TemplateError {
+        .runtime("the template builds a value nested over \(Self.maxValueNesting) levels", line: 0)
+    }
+
     private func execute(_ node: Node, into out: inout String) throws -> Flow {
+        try enter()
+        defer { depth -= 1 }
+        let flow = try executeNode(node, into: &out)
+        if out.utf8.count > Self.maxLength {
+            throw TemplateError.runtime("the template's output exceeds \(Self.maxLength) bytes", line: 0)
+        }
+        return flow
+    }
+
+    private func executeNode(_ node: Node, into out: inout String) throws -> Flow {
         switch node {
         case .text(let text):
             out += text
@@ -140,6 +229,7 @@ final class Interpreter {
     }
 
     private func assign(_ target: Target, _ value: JinjaValue) throws {
+        try checkNesting(value)
         switch target {
         case .name, .tuple:
             try bind(target, value, line: 0)
@@ -165,6 +255,18 @@ final class Interpreter {
     // MARK: Expressions
 
     func eval(_ expr: Expr) throws -> JinjaValue {
+        try enter()
+        defer { depth -= 1 }
+        let value = try evaluate(expr)
+        switch value {
+        case .string(let s) where s.utf8.count > Self.maxLength: try checkLength(s.utf8.count)
+        case .array(let a) where a.count > Self.maxItems: try checkItems(a.count)
+        default: break
+        }
+        return value
+    }
+
+    private func evaluate(_ expr: Expr) throws -> JinjaValue {
         switch expr {
         case .literal(let value):
             return value
@@ -317,14 +419,27 @@ final class Interpreter {
     }
 
     private func binary(_ op: String, _ a: JinjaValue, _ b: JinjaValue) throws -> JinjaValue {
-        if op == "~" { return .string(a.stringValue + b.stringValue) }
+        if op == "~" {
+            let (x, y) = (a.stringValue, b.stringValue)
+            try checkLength(x.utf8.count + y.utf8.count)
+            return .string(x + y)
+        }
         switch (op, a, b) {
-        case ("+", .string(let x), .string(let y)): return .string(x + y)
-        case ("+", .array(let x), .array(let y)): return .array(x + y)
-        case ("*", .string(let s), _) where b.intLike != nil: return .string(String(repeating: s, count: max(0, b.intLike!)))
-        case ("*", _, .string(let s)) where a.intLike != nil: return .string(String(repeating: s, count: max(0, a.intLike!)))
+        case ("+", .string(let x), .string(let y)):
+            try checkLength(x.utf8.count + y.utf8.count)
+            return .string(x + y)
+        case ("+", .array(let x), .array(let y)):
+            try checkItems(x.count + y.count)
+            return .array(x + y)
+        case ("*", .string(let s), _) where b.intLike != nil:
+            return .string(try repeated(s, b.intLike!))
+        case ("*", _, .string(let s)) where a.intLike != nil:
+            return .string(try repeated(s, a.intLike!))
         case ("*", .array(let x), _) where b.intLike != nil:
-            return .array(Array(repeating: x, count: max(0, b.intLike!)).flatMap { $0 })
+            let n = max(0, b.intLike!)
+            let (total, overflow) = x.count.multipliedReportingOverflow(by: n)
+            try checkItems(overflow ? Int.max : total)
+            return .array(Array(repeating: x, count: n).flatMap { $0 })
         case ("%", .string, _):
             throw TemplateError.unsupported("string formatting with '%'", line: 0)
         default: break
@@ -419,6 +534,14 @@ final class Interpreter {
         }
     }
 
+    /// `s * n`, within the length limit.
+    private func repeated(_ s: String, _ n: Int) throws -> String {
+        let n = max(0, n)
+        let (total, overflow) = s.utf8.count.multipliedReportingOverflow(by: n)
+        try checkLength(overflow ? Int.max : total)
+        return String(repeating: s, count: n)
+    }
+
     // MARK: Calls
 
     func call(_ function: JinjaFunction, _ positional: [JinjaValue], _ keywords: [String: JinjaValue]) throws -> JinjaValue {
@@ -466,6 +589,9 @@ final class Interpreter {
             }
             let (start, stop, step) = ints.count == 1 ? (0, ints[0], 1) : (ints[0], ints[1], ints.count == 3 ? ints[2] : 1)
             guard step != 0 else { throw TemplateError.runtime("range() step must not be zero", line: 0) }
+            let count = max(0, ((Double(stop) - Double(start)) / Double(step)).rounded(.up))
+            try checkItems(count > Double(Self.maxItems) ? Int.max : Int(count))
+            try spend(Int(count))
             return .array(stride(from: start, to: stop, by: step).map { .int($0) })
         case "namespace", "dict":
             var object = JinjaObject()

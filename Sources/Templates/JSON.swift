@@ -5,8 +5,11 @@ struct JSONWriter {
     var asciiOnly: Bool
     /// jinja2's `htmlsafe_json_dumps`: `<`, `>`, `&`, `'` become `\u00XX` escapes.
     var htmlSafe: Bool
+    /// Writing stops once the output is longer (the caller then rejects it).
+    var limit = Int.max
 
     func write(_ value: JinjaValue, into out: inout String, level: Int) {
+        if out.utf8.count > limit { return }
         switch value {
         case .undefined, .none, .function: out += "null"
         case .bool(let b): out += b ? "true" : "false"
@@ -46,7 +49,7 @@ struct JSONWriter {
     private func newline(_ out: inout String, level: Int) {
         guard let indent else { return }
         out += "\n"
-        out += String(repeating: " ", count: indent * level)
+        out += String(repeating: " ", count: max(0, indent * level))
     }
 
     private func writeString(_ s: String, into out: inout String) {
@@ -89,6 +92,9 @@ struct JSONWriter {
 struct JSONParser {
     let bytes: [UInt8]
     var pos = 0
+    /// Nesting of arrays and objects (bounded: the parser, and later the value's users, recurse).
+    static let maxDepth = 256
+    private var depth = 0
 
     init(bytes: [UInt8]) { self.bytes = bytes }
 
@@ -108,6 +114,9 @@ struct JSONParser {
     }
 
     private mutating func parseValue() throws -> JinjaValue {
+        depth += 1
+        defer { depth -= 1 }
+        guard depth <= Self.maxDepth else { throw fail("nested over \(Self.maxDepth) levels") }
         skipSpace()
         guard pos < bytes.count else { throw fail("unexpected end") }
         switch bytes[pos] {

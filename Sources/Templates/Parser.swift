@@ -3,6 +3,11 @@
 struct Parser {
     private var tokens: [Token]
     private var index = 0
+    /// Nesting of blocks and expressions; each operator of a chain (`a ~ b ~ c`, `x|f|g`) nests the
+    /// tree one level more. Bounded so that parsing, evaluating and freeing the tree cannot exhaust
+    /// the stack on a hostile template.
+    static let maxNesting = 100
+    private var nesting = 0
 
     init(tokens: [Token]) { self.tokens = tokens }
 
@@ -17,6 +22,13 @@ struct Parser {
 
     private var current: Token { tokens[index] }
     private var line: Int { current.line }
+
+    private mutating func nest() throws {
+        nesting += 1
+        guard nesting <= Self.maxNesting else {
+            throw TemplateError.syntax("the template nests too deeply (over \(Self.maxNesting) levels)", line: line)
+        }
+    }
 
     private mutating func advance() -> Token {
         let token = tokens[index]
@@ -118,6 +130,9 @@ struct Parser {
     }
 
     private mutating func parseStatement() throws -> Node {
+        let mark = nesting
+        defer { nesting = mark }
+        try nest()
         let tagLine = line
         let tag = try expectName()
         switch tag {
@@ -287,19 +302,28 @@ struct Parser {
     }
 
     private mutating func parseOr() throws -> Expr {
+        let mark = nesting
+        defer { nesting = mark }
         var left = try parseAnd()
-        while skipName("or") { left = .or(left, try parseAnd()) }
+        while skipName("or") { try nest(); left = .or(left, try parseAnd()) }
         return left
     }
 
     private mutating func parseAnd() throws -> Expr {
+        let mark = nesting
+        defer { nesting = mark }
         var left = try parseNot()
-        while skipName("and") { left = .and(left, try parseNot()) }
+        while skipName("and") { try nest(); left = .and(left, try parseNot()) }
         return left
     }
 
     private mutating func parseNot() throws -> Expr {
-        if skipName("not") { return .not(try parseNot()) }
+        let mark = nesting
+        defer { nesting = mark }
+        if skipName("not") {
+            try nest()
+            return .not(try parseNot())
+        }
         return try parseCompare()
     }
 
@@ -323,36 +347,49 @@ struct Parser {
     }
 
     private mutating func parseMath1() throws -> Expr {
+        let mark = nesting
+        defer { nesting = mark }
         var left = try parseConcat()
         while case .op(let op) = current.kind, op == "+" || op == "-" {
             _ = advance()
+            try nest()
             left = .binary(op, left, try parseConcat())
         }
         return left
     }
 
     private mutating func parseConcat() throws -> Expr {
+        let mark = nesting
+        defer { nesting = mark }
         var left = try parseMath2()
-        while skipOp("~") { left = .binary("~", left, try parseMath2()) }
+        while skipOp("~") { try nest(); left = .binary("~", left, try parseMath2()) }
         return left
     }
 
     private mutating func parseMath2() throws -> Expr {
+        let mark = nesting
+        defer { nesting = mark }
         var left = try parsePow()
         while case .op(let op) = current.kind, ["*", "/", "//", "%"].contains(op) {
             _ = advance()
+            try nest()
             left = .binary(op, left, try parsePow())
         }
         return left
     }
 
     private mutating func parsePow() throws -> Expr {
+        let mark = nesting
+        defer { nesting = mark }
         var left = try parseUnary()
-        while skipOp("**") { left = .binary("**", left, try parseUnary()) }
+        while skipOp("**") { try nest(); left = .binary("**", left, try parseUnary()) }
         return left
     }
 
     private mutating func parseUnary(withFilter: Bool = true) throws -> Expr {
+        let mark = nesting
+        defer { nesting = mark }
+        try nest()
         var node: Expr
         if skipOp("-") {
             node = .unary("-", try parseUnary(withFilter: false))
@@ -411,8 +448,11 @@ struct Parser {
     }
 
     private mutating func parsePostfix(_ base: Expr) throws -> Expr {
+        let mark = nesting
+        defer { nesting = mark }
         var node = base
         while true {
+            try nest()
             if skipOp(".") {
                 switch advance().kind {
                 case .name(let name): node = .attribute(node, name)
@@ -476,8 +516,11 @@ struct Parser {
     }
 
     private mutating func parseFilterExpression(_ base: Expr) throws -> Expr {
+        let mark = nesting
+        defer { nesting = mark }
         var node = base
         while true {
+            try nest()
             if skipOp("|") {
                 let name = try parseDottedName()
                 let args = isOp("(") ? try parseCallArguments() : []

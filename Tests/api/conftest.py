@@ -156,3 +156,23 @@ def cli_generate(prompt, max_tokens, chat=False, system=None, stop=()):
     m = re.search(r"prompt tokens: (\d+), generated tokens: (\d+)", err)
     assert m, err
     return out, int(m.group(1)), int(m.group(2))
+
+
+def assert_connection_cap(port, url, cap):
+    """With `cap` connections held open (each answered once first, so the server and not only the kernel has
+    taken it), a further request is not served until one of them closes."""
+    import http.client
+    held = []
+    try:
+        for _ in range(cap):
+            c = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+            c.request("GET", "/health")
+            assert c.getresponse().read() is not None
+            held.append(c)
+        with pytest.raises(requests.exceptions.Timeout):
+            requests.get(url + "/health", timeout=1.5)
+        held.pop().close()
+        assert requests.get(url + "/health", timeout=60).status_code == 200
+    finally:
+        for c in held:
+            c.close()

@@ -3,14 +3,13 @@ requests, aborted bodies, oversized headers, too many connections. Every one get
 closed connection) and the server stays up."""
 
 import json
-import http.client
 import socket
 import time
 
 import pytest
 import requests
 
-from conftest import Server
+from conftest import Server, assert_connection_cap
 
 CHAT = "/v1/chat/completions"
 COMPLETIONS = "/v1/completions"
@@ -180,22 +179,7 @@ def test_half_sent_and_silent_connections_are_closed(strict_server):
 
 
 def test_connections_over_the_cap_wait_until_one_closes(strict_server):
-    held = []
-    for _ in range(3):
-        # A request answered on each makes sure the server has taken the connection (not only the kernel).
-        c = http.client.HTTPConnection("127.0.0.1", strict_server.port, timeout=60)
-        c.request("GET", "/health")
-        assert c.getresponse().read() is not None
-        held.append(c)
-    try:
-        # All three places are taken: a fourth connection is not served while they are open.
-        with pytest.raises(requests.exceptions.Timeout):
-            requests.get(strict_server.url + "/health", timeout=1.5)
-        held.pop().close()
-        assert requests.get(strict_server.url + "/health", timeout=60).status_code == 200
-    finally:
-        for s in held:
-            s.close()
+    assert_connection_cap(strict_server.port, strict_server.url, 3)
     assert_alive(strict_server)
 
 

@@ -1,12 +1,12 @@
 """The gateway's listener, like serve's: silent or half-sent client connections are closed after
 gateway.idle_timeout, and no more than gateway.max_connections are served at once."""
 
-import http.client
 import socket
 
 import pytest
 import requests
 
+from conftest import assert_connection_cap
 from platform_support import Gateway, kill_all_workers, stop_everything
 
 CONFIG = """
@@ -57,17 +57,4 @@ def test_half_sent_and_silent_connections_are_closed(gateway):
 
 
 def test_connections_over_the_cap_wait_until_one_closes(gateway):
-    held = []
-    for _ in range(3):
-        c = http.client.HTTPConnection("127.0.0.1", gateway.port, timeout=60)
-        c.request("GET", "/health")
-        assert c.getresponse().read() is not None
-        held.append(c)
-    try:
-        with pytest.raises(requests.exceptions.Timeout):
-            requests.get(gateway.url + "/health", timeout=1.5)
-        held.pop().close()
-        assert requests.get(gateway.url + "/health", timeout=60).status_code == 200
-    finally:
-        for c in held:
-            c.close()
+    assert_connection_cap(gateway.port, gateway.url, 3)

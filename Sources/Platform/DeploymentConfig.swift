@@ -86,6 +86,8 @@ public struct GatewaySettings: Sendable, Equatable {
     public var idleTimeout: Double = 75
     /// Client connections open at once; more wait to be accepted until one closes.
     public var maxConnections = 1024
+    /// Seconds a request body may take to arrive in full (408 after it).
+    public var bodyTimeout: Double = 60
 
     public init() {}
 }
@@ -336,6 +338,7 @@ public struct ConfigReader {
         guard let m = mapping(node, "gateway", allowed: [
             "require_api_key", "cluster_token", "retries", "cold_start_timeout", "health_check_interval",
             "unhealthy_after", "heartbeat_timeout", "cost_window", "worker_stop_grace", "idle_timeout", "max_connections",
+            "body_timeout",
         ]) else { return g }
         if let v = bool(m["require_api_key"], "gateway.require_api_key") { g.requireAPIKey = v }
         if let v = string(m["cluster_token"], "gateway.cluster_token") { g.clusterToken = v }
@@ -356,6 +359,9 @@ public struct ConfigReader {
             if v < 1 || v > 86400 { fail(m["idle_timeout"], "gateway.idle_timeout", "must be between 1s and 24h") } else { g.idleTimeout = v }
         }
         if let v = int(m["max_connections"], "gateway.max_connections", min: 1, max: 1_000_000) { g.maxConnections = v }
+        if let v = duration(m["body_timeout"], "gateway.body_timeout") {
+            if v < 1 || v > 86400 { fail(m["body_timeout"], "gateway.body_timeout", "must be between 1s and 24h") } else { g.bodyTimeout = v }
+        }
         return g
     }
 

@@ -357,7 +357,7 @@ public final class Gateway: Sendable {
             throw APIError.bodyTooLarge(limit: maxBodyBytes)
         }
         do {
-            return try await request.collectBody(upTo: maxBodyBytes)
+            return try await OpenAIServer.collectBody(request, upTo: maxBodyBytes, within: config.gateway.bodyTimeout)
         } catch is NIOTooManyBytesError {
             throw APIError.bodyTooLarge(limit: maxBodyBytes)
         }

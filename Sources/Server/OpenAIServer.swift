@@ -201,7 +201,7 @@ public final class OpenAIServer: Sendable {
     }
 
     /// The whole body, or 408 when it has not arrived within `seconds`.
-    static func collectBody(_ request: Request, upTo limit: Int, within seconds: Double) async throws -> ByteBuffer {
+    public static func collectBody(_ request: Request, upTo limit: Int, within seconds: Double) async throws -> ByteBuffer {
         try await withThrowingTaskGroup(of: ByteBuffer?.self) { group in
             group.addTask {
                 var request = request

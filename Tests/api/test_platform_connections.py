@@ -2,6 +2,7 @@
 gateway.idle_timeout, and no more than gateway.max_connections are served at once."""
 
 import socket
+import time
 
 import pytest
 import requests
@@ -14,6 +15,7 @@ gateway:
   require_api_key: false
   idle_timeout: 3s
   max_connections: 3
+  body_timeout: 2s
 clusters:
   - {name: remote}
 deployments:
@@ -53,6 +55,29 @@ def test_half_sent_and_silent_connections_are_closed(gateway):
     for s in (half, silent):
         read_until_closed(s)  # the hang guard is the socket's 60 s timeout
         s.close()
+    assert requests.get(gateway.url + "/health", timeout=10).status_code == 200
+
+
+def test_a_trickled_body_gets_408(gateway):
+    s = socket.create_connection(("127.0.0.1", gateway.port), timeout=60)
+    s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+              b"Content-Length: 200\r\n\r\n{")
+    s.settimeout(0.5)
+    reply, deadline = b"", time.time() + 30  # hang guard
+    while time.time() < deadline:
+        try:
+            s.sendall(b" ")  # a byte every half second: never idle for 3 s, never done
+        except OSError:
+            break
+        try:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            reply += chunk
+        except socket.timeout:
+            continue
+    s.close()
+    assert reply.startswith(b"HTTP/1.1 408"), reply[:200]
     assert requests.get(gateway.url + "/health", timeout=10).status_code == 200
 
 

@@ -347,12 +347,11 @@ public final class Gateway: Sendable {
     // MARK: Proxy
 
     func decode<T: Decodable>(_ type: T.Type, _ request: Request) async throws -> T {
-        var request = request
-        let buffer = try await readBody(&request)
+        let buffer = try await readBody(request)
         return try OpenAIServer.decodeJSON(type, from: Data(buffer.readableBytesView))
     }
 
-    func readBody(_ request: inout Request) async throws -> ByteBuffer {
+    func readBody(_ request: Request) async throws -> ByteBuffer {
         if let length = request.headers[.contentLength].flatMap({ Int($0) }), length > maxBodyBytes {
             throw APIError.bodyTooLarge(limit: maxBodyBytes)
         }
@@ -394,8 +393,7 @@ public final class Gateway: Sendable {
         }
         defer { withExtendedLifetime(ticket) {} }
         let key = try await authenticate(request)
-        var request = request
-        let raw = try await readBody(&request)
+        let raw = try await readBody(request)
         guard String(validating: raw.readableBytesView, as: UTF8.self) != nil else {
             throw APIError.invalidRequest("The request body is not valid UTF-8.", code: "invalid_json")
         }

@@ -176,3 +176,28 @@ def assert_connection_cap(port, url, cap):
     finally:
         for c in held:
             c.close()
+
+
+def trickle_body(port, path):
+    """Sends a request whose body comes a byte every half second and never ends; returns what the server
+    answered before it closed the connection (30 s hang guard)."""
+    import socket
+    s = socket.create_connection(("127.0.0.1", port), timeout=60)
+    s.sendall(f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n".encode()
+              + b"Content-Length: 200\r\n\r\n{")
+    s.settimeout(0.5)
+    reply, deadline = b"", time.time() + 30
+    while time.time() < deadline:
+        try:
+            s.sendall(b" ")  # never idle, never done
+        except OSError:
+            break
+        try:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            reply += chunk
+        except socket.timeout:
+            continue
+    s.close()
+    return reply

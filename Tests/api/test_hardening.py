@@ -9,7 +9,7 @@ import time
 import pytest
 import requests
 
-from conftest import Server, assert_connection_cap
+from conftest import Server, assert_connection_cap, trickle_body
 
 CHAT = "/v1/chat/completions"
 COMPLETIONS = "/v1/completions"
@@ -186,25 +186,7 @@ def test_connections_over_the_cap_wait_until_one_closes(strict_server):
 def test_a_trickled_body_gets_408_after_the_body_timeout():
     s = Server("--body-timeout", "2", "--idle-timeout", "60")
     try:
-        c = raw_connection(s)
-        c.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                  b"Content-Length: 200\r\n\r\n{")
-        reply = b""
-        c.settimeout(0.5)
-        deadline = time.time() + 30  # hang guard
-        while time.time() < deadline:
-            try:
-                c.sendall(b" ")  # one byte a half second: never idle, never done
-            except OSError:
-                break
-            try:
-                chunk = c.recv(65536)
-                if not chunk:
-                    break
-                reply += chunk
-            except socket.timeout:
-                continue
-        c.close()
+        reply = trickle_body(s.port, "/v1/completions")
         assert reply.startswith(b"HTTP/1.1 408"), reply[:200]
         assert b"request_timeout" in reply
         assert_alive(s)

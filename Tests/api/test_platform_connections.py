@@ -2,12 +2,11 @@
 gateway.idle_timeout, and no more than gateway.max_connections are served at once."""
 
 import socket
-import time
 
 import pytest
 import requests
 
-from conftest import assert_connection_cap
+from conftest import assert_connection_cap, trickle_body
 from platform_support import Gateway, kill_all_workers, stop_everything
 
 CONFIG = """
@@ -59,24 +58,7 @@ def test_half_sent_and_silent_connections_are_closed(gateway):
 
 
 def test_a_trickled_body_gets_408(gateway):
-    s = socket.create_connection(("127.0.0.1", gateway.port), timeout=60)
-    s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-              b"Content-Length: 200\r\n\r\n{")
-    s.settimeout(0.5)
-    reply, deadline = b"", time.time() + 30  # hang guard
-    while time.time() < deadline:
-        try:
-            s.sendall(b" ")  # a byte every half second: never idle for 3 s, never done
-        except OSError:
-            break
-        try:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            reply += chunk
-        except socket.timeout:
-            continue
-    s.close()
+    reply = trickle_body(gateway.port, "/v1/chat/completions")
     assert reply.startswith(b"HTTP/1.1 408"), reply[:200]
     assert requests.get(gateway.url + "/health", timeout=10).status_code == 200
 

@@ -1,35 +1,30 @@
 // Causal attention over a block-paged f16 KV cache, for a batch of sequences.
-// Per (query row, head): scores = K·q (q rounded to f16), softmax(scores * scale), out = Σ f16(p_j) v_j.
-// Rows of prompt tokens follow the reference's tiled GEMM lane layout (8 lanes); rows of generated
-// tokens its vector-dot layout (4×8 lanes), so each matches the reference bit for bit, and a row's
-// result does not depend on what else is in the batch.
+// Per (query row, head), in f32 with one fixed order for every row (prompt or generated) and every
+// instruction set: s_j = hsum8(8 lanes of q·k_j over d mod 8) * scale, e_j = ck_expf(s_j - max),
+// out = (sum over j in order of e_j v_j) * (1 / sum of e_j, added 8 positions at a time in double).
 #include "internal.h"
-#include "ggml_exact.h"
+#include "ck_math.h"
 #include <stdatomic.h>
 
+// ((l0+l4)+(l2+l6)) + ((l1+l5)+(l3+l7)): how the AVX2 code reduces a register.
+static inline float hsum8(const float *l) {
+    const float t0 = l[0] + l[4], t1 = l[1] + l[5], t2 = l[2] + l[6], t3 = l[3] + l[7];
+    return (t0 + t2) + (t1 + t3);
+}
+
 static void attn_unit_generic(const attn_ctx *c, float *scores, const ck_attn_seq *sq, int i, int h) {
-    const int hd = c->head_dim, kvh = h / (c->n_head / c->n_head_kv);
+    const int hd = c->head_dim, hd8 = hd & ~7, kvh = h / (c->n_head / c->n_head_kv);
     const size_t kv_stride = (size_t)c->n_head_kv * hd;
-    const int n_kv = sq->pos0 + i + 1, gemm = sq->pos0 + i < sq->decode_from;
-    float qf[CK_MAX_HEAD_DIM];
-    float acc[CK_MAX_HEAD_DIM * 32];
+    const int n_kv = sq->pos0 + i + 1;
+    float acc[CK_MAX_HEAD_DIM];
     const float *q = c->q + ((size_t)(sq->row0 + i) * c->n_head + h) * hd;
-    for (int d = 0; d < hd; d++) qf[d] = fp16_to_fp32(fp32_to_fp16(q[d]));
     float max = -INFINITY;
     for (int j = 0; j < n_kv; j++) {
         const uint16_t *kj = ck_kv_row(c->k, sq->blocks, c->bs_log2, j, kv_stride) + (size_t)kvh * hd;
-        float lanes[32] = {0};
-        float s;
-        if (gemm && hd % 8 == 0) {
-            for (int d = 0; d < hd; d++) lanes[d & 7] = __builtin_fmaf(fp16_to_fp32(kj[d]), qf[d], lanes[d & 7]);
-            s = ck_hsum8_a(lanes);
-        } else {
-            const int np = hd & ~31;
-            for (int d = 0; d < np; d++) lanes[d & 31] = __builtin_fmaf(fp16_to_fp32(kj[d]), qf[d], lanes[d & 31]);
-            double sd = ck_hsum32_dot(lanes);
-            for (int d = np; d < hd; d++) sd += (double)(fp16_to_fp32(kj[d]) * qf[d]);
-            s = (float)sd;
-        }
+        float lanes[8] = {0};
+        for (int d = 0; d < hd8; d++) lanes[d & 7] = __builtin_fmaf(fp16_to_fp32(kj[d]), q[d], lanes[d & 7]);
+        float s = hsum8(lanes);
+        for (int d = hd8; d < hd; d++) s = __builtin_fmaf(fp16_to_fp32(kj[d]), q[d], s);
         s *= c->scale;
         scores[j] = s;
         if (s > max) max = s;
@@ -39,23 +34,19 @@ static void attn_unit_generic(const attn_ctx *c, float *scores, const ck_attn_se
         float l8[8];
         for (int l = 0; l < 8; l++) {
             const int j = j0 + l;
-            l8[l] = j < n_kv ? ck_vexpf(scores[j] - max) : 0.0f;
+            l8[l] = j < n_kv ? ck_expf(scores[j] - max) : 0.0f;
             if (j < n_kv) scores[j] = l8[l];
         }
-        sum += (double)ck_hsum8_a(l8);
+        sum += (double)hsum8(l8);
     }
     const float inv = (float)(1.0 / sum);
-    for (int j = 0; j < n_kv; j++) scores[j] = fp16_to_fp32(fp32_to_fp16(scores[j] * inv));
-    const int lanes = gemm ? 8 : 32;
-    memset(acc, 0, sizeof(float) * (size_t)hd * lanes);
+    memset(acc, 0, sizeof(float) * (size_t)hd);
     for (int j = 0; j < n_kv; j++) {
         const uint16_t *vj = ck_kv_row(c->v, sq->blocks, c->bs_log2, j, kv_stride) + (size_t)kvh * hd;
-        const float pj = scores[j];
-        const int lane = j & (lanes - 1);
-        for (int d = 0; d < hd; d++) acc[d * lanes + lane] = __builtin_fmaf(fp16_to_fp32(vj[d]), pj, acc[d * lanes + lane]);
+        for (int d = 0; d < hd; d++) acc[d] = __builtin_fmaf(fp16_to_fp32(vj[d]), scores[j], acc[d]);
     }
     float *o = c->out + ((size_t)(sq->row0 + i) * c->n_head + h) * hd;
-    for (int d = 0; d < hd; d++) o[d] = lanes == 8 ? ck_hsum8_a(acc + d * 8) : ck_hsum32_dot(acc + d * 32);
+    for (int d = 0; d < hd; d++) o[d] = acc[d] * inv;
 }
 
 // Units (sequence, query row, head) are handed out one at a time, so threads stay busy whatever the

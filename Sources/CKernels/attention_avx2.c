@@ -1,9 +1,8 @@
 #include "internal.h"
-#include "ggml_exact.h"
 #ifdef CK_X86
 #include "avx2_math.h"
 
-// Vectorised twin of the generic attention in ops.c: the same operations in the same order per
+// Vectorised twin of the generic attention in attention.c: the same operations in the same order per
 // output element (checked bit for bit by the kernel tests), using 8-wide AVX2 registers.
 
 // ((l0+l4)+(l2+l6)) + ((l1+l5)+(l3+l7))
@@ -12,14 +11,6 @@ AVX2 static inline float hsum8(__m256 v) {
     r = _mm_add_ps(r, _mm_movehl_ps(r, r));
     r = _mm_add_ss(r, _mm_movehdup_ps(r));
     return _mm_cvtss_f32(r);
-}
-
-// 4x8 lanes reduced as the reference's f16 vector dot does.
-AVX2 static inline float hsum32(__m256 a0, __m256 a1, __m256 a2, __m256 a3) {
-    const __m256 x = _mm256_add_ps(_mm256_add_ps(a0, a2), _mm256_add_ps(a1, a3));
-    const __m128 t0 = _mm_add_ps(_mm256_castps256_ps128(x), _mm256_extractf128_ps(x, 1));
-    const __m128 t1 = _mm_hadd_ps(t0, t0);
-    return _mm_cvtss_f32(_mm_hadd_ps(t1, t1));
 }
 
 // The K row PF_AHEAD positions on and this position's V row, fetched while the scores are computed:
@@ -36,7 +27,6 @@ static inline void prefetch_row(const uint16_t *row, int hd) {
     } while (0)
 
 AVX2 static inline __m256 load_h(const uint16_t *p) { return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p)); }
-AVX2 static inline __m256 round_h(__m256 v) { return _mm256_cvtph_ps(_mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT)); }
 
 // for each position j < n_kv: `row` points at its K (or V) row for this head, walking block by block.
 #define KV_ROWS(layer, j, row)                                                                          \
@@ -49,117 +39,73 @@ AVX2 void ck_attn_unit_avx2(const attn_ctx *c, float *scores, const ck_attn_seq 
     const int hd = c->head_dim, kvh = h / (c->n_head / c->n_head_kv);
     const int hd8 = hd & ~7;
     const size_t kv_stride = (size_t)c->n_head_kv * hd;
-    const int n_kv = sq->pos0 + i + 1, gemm = sq->pos0 + i < sq->decode_from;
+    const int n_kv = sq->pos0 + i + 1;
     const int bsl = c->bs_log2;
-    float qf[CK_MAX_HEAD_DIM] __attribute__((aligned(32)));
-    float acc[32 * CK_MAX_HEAD_DIM] __attribute__((aligned(32)));
-    {
-        const float *q = c->q + ((size_t)(sq->row0 + i) * c->n_head + h) * hd;
-        for (int d = 0; d < hd8; d += 8) _mm256_store_ps(qf + d, round_h(_mm256_loadu_ps(q + d)));
-        for (int d = hd8; d < hd; d++) qf[d] = fp16_to_fp32(fp32_to_fp16(q[d]));
+    const float *q = c->q + ((size_t)(sq->row0 + i) * c->n_head + h) * hd;
 
-        // scores = (K q) * scale
-        for (int j = 0; j < PF_AHEAD && j < n_kv; j++) PREFETCH_HEAD_ROW(c->k, j);
-        float max = -INFINITY;
-        if (gemm && hd % 8 == 0) {
-            KV_ROWS(c->k, j, kj) {
-                PREFETCH_KV(j);
-                __m256 a = _mm256_setzero_ps();
-                for (int d = 0; d < hd; d += 8) a = _mm256_fmadd_ps(load_h(kj + d), _mm256_load_ps(qf + d), a);
-                const float s = hsum8(a) * c->scale;
-                scores[j] = s;
-                if (s > max) max = s;
-            }
-        } else {
-            const int np = hd & ~31;
-            KV_ROWS(c->k, j, kj) {
-                PREFETCH_KV(j);
-                __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-                for (int d = 0; d < np; d += 32) {
-                    a0 = _mm256_fmadd_ps(load_h(kj + d), _mm256_load_ps(qf + d), a0);
-                    a1 = _mm256_fmadd_ps(load_h(kj + d + 8), _mm256_load_ps(qf + d + 8), a1);
-                    a2 = _mm256_fmadd_ps(load_h(kj + d + 16), _mm256_load_ps(qf + d + 16), a2);
-                    a3 = _mm256_fmadd_ps(load_h(kj + d + 24), _mm256_load_ps(qf + d + 24), a3);
-                }
-                double sd = hsum32(a0, a1, a2, a3);
-                for (int d = np; d < hd; d++) sd += (double)(fp16_to_fp32(kj[d]) * qf[d]);
-                const float s = (float)sd * c->scale;
-                scores[j] = s;
-                if (s > max) max = s;
-            }
+    // scores = (K q) * scale
+    for (int j = 0; j < PF_AHEAD && j < n_kv; j++) PREFETCH_HEAD_ROW(c->k, j);
+    float max = -INFINITY;
+    KV_ROWS(c->k, j, kj) {
+        PREFETCH_KV(j);
+        __m256 a = _mm256_setzero_ps();
+        for (int d = 0; d < hd8; d += 8) a = _mm256_fmadd_ps(load_h(kj + d), _mm256_loadu_ps(q + d), a);
+        float s = hsum8(a);
+        for (int d = hd8; d < hd; d++) s = __builtin_fmaf(fp16_to_fp32(kj[d]), q[d], s);
+        s *= c->scale;
+        scores[j] = s;
+        if (s > max) max = s;
+    }
+
+    // e_j = exp(s_j - max) in chunks of 8 (lanes past n_kv count as 0)
+    double sum = 0;
+    const __m256 vmax = _mm256_set1_ps(max);
+    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    for (int j0 = 0; j0 < n_kv; j0 += 8) {
+        __m256 val = v_expf(_mm256_sub_ps(_mm256_loadu_ps(scores + j0), vmax));
+        if (j0 + 8 > n_kv) {
+            const __m256i live = _mm256_cmpgt_epi32(_mm256_set1_epi32(n_kv - j0), lane);
+            val = _mm256_and_ps(val, _mm256_castsi256_ps(live));
         }
+        _mm256_storeu_ps(scores + j0, val);
+        sum += (double)hsum8(val);
+    }
+    const float inv = (float)(1.0 / sum);
 
-        // softmax in chunks of 8 (lanes past n_kv count as 0)
-        double sum = 0;
-        const __m256 vmax = _mm256_set1_ps(max);
-        const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-        for (int j0 = 0; j0 < n_kv; j0 += 8) {
-            __m256 val = v_expf(_mm256_sub_ps(_mm256_loadu_ps(scores + j0), vmax));
-            if (j0 + 8 > n_kv) {
-                const __m256i live = _mm256_cmpgt_epi32(_mm256_set1_epi32(n_kv - j0), lane);
-                val = _mm256_and_ps(val, _mm256_castsi256_ps(live));
-            }
-            _mm256_storeu_ps(scores + j0, val);
-            sum += (double)hsum8(val);
+    // out = (sum_j e_j v_j) * inv, positions in order, 64 dimensions at a time in registers.
+    float *o = c->out + ((size_t)(sq->row0 + i) * c->n_head + h) * hd;
+    const __m256 vinv = _mm256_set1_ps(inv);
+    int d0 = 0;
+    for (; d0 + 64 <= hd8; d0 += 64) {
+        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
+        KV_ROWS(c->v, j, vrow) {
+            const uint16_t *vj = vrow + d0;
+            const __m256 pj = _mm256_set1_ps(scores[j]);
+            a0 = _mm256_fmadd_ps(load_h(vj), pj, a0);
+            a1 = _mm256_fmadd_ps(load_h(vj + 8), pj, a1);
+            a2 = _mm256_fmadd_ps(load_h(vj + 16), pj, a2);
+            a3 = _mm256_fmadd_ps(load_h(vj + 24), pj, a3);
+            a4 = _mm256_fmadd_ps(load_h(vj + 32), pj, a4);
+            a5 = _mm256_fmadd_ps(load_h(vj + 40), pj, a5);
+            a6 = _mm256_fmadd_ps(load_h(vj + 48), pj, a6);
+            a7 = _mm256_fmadd_ps(load_h(vj + 56), pj, a7);
         }
-        const __m256 inv = _mm256_set1_ps((float)(1.0 / sum));
-        for (int j0 = 0; j0 < n_kv; j0 += 8) _mm256_storeu_ps(scores + j0, round_h(_mm256_mul_ps(_mm256_loadu_ps(scores + j0), inv)));
-
-        // out = sum_j p_j v_j, lane j mod (8 | 32), vectorised over the head dimension; 64 dimensions
-        // of one lane stay in registers while its positions j = l, l + lanes, ... accumulate in order.
-        const int lanes = gemm ? 8 : 32;
-        int d0 = 0;
-        for (; d0 + 64 <= hd8; d0 += 64)
-            for (int l = 0; l < lanes; l++) {
-                __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
-                for (int j = l; j < n_kv; j += lanes) {
-                    const uint16_t *vj = ck_kv_row(c->v, sq->blocks, bsl, j, kv_stride) + (size_t)kvh * hd + d0;
-                    const __m256 pj = _mm256_set1_ps(scores[j]);
-                    a0 = _mm256_fmadd_ps(load_h(vj), pj, a0);
-                    a1 = _mm256_fmadd_ps(load_h(vj + 8), pj, a1);
-                    a2 = _mm256_fmadd_ps(load_h(vj + 16), pj, a2);
-                    a3 = _mm256_fmadd_ps(load_h(vj + 24), pj, a3);
-                    a4 = _mm256_fmadd_ps(load_h(vj + 32), pj, a4);
-                    a5 = _mm256_fmadd_ps(load_h(vj + 40), pj, a5);
-                    a6 = _mm256_fmadd_ps(load_h(vj + 48), pj, a6);
-                    a7 = _mm256_fmadd_ps(load_h(vj + 56), pj, a7);
-                }
-                float *a = acc + (size_t)l * hd + d0;
-                _mm256_storeu_ps(a, a0); _mm256_storeu_ps(a + 8, a1); _mm256_storeu_ps(a + 16, a2); _mm256_storeu_ps(a + 24, a3);
-                _mm256_storeu_ps(a + 32, a4); _mm256_storeu_ps(a + 40, a5); _mm256_storeu_ps(a + 48, a6); _mm256_storeu_ps(a + 56, a7);
-            }
-        for (int l = 0; l < lanes && d0 < hd; l++) memset(acc + (size_t)l * hd + d0, 0, sizeof(float) * (size_t)(hd - d0));
-        for (int j = 0; j < n_kv && d0 < hd; j++) {
-            const uint16_t *vj = ck_kv_row(c->v, sq->blocks, bsl, j, kv_stride) + (size_t)kvh * hd;
-            float *a = acc + (size_t)(j & (lanes - 1)) * hd;
+        _mm256_storeu_ps(o + d0, _mm256_mul_ps(a0, vinv)); _mm256_storeu_ps(o + d0 + 8, _mm256_mul_ps(a1, vinv));
+        _mm256_storeu_ps(o + d0 + 16, _mm256_mul_ps(a2, vinv)); _mm256_storeu_ps(o + d0 + 24, _mm256_mul_ps(a3, vinv));
+        _mm256_storeu_ps(o + d0 + 32, _mm256_mul_ps(a4, vinv)); _mm256_storeu_ps(o + d0 + 40, _mm256_mul_ps(a5, vinv));
+        _mm256_storeu_ps(o + d0 + 48, _mm256_mul_ps(a6, vinv)); _mm256_storeu_ps(o + d0 + 56, _mm256_mul_ps(a7, vinv));
+    }
+    if (d0 < hd) {
+        float acc[CK_MAX_HEAD_DIM] __attribute__((aligned(32)));
+        memset(acc + d0, 0, sizeof(float) * (size_t)(hd - d0));
+        KV_ROWS(c->v, j, vrow) {
             const __m256 pj = _mm256_set1_ps(scores[j]);
             int d = d0;
-            for (; d < hd8; d += 8) _mm256_storeu_ps(a + d, _mm256_fmadd_ps(load_h(vj + d), pj, _mm256_loadu_ps(a + d)));
-            for (; d < hd; d++) a[d] = __builtin_fmaf(fp16_to_fp32(vj[d]), scores[j], a[d]);
+            for (; d < hd8; d += 8)
+                _mm256_store_ps(acc + d, _mm256_fmadd_ps(load_h(vrow + d), pj, _mm256_load_ps(acc + d)));
+            for (; d < hd; d++) acc[d] = __builtin_fmaf(fp16_to_fp32(vrow[d]), scores[j], acc[d]);
         }
-        float *o = c->out + ((size_t)(sq->row0 + i) * c->n_head + h) * hd;
-        if (gemm) {
-            float *A[8];
-            for (int l = 0; l < 8; l++) A[l] = acc + (size_t)l * hd;
-            int d = 0;
-            for (; d < hd8; d += 8) {
-                const __m256 t0 = _mm256_add_ps(_mm256_loadu_ps(A[0] + d), _mm256_loadu_ps(A[4] + d));
-                const __m256 t1 = _mm256_add_ps(_mm256_loadu_ps(A[1] + d), _mm256_loadu_ps(A[5] + d));
-                const __m256 t2 = _mm256_add_ps(_mm256_loadu_ps(A[2] + d), _mm256_loadu_ps(A[6] + d));
-                const __m256 t3 = _mm256_add_ps(_mm256_loadu_ps(A[3] + d), _mm256_loadu_ps(A[7] + d));
-                _mm256_storeu_ps(o + d, _mm256_add_ps(_mm256_add_ps(t0, t2), _mm256_add_ps(t1, t3)));
-            }
-            for (; d < hd; d++) {
-                const float t0 = A[0][d] + A[4][d], t1 = A[1][d] + A[5][d], t2 = A[2][d] + A[6][d], t3 = A[3][d] + A[7][d];
-                o[d] = (t0 + t2) + (t1 + t3);
-            }
-        } else {
-            for (int d = 0; d < hd; d++) {
-                float l32[32];
-                for (int l = 0; l < 32; l++) l32[l] = acc[(size_t)l * hd + d];
-                o[d] = ck_hsum32_dot(l32);
-            }
-        }
+        for (int d = d0; d < hd; d++) o[d] = acc[d] * inv;
     }
 }
 #endif

@@ -1,11 +1,11 @@
-// AVX2 twins of the ggml_exact.h functions, lane for lane the same operations.
+// AVX2 twins of the ck_math.h functions, lane for lane the same operations.
 #ifndef CK_AVX2_MATH_H
 #define CK_AVX2_MATH_H
 #include <immintrin.h>
 
 #define AVX2 __attribute__((target("avx2,fma,f16c")))
 
-// ck_vexpf on 8 lanes.
+// ck_expf on 8 lanes.
 AVX2 static inline __m256 v_expf(__m256 x) {
     const __m256 r = _mm256_set1_ps(0x1.8p23f);
     const __m256 z = _mm256_fmadd_ps(x, _mm256_set1_ps(0x1.715476p+0f), r);

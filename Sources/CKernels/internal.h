@@ -9,12 +9,20 @@
 typedef struct { uint16_t d; uint8_t qs[QK / 2]; } block_q4_0;
 typedef struct { uint16_t d; uint16_t m; uint8_t qs[QK / 2]; } block_q4_1;
 typedef struct { uint16_t d; int8_t qs[QK]; } block_q8_0;
-typedef struct { uint16_t d; uint16_t s; int8_t qs[QK]; } block_q8_1;
 
-// 8 rows interleaved per block column (packed.c); the same bytes per row as the plain blocks.
-typedef struct { uint16_t d[8]; uint16_t m[8]; uint8_t qs[8][QK / 2]; } block_q4_1x8;
-typedef struct { uint16_t d[8]; uint8_t qs[8][QK / 2]; } block_q4_0x8;
-typedef struct { uint16_t d[8]; uint8_t qs[8][QK]; } block_q8_0x8;  // quants stored + 128
+// Activation blocks: value j = d * q_j with q_j = q[j] (A8) or 256 * hi[j] + lo[j] (A16);
+// sum = the sum of the q_j, s = d * (float)sum.
+typedef struct { float d; float s; int32_t sum; int32_t pad; int8_t q[QK]; } block_a8;
+typedef struct { float d; float s; int32_t sum; int32_t pad; int8_t hi[QK]; int8_t lo[QK]; } block_a16;
+#define CK_A8_MAX 127
+#define CK_A16_MAX 32639  // (q + 128) >> 8 stays within [-127, 127]
+
+// 8 rows interleaved per block column (packed.c), the same bytes per row as the plain blocks. Quant
+// bytes are dealt 4 at a time: qs[t][r] holds bytes 4t..4t+3 of row r, so one 32-byte load holds
+// 4 consecutive elements (Q8_0), or two such runs in its nibbles (Q4), of each of the 8 rows.
+typedef struct { uint16_t d[8]; uint16_t m[8]; uint8_t qs[4][8][4]; } block_q4_1x8;
+typedef struct { uint16_t d[8]; uint8_t qs[4][8][4]; } block_q4_0x8;
+typedef struct { uint16_t d[8]; uint8_t qs[8][8][4]; } block_q8_0x8;  // quants stored + 128
 _Static_assert(sizeof(block_q4_1x8) == 8 * 20, "q4_1x8 size");
 _Static_assert(sizeof(block_q4_0x8) == 8 * 18, "q4_0x8 size");
 _Static_assert(sizeof(block_q8_0x8) == 8 * 34, "q8_0x8 size");
@@ -22,7 +30,8 @@ _Static_assert(sizeof(block_q8_0x8) == 8 * 34, "q8_0x8 size");
 _Static_assert(sizeof(block_q4_0) == 18, "q4_0 size");
 _Static_assert(sizeof(block_q4_1) == 20, "q4_1 size");
 _Static_assert(sizeof(block_q8_0) == 34, "q8_0 size");
-_Static_assert(sizeof(block_q8_1) == 36, "q8_1 size");
+_Static_assert(sizeof(block_a8) == 48, "a8 size");
+_Static_assert(sizeof(block_a16) == 80, "a16 size");
 
 static inline float fp16_to_fp32(uint16_t h) { _Float16 f; memcpy(&f, &h, 2); return (float)f; }
 static inline uint16_t fp32_to_fp16(float x) { _Float16 f = (_Float16)x; uint16_t h; memcpy(&h, &f, 2); return h; }
@@ -34,32 +43,20 @@ static inline uint16_t fp32_to_fp16(float x) { _Float16 f = (_Float16)x; uint16_
 // The CPU has AVX2, FMA and F16C (ck_has_avx2 also honours ck_set_isa_limit).
 int ck_cpu_avx2(void);
 
-float ck_dot_q4_0_q8_0_scalar(int n, const void *w, const void *x);
-float ck_dot_q4_1_q8_1_scalar(int n, const void *w, const void *x);
-float ck_dot_q8_0_q8_0_scalar(int n, const void *w, const void *x);
 float ck_dot_f16_f16_scalar(int n, const void *w, const void *x);
 float ck_dot_f32_f32_scalar(int n, const void *w, const void *x);
 float ck_dot_bf16_f32_scalar(int n, const void *w, const void *x);
 #ifdef CK_X86
-float ck_dot_q4_0_q8_0_avx2(int n, const void *w, const void *x);
-float ck_dot_q4_1_q8_1_avx2(int n, const void *w, const void *x);
-float ck_dot_q8_0_q8_0_avx2(int n, const void *w, const void *x);
 float ck_dot_f16_f16_avx2(int n, const void *w, const void *x);
 float ck_dot_f32_f32_avx2(int n, const void *w, const void *x);
-void ck_quantize_q8_0_avx2(const float *x, void *y, int n);
-void ck_dot4_q4_1_q8_1_avx2(int n, const void *const *w, const void *x, float *out);
-void ck_dot4_q8_0_q8_0_avx2(int n, const void *const *w, const void *x, float *out);
-void ck_dot4_q4_0_q8_0_avx2(int n, const void *const *w, const void *x, float *out);
-void ck_dot4x2_q4_1_q8_1_avx2(int n, const void *const *w, const void *x0, const void *x1, float *out0, float *out1);
-void ck_quantize_q8_1_avx2(const float *x, void *y, int n);
+void ck_quantize_a8_avx2(const float *x, void *y, int n);
+void ck_quantize_a16_avx2(const float *x, void *y, int n);
 #endif
 
-// y[c * ldy + r] for the 8 rows of one packed group (type pt, nb blocks per row) and `cols` activations,
-// with xf from ck_activation_scales.
-void ck_matmul_packed_group(int pt, int nb, const void *w, const void *x, size_t x_stride, const float *xf, int cols,
+// y[c * ldy + r] for the 8 rows of one packed group (type pt, nb blocks per row) and `cols`
+// activation rows of type vt.
+void ck_matmul_packed_group(int pt, int vt, int nb, const void *w, const void *x, size_t x_stride, int cols,
                             float *y, int ldy);
-// The f16 scales (and sums, for Q8_1) of `cols` activation rows of type vt as floats: 2 * (k / 32) per row.
-void ck_activation_scales(int vt, const void *x, size_t x_stride, int cols, int k, float *out);
 
 #define CK_MAX_HEAD_DIM 256
 

@@ -2,7 +2,7 @@
 #include <stdlib.h>
 #include <stdatomic.h>
 #include <time.h>
-#include "ggml_exact.h"
+#include "ck_math.h"
 #ifdef CK_X86
 #include "avx2_math.h"
 #endif
@@ -10,8 +10,7 @@
 // ---- matmul ----
 typedef struct {
     int wt; const char *w; size_t w_stride; int rows; int k;
-    const char *x; size_t x_stride; int cols; float *y; int ldy;
-    const float *xf;  // activation scales as floats, for packed types
+    int vt; const char *x; size_t x_stride; int cols; float *y; int ldy;
 } matmul_ctx;
 
 typedef struct { const matmul_ctx *m; int count; ck_ranges ranges; } matmul_job;
@@ -19,66 +18,18 @@ typedef struct { const matmul_ctx *m; int count; ck_ranges ranges; } matmul_job;
 #define ROW_BLOCK 16
 _Static_assert(ROW_BLOCK % 8 == 0, "packed groups of 8 rows must not straddle row blocks");
 
-typedef void (*dot4_fn)(int n, const void *const *w, const void *x, float *out);
-
-static dot4_fn dot4_for(int wt) {
-#ifdef CK_X86
-    if (ck_has_avx2()) {
-        switch (wt) {
-        case CK_TYPE_Q4_1: return ck_dot4_q4_1_q8_1_avx2;
-        case CK_TYPE_Q8_0: return ck_dot4_q8_0_q8_0_avx2;
-        case CK_TYPE_Q4_0: return ck_dot4_q4_0_q8_0_avx2;
-        default: break;
-        }
-    }
-#endif
-    (void)wt;
-    return NULL;
-}
-
 static void matmul_blocks(const matmul_ctx *c, int b0, int b1) {
+    const int r1 = b1 * ROW_BLOCK < c->rows ? b1 * ROW_BLOCK : c->rows;
     if (c->wt >= CK_TYPE_PACKED) {
-        const int r1 = b1 * ROW_BLOCK < c->rows ? b1 * ROW_BLOCK : c->rows;
         for (int r = b0 * ROW_BLOCK; r < r1; r += 8)
-            ck_matmul_packed_group(c->wt, c->k / QK, c->w + (size_t)r * c->w_stride, c->x, c->x_stride, c->xf,
+            ck_matmul_packed_group(c->wt, c->vt, c->k / QK, c->w + (size_t)r * c->w_stride, c->x, c->x_stride,
                                    c->cols, c->y + r, c->ldy);
         return;
     }
-    const dot4_fn dot4 = dot4_for(c->wt);
-    for (int b = b0; b < b1; b++) {
-        const int r0 = b * ROW_BLOCK, r1 = r0 + ROW_BLOCK < c->rows ? r0 + ROW_BLOCK : c->rows;
-        int col = 0;
-#ifdef CK_X86
-        if (dot4 && c->wt == CK_TYPE_Q4_1) {
-            for (; col + 2 <= c->cols; col += 2) {
-                const void *x0 = c->x + (size_t)col * c->x_stride, *x1 = c->x + (size_t)(col + 1) * c->x_stride;
-                float *y0 = c->y + (size_t)col * c->ldy, *y1 = c->y + (size_t)(col + 1) * c->ldy;
-                int r = r0;
-                for (; r + 4 <= r1; r += 4) {
-                    const void *w[4] = { c->w + (size_t)r * c->w_stride, c->w + (size_t)(r + 1) * c->w_stride,
-                                         c->w + (size_t)(r + 2) * c->w_stride, c->w + (size_t)(r + 3) * c->w_stride };
-                    ck_dot4x2_q4_1_q8_1_avx2(c->k, w, x0, x1, y0 + r, y1 + r);
-                }
-                for (; r < r1; r++) {
-                    y0[r] = ck_vec_dot(c->wt, c->k, c->w + (size_t)r * c->w_stride, x0);
-                    y1[r] = ck_vec_dot(c->wt, c->k, c->w + (size_t)r * c->w_stride, x1);
-                }
-            }
-        }
-#endif
-        for (; col < c->cols; col++) {
-            const void *xc = c->x + (size_t)col * c->x_stride;
-            float *yc = c->y + (size_t)col * c->ldy;
-            int r = r0;
-            if (dot4) {
-                for (; r + 4 <= r1; r += 4) {
-                    const void *w[4] = { c->w + (size_t)r * c->w_stride, c->w + (size_t)(r + 1) * c->w_stride,
-                                         c->w + (size_t)(r + 2) * c->w_stride, c->w + (size_t)(r + 3) * c->w_stride };
-                    dot4(c->k, w, xc, yc + r);
-                }
-            }
-            for (; r < r1; r++) yc[r] = ck_vec_dot(c->wt, c->k, c->w + (size_t)r * c->w_stride, xc);
-        }
+    for (int col = 0; col < c->cols; col++) {
+        const void *xc = c->x + (size_t)col * c->x_stride;
+        float *yc = c->y + (size_t)col * c->ldy;
+        for (int r = b0 * ROW_BLOCK; r < r1; r++) yc[r] = ck_vec_dot(c->wt, c->vt, c->k, c->w + (size_t)r * c->w_stride, xc);
     }
 }
 
@@ -103,24 +54,7 @@ static void matmul_task(void *p, int ith, int nth) {
     }
 }
 
-// The caller thread's buffer for activation scales (grows, never shrinks: no allocation per token).
-static _Thread_local float *scales;
-static _Thread_local size_t scales_capacity;
-
 static void run_matmuls(ck_pool *pool, matmul_ctx *m, int count) {
-    int packed = 0;
-    for (int i = 0; i < count; i++) packed |= m[i].wt >= CK_TYPE_PACKED;
-    if (packed) {  // all share one activation matrix
-        const size_t need = 2 * (size_t)(m[0].k / QK) * (size_t)m[0].cols;
-        if (need > scales_capacity) {
-            float *p = realloc(scales, sizeof(float) * need);
-            if (!p) return;
-            scales = p;
-            scales_capacity = need;
-        }
-        ck_activation_scales(ck_vec_dot_type(m[0].wt), m[0].x, m[0].x_stride, m[0].cols, m[0].k, scales);
-        for (int i = 0; i < count; i++) m[i].xf = scales;
-    }
     matmul_job job = { m, count };
     int total = 0;
     for (int i = 0; i < count; i++) total += row_blocks(&m[i]);
@@ -154,18 +88,19 @@ void ck_matmul_prefetch(ck_pool *pool, int count, const void *const *w, const si
 }
 
 void ck_matmul_multi(ck_pool *pool, int count, const int *wt, const void *const *w, const size_t *w_stride,
-                     const int *rows, int k, const void *x, size_t x_stride, int cols, float *const *y, const int *ldy) {
+                     const int *rows, int k, int vt, const void *x, size_t x_stride, int cols, float *const *y,
+                     const int *ldy) {
     matmul_ctx m[8];
     if (count > 8) count = 8;
     for (int i = 0; i < count; i++) {
-        m[i] = (matmul_ctx){ wt[i], w[i], w_stride[i], rows[i], k, x, x_stride, cols, y[i], ldy[i], NULL };
+        m[i] = (matmul_ctx){ wt[i], w[i], w_stride[i], rows[i], k, vt, x, x_stride, cols, y[i], ldy[i] };
     }
     run_matmuls(pool, m, count);
 }
 
 void ck_matmul(ck_pool *pool, int wt, const void *w, size_t w_stride, int rows, int k,
-               const void *x, size_t x_stride, int cols, float *y, int ldy) {
-    matmul_ctx c = { wt, w, w_stride, rows, k, x, x_stride, cols, y, ldy, NULL };
+               int vt, const void *x, size_t x_stride, int cols, float *y, int ldy) {
+    matmul_ctx c = { wt, w, w_stride, rows, k, vt, x, x_stride, cols, y, ldy };
     run_matmuls(pool, &c, 1);
 }
 
@@ -223,9 +158,9 @@ void ck_rope(float *x, int n_heads, int head_dim, int n_rot, int pos, float freq
     for (; i + 7 < n; i += 8)                                                    \
         for (int l = 0; l < 8; l++) {                                            \
             const float g = gate[i + l];                                         \
-            out[i + l] = (g / (1.0f + ck_vexpf(0.0f - g))) * up[i + l];          \
+            out[i + l] = (g / (1.0f + ck_expf(0.0f - g))) * up[i + l];          \
         }                                                                        \
-    for (; i < n; i++) out[i] = (gate[i] / (1.0f + expf(-gate[i]))) * up[i];
+    for (; i < n; i++) out[i] = (gate[i] / (1.0f + ck_expf(0.0f - gate[i]))) * up[i];
 
 #ifdef CK_X86
 AVX2 static void swiglu_fast(const float *gate, const float *up, float *out, int n) {
@@ -236,7 +171,7 @@ AVX2 static void swiglu_fast(const float *gate, const float *up, float *out, int
         const __m256 silu = _mm256_div_ps(g, _mm256_add_ps(one, v_expf(_mm256_sub_ps(zero, g))));
         _mm256_storeu_ps(out + i, _mm256_mul_ps(silu, _mm256_loadu_ps(up + i)));
     }
-    for (; i < n; i++) out[i] = (gate[i] / (1.0f + expf(-gate[i]))) * up[i];
+    for (; i < n; i++) out[i] = (gate[i] / (1.0f + ck_expf(0.0f - gate[i]))) * up[i];
 }
 #endif
 static void swiglu_generic(const float *gate, const float *up, float *out, int n) { SWIGLU_BODY }

@@ -27,8 +27,8 @@ int ck_isa(void) {
 #endif
 }
 
+// Every CPU packs (the scalar kernels read the same layout), so results never depend on the CPU.
 int ck_packed_type(int wt) {
-    if (ck_isa() < CK_ISA_AVX2) return -1;
     switch (wt) {
     case CK_TYPE_Q4_0: return CK_TYPE_Q4_0_X8;
     case CK_TYPE_Q4_1: return CK_TYPE_Q4_1_X8;
@@ -37,7 +37,7 @@ int ck_packed_type(int wt) {
     }
 }
 
-int ck_base_type(int t) { return t >= CK_TYPE_PACKED ? t - CK_TYPE_PACKED : t; }
+int ck_base_type(int t) { return t >= CK_TYPE_PACKED && t < CK_TYPE_PACKED + 0x100 ? t - CK_TYPE_PACKED : t; }
 
 void ck_pack_rows(int wt, const void *w, size_t w_stride, int rows, int k, void *out) {
     const int nb = k / QK;
@@ -51,7 +51,7 @@ void ck_pack_rows(int wt, const void *w, size_t w_stride, int rows, int k, void 
                     const block_q4_1 *b = (const block_q4_1 *)(src + (size_t)r * w_stride) + i;
                     dst[i].d[r] = b->d;
                     dst[i].m[r] = b->m;
-                    memcpy(dst[i].qs[r], b->qs, 16);
+                    for (int t = 0; t < 4; t++) memcpy(dst[i].qs[t][r], b->qs + 4 * t, 4);
                 }
             break;
         }
@@ -61,7 +61,7 @@ void ck_pack_rows(int wt, const void *w, size_t w_stride, int rows, int k, void 
                 for (int r = 0; r < 8; r++) {
                     const block_q4_0 *b = (const block_q4_0 *)(src + (size_t)r * w_stride) + i;
                     dst[i].d[r] = b->d;
-                    memcpy(dst[i].qs[r], b->qs, 16);
+                    for (int t = 0; t < 4; t++) memcpy(dst[i].qs[t][r], b->qs + 4 * t, 4);
                 }
             break;
         }
@@ -71,7 +71,7 @@ void ck_pack_rows(int wt, const void *w, size_t w_stride, int rows, int k, void 
                 for (int r = 0; r < 8; r++) {
                     const block_q8_0 *b = (const block_q8_0 *)(src + (size_t)r * w_stride) + i;
                     dst[i].d[r] = b->d;
-                    for (int j = 0; j < QK; j++) dst[i].qs[r][j] = (uint8_t)b->qs[j] ^ 0x80;
+                    for (int j = 0; j < QK; j++) dst[i].qs[j / 4][r][j % 4] = (uint8_t)b->qs[j] ^ 0x80;
                 }
             break;
         }
@@ -86,13 +86,20 @@ void ck_unpack_row(int pt, const void *packed, int k, int row, void *out) {
     case CK_TYPE_Q4_1_X8: {
         const block_q4_1x8 *src = (const block_q4_1x8 *)packed + (size_t)g * nb;
         block_q4_1 *dst = out;
-        for (int i = 0; i < nb; i++) { dst[i].d = src[i].d[r]; dst[i].m = src[i].m[r]; memcpy(dst[i].qs, src[i].qs[r], 16); }
+        for (int i = 0; i < nb; i++) {
+            dst[i].d = src[i].d[r];
+            dst[i].m = src[i].m[r];
+            for (int t = 0; t < 4; t++) memcpy(dst[i].qs + 4 * t, src[i].qs[t][r], 4);
+        }
         return;
     }
     case CK_TYPE_Q4_0_X8: {
         const block_q4_0x8 *src = (const block_q4_0x8 *)packed + (size_t)g * nb;
         block_q4_0 *dst = out;
-        for (int i = 0; i < nb; i++) { dst[i].d = src[i].d[r]; memcpy(dst[i].qs, src[i].qs[r], 16); }
+        for (int i = 0; i < nb; i++) {
+            dst[i].d = src[i].d[r];
+            for (int t = 0; t < 4; t++) memcpy(dst[i].qs + 4 * t, src[i].qs[t][r], 4);
+        }
         return;
     }
     case CK_TYPE_Q8_0_X8: {
@@ -100,7 +107,7 @@ void ck_unpack_row(int pt, const void *packed, int k, int row, void *out) {
         block_q8_0 *dst = out;
         for (int i = 0; i < nb; i++) {
             dst[i].d = src[i].d[r];
-            for (int j = 0; j < QK; j++) dst[i].qs[j] = (int8_t)(src[i].qs[r][j] ^ 0x80);
+            for (int j = 0; j < QK; j++) dst[i].qs[j] = (int8_t)(src[i].qs[j / 4][r][j % 4] ^ 0x80);
         }
         return;
     }
@@ -113,102 +120,68 @@ void ck_unpack_row(int pt, const void *packed, int k, int row, void *out) {
 #endif
 
 #ifdef CK_X86
-// Prefill tiles: 2 activation rows; 2 row pairs at a time with 16 registers, all 4 with 32.
-#ifndef PREFILL_COLS
-#define PREFILL_COLS 2
-#endif
-
-// Batched tiles with one row per register: activation rows per tile (8 accumulators each) and the
-// most blocks whose unpacked weights go on the stack (32 KiB).
-#ifndef ROW_COLS
-#define ROW_COLS 2
-#endif
-#define ROW_MAX_BLOCKS 128
-
 #define NAME(x) x##_avx2
 #define TARGET __attribute__((target("avx2,fma,f16c")))
-#define PREFILL_PAIRS 2
+#define MAX_COLS 2
 #define Q8_CORR 0
-#define ROW_TILES 0
-TARGET static inline __m256i dot_us_avx2(__m256i acc, __m256i u, __m256i s) {
+TARGET static inline __m256i dot4_avx2(__m256i acc, __m256i u, __m256i s) {
     return _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1)));
 }
-TARGET static inline __m256i dot_q8_avx2(__m256i u, __m256i s) {
-    const __m256i a = _mm256_xor_si256(u, _mm256_set1_epi8((char)0x80));
-    return _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_sign_epi8(a, a), _mm256_sign_epi8(s, a)), _mm256_set1_epi16(1));
+// Signed weights w = u ^ 0x80 times s as |s| * (w with s's sign): no pair sum reaches 2^15 unless
+// w = -128, which no quantizer writes.
+TARGET static inline __m256i dot4_q8_avx2(__m256i acc, __m256i u, __m256i s) {
+    const __m256i w = _mm256_xor_si256(u, _mm256_set1_epi8((char)0x80));
+    return dot4_avx2(acc, _mm256_sign_epi8(s, s), _mm256_sign_epi8(w, s));
 }
-#define DOT_US(acc, u, s) dot_us_avx2(acc, u, s)
-#define DOT_Q8(corr, u, s) dot_q8_avx2(u, s)
+#define DOT4(acc, u, s) dot4_avx2(acc, u, s)
+#define DOT4_Q8(acc, u, s) dot4_q8_avx2(acc, u, s)
 #include "packed_impl.h"
 #undef NAME
 #undef TARGET
-#undef PREFILL_PAIRS
+#undef MAX_COLS
 #undef Q8_CORR
-#undef ROW_TILES
-#undef DOT_US
-#undef DOT_Q8
+#undef DOT4
+#undef DOT4_Q8
 
 #define NAME(x) x##_vnni
 #define TARGET __attribute__((target("avx2,fma,f16c,avx512f,avx512vl,avx512bw,avx512vnni")))
-#ifdef VNNI_PAIRS
-#define PREFILL_PAIRS VNNI_PAIRS
-#else
-#define PREFILL_PAIRS 4
+#ifndef VNNI_COLS
+#define VNNI_COLS 4
 #endif
+#define MAX_COLS VNNI_COLS
 #define Q8_CORR 1
-#define ROW_TILES 1
-#define DOT_US(acc, u, s) _mm256_dpbusd_epi32(acc, u, s)
-#define DOT_Q8(corr, u, s) _mm256_dpbusd_epi32(corr, u, s)
+#define DOT4(acc, u, s) _mm256_dpbusd_epi32(acc, u, s)
+#define DOT4_Q8(acc, u, s) _mm256_dpbusd_epi32(acc, u, s)
 #include "packed_impl.h"
 #endif
 
-void ck_activation_scales(int vt, const void *x, size_t x_stride, int cols, int k, float *out) {
-    const int nb = k / QK;
-    for (int c = 0; c < cols; c++) {
-        const char *row = (const char *)x + (size_t)c * x_stride;
-        float *o = out + (size_t)c * 2 * nb;
-        for (int i = 0; i < nb; i++) {
-            if (vt == CK_TYPE_Q8_1) {
-                const block_q8_1 *b = (const block_q8_1 *)row + i;
-                o[2 * i] = fp16_to_fp32(b->d);
-                o[2 * i + 1] = fp16_to_fp32(b->s);
-            } else {
-                o[2 * i] = fp16_to_fp32(((const block_q8_0 *)row)[i].d);
-                o[2 * i + 1] = 0;
-            }
-        }
-    }
-}
-
-static void packed_group(int isa, int pt, int nb, const void *w, const void *x, size_t x_stride, const float *xf,
-                         int cols, float *y, int ldy) {
+static void packed_group(int isa, int pt, int vt, int nb, const void *w, const void *x, size_t x_stride, int cols,
+                         float *y, int ldy) {
 #ifdef CK_X86
-    if (isa >= CK_ISA_AVX512VNNI) { group_vnni(pt, nb, w, x, x_stride, xf, cols, y, ldy); return; }
-    if (isa >= CK_ISA_AVX2) { group_avx2(pt, nb, w, x, x_stride, xf, cols, y, ldy); return; }
+    if (vt == CK_TYPE_A8 || vt == CK_TYPE_A16) {
+        if (isa >= CK_ISA_AVX512VNNI) { group_vnni(pt, vt, nb, w, x, x_stride, cols, y, ldy); return; }
+        if (isa >= CK_ISA_AVX2) { group_avx2(pt, vt, nb, w, x, x_stride, cols, y, ldy); return; }
+    }
 #endif
-    (void)xf;
-    // Without SIMD nothing is packed (ck_packed_type returns -1), but stay correct if called.
+    (void)isa;
     const int bt = ck_base_type(pt), k = nb * QK;
     char row[ck_row_bytes(bt, k)];
     for (int r = 0; r < 8; r++) {
         ck_unpack_row(pt, w, k, r, row);
-        for (int c = 0; c < cols; c++) y[(size_t)c * ldy + r] = ck_vec_dot(bt, k, row, (const char *)x + (size_t)c * x_stride);
+        for (int c = 0; c < cols; c++)
+            y[(size_t)c * ldy + r] = ck_vec_dot(bt, vt, k, row, (const char *)x + (size_t)c * x_stride);
     }
 }
 
-void ck_matmul_packed_group(int pt, int nb, const void *w, const void *x, size_t x_stride, const float *xf, int cols,
+void ck_matmul_packed_group(int pt, int vt, int nb, const void *w, const void *x, size_t x_stride, int cols,
                             float *y, int ldy) {
-    packed_group(ck_isa(), pt, nb, w, x, x_stride, xf, cols, y, ldy);
+    packed_group(ck_isa(), pt, vt, nb, w, x, x_stride, cols, y, ldy);
 }
 
-void ck_matmul_packed_isa(int isa, int pt, const void *w, int rows, int k, const void *x, size_t x_stride, int cols,
-                          float *y, int ldy) {
+void ck_matmul_packed_isa(int isa, int pt, const void *w, int rows, int k, int vt, const void *x, size_t x_stride,
+                          int cols, float *y, int ldy) {
     if (isa > ck_isa()) isa = ck_isa();
     const size_t group_bytes = 8 * ck_row_bytes(pt, k);
-    float *xf = malloc(sizeof(float) * 2 * (size_t)(k / QK) * (size_t)(cols > 0 ? cols : 1));
-    if (!xf) return;
-    ck_activation_scales(ck_vec_dot_type(pt), x, x_stride, cols, k, xf);
     for (int g = 0; g < rows / 8; g++)
-        packed_group(isa, pt, k / QK, (const char *)w + g * group_bytes, x, x_stride, xf, cols, y + 8 * g, ldy);
-    free(xf);
+        packed_group(isa, pt, vt, k / QK, (const char *)w + g * group_bytes, x, x_stride, cols, y + 8 * g, ldy);
 }

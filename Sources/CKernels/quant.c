@@ -26,18 +26,19 @@ void ck_fp16_to_fp32_row(const uint16_t *x, float *y, int n) { for (int i = 0; i
 int ck_type_supported(int t) {
     switch (t) {
     case CK_TYPE_F32: case CK_TYPE_F16: case CK_TYPE_BF16: case CK_TYPE_Q4_0: case CK_TYPE_Q4_1:
-    case CK_TYPE_Q8_0: case CK_TYPE_Q8_1: return 1;
+    case CK_TYPE_Q8_0: case CK_TYPE_A8: case CK_TYPE_A16: return 1;
     default: return 0;
     }
 }
 
+static _Atomic int activation_bits = 16;
+void ck_set_activation_bits(int bits) { atomic_store(&activation_bits, bits == 8 ? 8 : 16); }
+
 int ck_vec_dot_type(int wt) {
     switch (ck_base_type(wt)) {
-    case CK_TYPE_Q4_0: return CK_TYPE_Q8_0;
-    case CK_TYPE_Q4_1: return CK_TYPE_Q8_1;
-    case CK_TYPE_Q8_0: return CK_TYPE_Q8_0;
+    case CK_TYPE_Q4_0: case CK_TYPE_Q4_1: case CK_TYPE_Q8_0:
+        return atomic_load_explicit(&activation_bits, memory_order_relaxed) == 8 ? CK_TYPE_A8 : CK_TYPE_A16;
     case CK_TYPE_F16: return CK_TYPE_F16;
-    case CK_TYPE_BF16: return CK_TYPE_F32;
     default: return CK_TYPE_F32;
     }
 }
@@ -49,12 +50,13 @@ size_t ck_row_bytes(int t, int n) {
     case CK_TYPE_Q4_0: return (size_t)(n / QK) * sizeof(block_q4_0);
     case CK_TYPE_Q4_1: return (size_t)(n / QK) * sizeof(block_q4_1);
     case CK_TYPE_Q8_0: return (size_t)(n / QK) * sizeof(block_q8_0);
-    case CK_TYPE_Q8_1: return (size_t)(n / QK) * sizeof(block_q8_1);
+    case CK_TYPE_A8: return (size_t)(n / QK) * sizeof(block_a8);
+    case CK_TYPE_A16: return (size_t)(n / QK) * sizeof(block_a16);
     default: return 0;
     }
 }
 
-// Reference quantizers (round half to even, scale 127/amax as the SIMD paths of the reference do).
+// Weight quantizer (round half to even, scale amax/127), for tests and tools.
 static void quantize_q8_0_scalar(const float *x, void *vy, int n) {
     block_q8_0 *y = vy;
     for (int i = 0; i < n / QK; i++) {
@@ -66,20 +68,45 @@ static void quantize_q8_0_scalar(const float *x, void *vy, int n) {
     }
 }
 
-static void quantize_q8_1_scalar(const float *x, void *vy, int n) {
-    block_q8_1 *y = vy;
+// Activations: q = round-half-even(x * (max / amax)), d = amax / max. The SIMD quantizers compute
+// the same numbers.
+static void quantize_a8_scalar(const float *x, void *vy, int n) {
+    block_a8 *y = vy;
     for (int i = 0; i < n / QK; i++) {
         float amax = 0;
         for (int j = 0; j < QK; j++) amax = fmaxf(amax, fabsf(x[i * QK + j]));
-        const float d = amax / 127.f, id = amax != 0 ? 127.f / amax : 0.f;
-        y[i].d = fp32_to_fp16(d);
+        const float d = amax / (float)CK_A8_MAX, id = amax != 0 ? (float)CK_A8_MAX / amax : 0.f;
         int sum = 0;
         for (int j = 0; j < QK; j++) {
-            int q = (int)nearbyintf(x[i * QK + j] * id);
-            y[i].qs[j] = (int8_t)q;
+            const int q = (int)nearbyintf(x[i * QK + j] * id);
+            y[i].q[j] = (int8_t)q;
             sum += q;
         }
-        y[i].s = fp32_to_fp16(d * (float)sum);
+        y[i].d = d;
+        y[i].sum = sum;
+        y[i].s = d * (float)sum;
+        y[i].pad = 0;
+    }
+}
+
+static void quantize_a16_scalar(const float *x, void *vy, int n) {
+    block_a16 *y = vy;
+    for (int i = 0; i < n / QK; i++) {
+        float amax = 0;
+        for (int j = 0; j < QK; j++) amax = fmaxf(amax, fabsf(x[i * QK + j]));
+        const float d = amax / (float)CK_A16_MAX, id = amax != 0 ? (float)CK_A16_MAX / amax : 0.f;
+        int sum = 0;
+        for (int j = 0; j < QK; j++) {
+            const int q = (int)nearbyintf(x[i * QK + j] * id);
+            const int h = (q + 128) >> 8;
+            y[i].hi[j] = (int8_t)h;
+            y[i].lo[j] = (int8_t)(q - h * 256);
+            sum += q;
+        }
+        y[i].d = d;
+        y[i].sum = sum;
+        y[i].s = d * (float)sum;
+        y[i].pad = 0;
     }
 }
 
@@ -107,16 +134,17 @@ int ck_has_avx512(void) {
 
 void ck_quantize_row(int t, const float *x, void *y, int n) {
     switch (t) {
-    case CK_TYPE_Q8_0:
+    case CK_TYPE_Q8_0: quantize_q8_0_scalar(x, y, n); return;
+    case CK_TYPE_A8:
 #ifdef CK_X86
-        if (ck_has_avx2()) { ck_quantize_q8_0_avx2(x, y, n); return; }
+        if (ck_has_avx2()) { ck_quantize_a8_avx2(x, y, n); return; }
 #endif
-        quantize_q8_0_scalar(x, y, n); return;
-    case CK_TYPE_Q8_1:
+        quantize_a8_scalar(x, y, n); return;
+    case CK_TYPE_A16:
 #ifdef CK_X86
-        if (ck_has_avx2()) { ck_quantize_q8_1_avx2(x, y, n); return; }
+        if (ck_has_avx2()) { ck_quantize_a16_avx2(x, y, n); return; }
 #endif
-        quantize_q8_1_scalar(x, y, n); return;
+        quantize_a16_scalar(x, y, n); return;
     case CK_TYPE_F16: ck_fp32_to_fp16_row(x, y, n); return;
     case CK_TYPE_F32: memcpy(y, x, (size_t)n * 4); return;
     case CK_TYPE_BF16: {
@@ -198,12 +226,16 @@ void ck_dequantize_row(int t, const void *vx, float *y, int n) {
         }
         return;
     }
-    case CK_TYPE_Q8_1: {
-        const block_q8_1 *x = vx;
-        for (int i = 0; i < n / QK; i++) {
-            const float d = fp16_to_fp32(x[i].d);
-            for (int j = 0; j < QK; j++) y[i * QK + j] = x[i].qs[j] * d;
-        }
+    case CK_TYPE_A8: {
+        const block_a8 *x = vx;
+        for (int i = 0; i < n / QK; i++)
+            for (int j = 0; j < QK; j++) y[i * QK + j] = (float)x[i].q[j] * x[i].d;
+        return;
+    }
+    case CK_TYPE_A16: {
+        const block_a16 *x = vx;
+        for (int i = 0; i < n / QK; i++)
+            for (int j = 0; j < QK; j++) y[i * QK + j] = (float)(256 * x[i].hi[j] + x[i].lo[j]) * x[i].d;
         return;
     }
     default: return;
@@ -211,38 +243,55 @@ void ck_dequantize_row(int t, const void *vx, float *y, int n) {
 }
 
 // ---- scalar dot products ----
-float ck_dot_q4_0_q8_0_scalar(int n, const void *vw, const void *vx) {
-    const block_q4_0 *w = vw; const block_q8_0 *x = vx;
-    float s = 0;
-    for (int i = 0; i < n / QK; i++) {
-        int si = 0;
-        for (int j = 0; j < QK / 2; j++)
-            si += ((w[i].qs[j] & 0x0F) - 8) * x[i].qs[j] + ((w[i].qs[j] >> 4) - 8) * x[i].qs[j + QK / 2];
-        s += si * fp16_to_fp32(w[i].d) * fp16_to_fp32(x[i].d);
+// The quants of activation block i as ints.
+static inline void activation_quants(int vt, const void *x, int i, int32_t *q, float *d, float *s) {
+    if (vt == CK_TYPE_A8) {
+        const block_a8 *b = (const block_a8 *)x + i;
+        for (int j = 0; j < QK; j++) q[j] = b->q[j];
+        *d = b->d; *s = b->s;
+    } else {
+        const block_a16 *b = (const block_a16 *)x + i;
+        for (int j = 0; j < QK; j++) q[j] = 256 * b->hi[j] + b->lo[j];
+        *d = b->d; *s = b->s;
     }
-    return s;
 }
-float ck_dot_q4_1_q8_1_scalar(int n, const void *vw, const void *vx) {
-    const block_q4_1 *w = vw; const block_q8_1 *x = vx;
-    float s = 0;
+
+// The definition in ckernels.h, one block at a time.
+static float dot_quantized(int wt, int vt, int n, const void *w, const void *x) {
+    float acc = 0, m = 0;
     for (int i = 0; i < n / QK; i++) {
-        int si = 0;
-        for (int j = 0; j < QK / 2; j++)
-            si += (w[i].qs[j] & 0x0F) * x[i].qs[j] + (w[i].qs[j] >> 4) * x[i].qs[j + QK / 2];
-        s += (fp16_to_fp32(w[i].d) * fp16_to_fp32(x[i].d)) * si + fp16_to_fp32(w[i].m) * fp16_to_fp32(x[i].s);
+        int32_t q[QK];
+        float dx, sx;
+        activation_quants(vt, x, i, q, &dx, &sx);
+        int32_t isum = 0;
+        float dw;
+        switch (wt) {
+        case CK_TYPE_Q4_0: {
+            const block_q4_0 *b = (const block_q4_0 *)w + i;
+            for (int j = 0; j < QK / 2; j++) isum += ((b->qs[j] & 0x0F) - 8) * q[j] + ((b->qs[j] >> 4) - 8) * q[j + QK / 2];
+            dw = fp16_to_fp32(b->d);
+            break;
+        }
+        case CK_TYPE_Q4_1: {
+            const block_q4_1 *b = (const block_q4_1 *)w + i;
+            for (int j = 0; j < QK / 2; j++) isum += (b->qs[j] & 0x0F) * q[j] + (b->qs[j] >> 4) * q[j + QK / 2];
+            dw = fp16_to_fp32(b->d);
+            m = __builtin_fmaf(fp16_to_fp32(b->m), sx, m);
+            break;
+        }
+        default: {
+            const block_q8_0 *b = (const block_q8_0 *)w + i;
+            for (int j = 0; j < QK; j++) isum += b->qs[j] * q[j];
+            dw = fp16_to_fp32(b->d);
+            break;
+        }
+        }
+        const float scale = dw * dx;
+        acc = __builtin_fmaf(scale, (float)isum, acc);
     }
-    return s;
+    return wt == CK_TYPE_Q4_1 ? acc + m : acc;
 }
-float ck_dot_q8_0_q8_0_scalar(int n, const void *vw, const void *vx) {
-    const block_q8_0 *w = vw; const block_q8_0 *x = vx;
-    float s = 0;
-    for (int i = 0; i < n / QK; i++) {
-        int si = 0;
-        for (int j = 0; j < QK; j++) si += w[i].qs[j] * x[i].qs[j];
-        s += si * (fp16_to_fp32(w[i].d) * fp16_to_fp32(x[i].d));
-    }
-    return s;
-}
+
 float ck_dot_f16_f16_scalar(int n, const void *vw, const void *vx) {
     const uint16_t *w = vw, *x = vx;
     double s = 0;
@@ -262,13 +311,15 @@ float ck_dot_bf16_f32_scalar(int n, const void *vw, const void *vx) {
     return (float)s;
 }
 
-float ck_vec_dot(int wt, int n, const void *w, const void *x) {
+float ck_vec_dot(int wt, int vt, int n, const void *w, const void *x) {
+    switch (wt) {
+    case CK_TYPE_Q4_0: case CK_TYPE_Q4_1: case CK_TYPE_Q8_0:
+        return vt == CK_TYPE_A8 || vt == CK_TYPE_A16 ? dot_quantized(wt, vt, n, w, x) : NAN;
+    default: break;
+    }
 #ifdef CK_X86
     if (ck_has_avx2()) {
         switch (wt) {
-        case CK_TYPE_Q4_0: return ck_dot_q4_0_q8_0_avx2(n, w, x);
-        case CK_TYPE_Q4_1: return ck_dot_q4_1_q8_1_avx2(n, w, x);
-        case CK_TYPE_Q8_0: return ck_dot_q8_0_q8_0_avx2(n, w, x);
         case CK_TYPE_F16: return ck_dot_f16_f16_avx2(n, w, x);
         case CK_TYPE_F32: return ck_dot_f32_f32_avx2(n, w, x);
         default: break;
@@ -276,9 +327,6 @@ float ck_vec_dot(int wt, int n, const void *w, const void *x) {
     }
 #endif
     switch (wt) {
-    case CK_TYPE_Q4_0: return ck_dot_q4_0_q8_0_scalar(n, w, x);
-    case CK_TYPE_Q4_1: return ck_dot_q4_1_q8_1_scalar(n, w, x);
-    case CK_TYPE_Q8_0: return ck_dot_q8_0_q8_0_scalar(n, w, x);
     case CK_TYPE_F16: return ck_dot_f16_f16_scalar(n, w, x);
     case CK_TYPE_BF16: return ck_dot_bf16_f32_scalar(n, w, x);
     default: return ck_dot_f32_f32_scalar(n, w, x);

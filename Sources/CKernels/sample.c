@@ -1,8 +1,8 @@
 // Sampling over one row of logits in a few linear passes: no sort of the vocabulary.
-// Weights are exp((x - max) * scale) by ck_vexpf, summed in 8 lanes per block of CK_SAMPLE_BLOCK in
+// Weights are exp((x - max) * scale) by ck_expf, summed in 8 lanes per block of CK_SAMPLE_BLOCK in
 // the same order by the scalar and AVX2 paths, so a seed picks the same token on either.
 #include "internal.h"
-#include "ggml_exact.h"
+#include "ck_math.h"
 #include <float.h>
 #ifdef CK_X86
 #include "avx2_math.h"
@@ -14,7 +14,7 @@ static inline float lane_reduce(const float *l) { return ((l[0] + l[4]) + (l[2] 
 static float block_weights_generic(const float *x, int m, float max, float scale, float cutoff, float *w) {
     float acc[8] = {0};
     for (int i = 0; i < m; i++) {
-        const float v = x[i] >= cutoff ? ck_vexpf((x[i] - max) * scale) : 0.0f;
+        const float v = x[i] >= cutoff ? ck_expf((x[i] - max) * scale) : 0.0f;
         if (w) w[i] = v;
         acc[i & 7] += v;
     }
@@ -36,7 +36,7 @@ AVX2 static float block_weights_avx2(const float *x, int m, float max, float sca
     float l[8];
     _mm256_storeu_ps(l, acc);
     for (; i < m; i++) {
-        const float v = x[i] >= cutoff ? ck_vexpf((x[i] - max) * scale) : 0.0f;
+        const float v = x[i] >= cutoff ? ck_expf((x[i] - max) * scale) : 0.0f;
         if (w) w[i] = v;
         l[i & 7] += v;
     }

@@ -211,7 +211,7 @@ public final class BatchEngine: GenerationService, @unchecked Sendable {
                 let s = c.sequence
                 let echo = s.request.promptLogprobs && c.start < s.promptCount
                 batch.append(s.tokens[c.start..<(c.start + c.count)], as: BatchSequence(
-                    tokenCount: c.count, startPosition: c.start, decodeFrom: s.promptCount, blockTable: s.blocks,
+                    tokenCount: c.count, startPosition: c.start, blockTable: s.blocks,
                     logitCount: echo ? c.count : (c.wantsLogits ? 1 : 0)))
             }
             do {

@@ -2,6 +2,12 @@ import CKernels
 
 /// Kernel entry points over raw buffers. Callers own all memory; nothing here allocates.
 public enum Ops {
+    /// Activation precision (8 or 16 bits) of the quantized matrix products for weight matrices made
+    /// from now on. Process-wide: set it before loading a model.
+    public static func setActivationBits(_ bits: Int) {
+        ck_set_activation_bits(Int32(bits))
+    }
+
     /// Quantizes `count` rows of `k` floats (row stride `ldx`) into `out` in the activation format of `w`.
     @inline(__always)
     public static func quantizeActivations(
@@ -18,7 +24,7 @@ public enum Ops {
         y: UnsafeMutablePointer<Float>, ldy: Int
     ) {
         ck_matmul(pool.raw, w.kernelType, w.data, w.rowStride, Int32(w.rows), Int32(w.columns),
-                  x, w.activationRowBytes, Int32(count), y, Int32(ldy))
+                  w.activationType, x, w.activationRowBytes, Int32(count), y, Int32(ldy))
     }
 
     /// Lets the pool's threads pull the weights they will read first in `matmul(w)` into cache
@@ -140,7 +146,7 @@ public final class FusedMatmul: @unchecked Sendable {
 
     /// outputs[i][c * ldys[i] + r] = W_i[r] · x[c] for `count` activation rows quantized for these matrices.
     public func run(_ pool: ThreadPool, quantized x: UnsafeRawPointer, count: Int) {
-        ck_matmul_multi(pool.raw, Int32(types.count), types, weights, strides, rows, columns, x, activationRowBytes,
-                        Int32(count), outputs, ldys)
+        ck_matmul_multi(pool.raw, Int32(types.count), types, weights, strides, rows, columns, activationType, x,
+                        activationRowBytes, Int32(count), outputs, ldys)
     }
 }

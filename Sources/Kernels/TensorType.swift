@@ -32,7 +32,7 @@ public struct WeightMatrix: @unchecked Sendable {
     private let storage: PackedStorage?
 
     public init(name: String, type: GGMLType, rows: Int, columns: Int, data: UnsafeRawPointer) throws {
-        guard ck_type_supported(Int32(type.rawValue)) != 0, type != .q8_1 else {
+        guard ck_type_supported(Int32(type.rawValue)) != 0, ck_base_type(Int32(type.rawValue)) < CK_TYPE_A8 else {
             throw KernelError.unsupportedType(tensor: name, type: type)
         }
         self.name = name
@@ -42,6 +42,7 @@ public struct WeightMatrix: @unchecked Sendable {
         self.rowStride = ck_row_bytes(Int32(type.rawValue), Int32(columns))
         self.data = data
         self.kernelType = Int32(type.rawValue)
+        self.activationType = ck_vec_dot_type(Int32(type.rawValue))
         self.storage = nil
     }
 
@@ -55,6 +56,7 @@ public struct WeightMatrix: @unchecked Sendable {
         rowStride = m.rowStride
         data = UnsafeRawPointer(out)
         kernelType = packedType
+        activationType = m.activationType
         self.storage = storage
     }
 
@@ -76,8 +78,8 @@ public struct WeightMatrix: @unchecked Sendable {
 
     public var isPacked: Bool { storage != nil }
 
-    /// The activation format this matrix's dot products take.
-    public var activationType: Int32 { ck_vec_dot_type(Int32(type.rawValue)) }
+    /// The activation format this matrix's dot products take (fixed when the matrix is made).
+    public let activationType: Int32
     public var activationRowBytes: Int { ck_row_bytes(activationType, Int32(columns)) }
 
     /// Dequantizes row `r` into `out` (`columns` floats).

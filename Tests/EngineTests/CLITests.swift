@@ -44,7 +44,9 @@ enum CLI {
         let r = try CLI.run(["generate", "--model", model, "--prompt", "The capital of France is", "--temperature", "0",
                              "--max-tokens", "12", "--threads", "2"])
         #expect(r.status == 0)
-        #expect(r.stdout.hasPrefix(" Paris.\n\nThe United States"))
+        // The greedy continuation under exact arithmetic (llama.cpp on the F32-dequantized weights gives the
+        // same 24 tokens; llama.cpp on the quantized file, with 8-bit activations, goes " The United States").
+        #expect(r.stdout.hasPrefix(" Paris.\n\nThe answer is: 201"))
         #expect(r.stderr.contains("prompt tokens: 5") && r.stderr.contains("generated tokens: 12"))
     }
 
@@ -62,8 +64,9 @@ enum CLI {
         let r = try CLI.run(["chat", "--model", model, "--temperature", "0", "--max-tokens", "24"],
                             stdin: "What is the capital of France?\n/reset\nSay hello.\n/exit\n")
         #expect(r.status == 0)
-        // Greedy replies of this model (see the chat fixtures); /reset starts the second turn afresh.
-        #expect(r.stdout.hasPrefix("L'Étoile, la Marseillaise"))
+        // The greedy reply under exact arithmetic (as llama.cpp on the F32-dequantized weights answers);
+        // /reset starts the second turn afresh.
+        #expect(r.stdout.hasPrefix("The capital of France is Paris."))
         #expect(r.stdout.contains("\nHello"))
     }
 

@@ -30,8 +30,8 @@ func engineOrSkip() throws -> InferenceEngine? {
 
     @Test func stopStringEndsTextBeforeIt() throws {
         guard let e = try engineOrSkip() else { return }
-        // Greedy continuation of this prompt is " Paris.\n\nThe United States ..." (see fixtures).
-        let r = try e.generate(GenerationRequest(promptTokens: e.encode("The capital of France is"), maxTokens: 30, stop: ["United"]))
+        // Greedy continuation of this prompt is " Paris.\n\nThe answer is: ..." (as under exact arithmetic).
+        let r = try e.generate(GenerationRequest(promptTokens: e.encode("The capital of France is"), maxTokens: 30, stop: ["answer"]))
         #expect(r.finishReason == .stop)
         #expect(r.text == " Paris.\n\nThe ")
     }

@@ -47,11 +47,9 @@ import Testing
         }
     }
 
-    /// Swiftlet is at least as close to exact as llama.cpp: mean |ΔNLL| no larger, top-1 agreement no lower.
-    /// Today's kernels quantize activations to 8 bits as llama.cpp's do, and land within noise of it: 0.05339
-    /// vs 0.05334 nats, 96.99% vs 97.23% top-1 (llama.cpp token by token: 0.0545, 97.18%). So two checks:
-    /// within that noise of llama.cpp (must hold now), and the strict comparison as a known issue, which
-    /// fails as soon as it holds, to be made strict then.
+    /// Swiftlet is at least as close to exact as llama.cpp, by the issue's goal of half its error: mean |ΔNLL|
+    /// at most half of llama.cpp's, top-1 agreement and KL no worse. The default 16-bit activations are at
+    /// ~0.0007 nats against llama.cpp's 0.053 (which quantizes activations to 8 bits).
     @Test func atLeastAsCloseToExactAsLlamaCpp() throws {
         guard let engine = try modelEngine() else { return }
         let f = Self.fixture
@@ -64,11 +62,9 @@ import Testing
             s.meanAbsDeltaNLL, s.top1Agreement * 100, s.approximateKL, s.perplexity,
             l.meanAbsDeltaNLL, l.top1Agreement * 100, l.approximateKL, l.perplexity))
         #expect(s.tokens == f.positions)
-        #expect(s.meanAbsDeltaNLL <= l.meanAbsDeltaNLL * 1.01, report)
-        #expect(s.top1Agreement >= l.top1Agreement - 0.005, report)
-        #expect(abs(s.perplexity - f.exactMetrics.perplexity) / f.exactMetrics.perplexity < 0.01, report)
-        withKnownIssue("issue 14: Swiftlet's kernels still quantize activations to 8 bits as llama.cpp does") {
-            #expect(s.meanAbsDeltaNLL <= l.meanAbsDeltaNLL + Self.rounding && s.top1Agreement >= l.top1Agreement, report)
-        }
+        #expect(s.meanAbsDeltaNLL <= l.meanAbsDeltaNLL / 2 + Self.rounding, report)
+        #expect(s.top1Agreement >= l.top1Agreement, report)
+        #expect(s.approximateKL <= l.approximateKL, report)
+        #expect(abs(s.perplexity - f.exactMetrics.perplexity) / f.exactMetrics.perplexity < 0.001, report)
     }
 }

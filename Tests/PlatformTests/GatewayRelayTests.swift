@@ -39,7 +39,12 @@ final class ScriptedReplica: Sendable {
                     try await writer.write(ByteBuffer(string: "data: \(e)\n\n"))
                     if pause > .zero { try await Task.sleep(for: pause) }
                 }
-                if cut { throw Broken() }
+                if cut {
+                    // Closing the channel drops writes still queued in it: give them time to reach the
+                    // socket, so the cut comes after the events as it does when a replica dies.
+                    try await Task.sleep(for: .milliseconds(100))
+                    throw Broken()
+                }
                 try await writer.finish(nil)
             })
         }

@@ -15,8 +15,11 @@ enum {
     CK_TYPE_Q4_0 = 2,
     CK_TYPE_Q4_1 = 3,
     CK_TYPE_Q8_0 = 8,
-    CK_TYPE_Q8_1 = 9,
     CK_TYPE_BF16 = 30,
+    // Swiftlet's activation formats for the quantized weight types (blocks of 32 with an f32 scale):
+    // 8-bit quants, or 16-bit ones held as two 8-bit halves. Not ggml types.
+    CK_TYPE_A8 = 64,
+    CK_TYPE_A16 = 65,
 };
 
 // Weights repacked at load into groups of 8 interleaved rows (same bytes per row as the base type).
@@ -42,8 +45,8 @@ void ck_pack_rows(int wt, const void *w, size_t w_stride, int rows, int k, void 
 // Row `row` of a packed matrix back in its base type (ck_row_bytes(base, k) bytes).
 void ck_unpack_row(int pt, const void *packed, int k, int row, void *out);
 // A packed matmul on the calling thread with the kernels of instruction set `isa` (at most ck_isa()).
-void ck_matmul_packed_isa(int isa, int pt, const void *w, int rows, int k, const void *x, size_t x_stride, int cols,
-                          float *y, int ldy);
+void ck_matmul_packed_isa(int isa, int pt, const void *w, int rows, int k, int vt, const void *x, size_t x_stride,
+                          int cols, float *y, int ldy);
 
 // ---- fp16 / bf16 ----
 float ck_fp16_to_fp32(uint16_t h);
@@ -53,16 +56,23 @@ void ck_fp32_to_fp16_row(const float *x, uint16_t *y, int n);
 void ck_fp16_to_fp32_row(const uint16_t *x, float *y, int n);
 
 // ---- quantized formats ----
-// Activation ("vec dot") type paired with each weight type, and its row size in bytes.
+// Activation ("vec dot") type paired with each weight type by default, and its row size in bytes.
+// For Q4_0, Q4_1 and Q8_0 weights either A8 or A16 works; the default is A16 unless
+// ck_set_activation_bits(8) was called (before any weights are loaded).
 int ck_vec_dot_type(int weight_type);
+void ck_set_activation_bits(int bits);
 size_t ck_row_bytes(int type, int n);
 int ck_type_supported(int type);
 // Quantize one f32 row of n elements (n a multiple of 32 for block types) into `type`.
 void ck_quantize_row(int type, const float *x, void *y, int n);
 // Dequantize one row of n elements of `type` to f32.
 void ck_dequantize_row(int type, const void *x, float *y, int n);
-// Dot product of one weight row (type wt) with one activation row (ck_vec_dot_type(wt)), n elements.
-float ck_vec_dot(int wt, int n, const void *w, const void *x);
+// Dot product of one weight row (type wt) with one activation row (type vt), n elements. For the
+// quantized types this defines every kernel's result: per block i in order, with the integer dot
+// isum_i of the quants, acc = fmaf(dw_i * dx_i, (float)isum_i, acc) (and for Q4_1 a second chain
+// m = fmaf(mw_i, s_i, m), added at the end). Every instruction set and every batch size gives
+// exactly this number.
+float ck_vec_dot(int wt, int vt, int n, const void *w, const void *x);
 
 // ---- thread pool ----
 typedef struct ck_pool ck_pool;
@@ -93,15 +103,16 @@ int ck_ranges_next(ck_ranges *r, int ith, int grain, int *begin, int *end);
 // Y[c * ldy + r] = dot(W row r, X row c) for r < rows, c < cols.
 // W: rows rows of `k` elements of weight type wt (row stride w_stride bytes); for a packed type,
 // rows is a multiple of 8 and group g of 8 rows starts at byte g * 8 * w_stride.
-// X: cols rows already quantized to ck_vec_dot_type(wt) (row stride x_stride bytes).
+// X: cols rows already quantized to vt (row stride x_stride bytes).
 void ck_matmul(ck_pool *pool, int wt, const void *w, size_t w_stride, int rows, int k,
-               const void *x, size_t x_stride, int cols, float *y, int ldy);
+               int vt, const void *x, size_t x_stride, int cols, float *y, int ldy);
 // Has each thread prefetch, while it would otherwise wait, the weights it will read first in a
 // ck_matmul / ck_matmul_multi of these matrices (w, w_stride, rows as there).
 void ck_matmul_prefetch(ck_pool *pool, int count, const void *const *w, const size_t *w_stride, const int *rows);
 // Up to 8 matrices (same k and activation type) against the same activations, in one dispatch.
 void ck_matmul_multi(ck_pool *pool, int count, const int *wt, const void *const *w, const size_t *w_stride,
-                     const int *rows, int k, const void *x, size_t x_stride, int cols, float *const *y, const int *ldy);
+                     const int *rows, int k, int vt, const void *x, size_t x_stride, int cols, float *const *y,
+                     const int *ldy);
 // Quantizes `cols` f32 rows of k elements (stride ldx floats) into type vt rows (stride bytes).
 void ck_quantize_rows(ck_pool *pool, int vt, const float *x, int ldx, int cols, int k, void *y, size_t stride);
 
@@ -131,11 +142,11 @@ typedef struct {
     int n_q;                // its query rows in the batch
     int row0;               // index of its first row in q and out
     int pos0;               // position of its first query row; row i attends to positions 0 ... pos0 + i
-    int decode_from;        // rows at positions >= this are generated tokens (one-row lane layout)
     const int32_t *blocks;  // block table: position j is in block blocks[j >> block_size_log2]
 } ck_attn_seq;
 
-// Causal attention for a batch of sequences over one layer of a block-paged KV cache.
+// Causal attention for a batch of sequences over one layer of a block-paged KV cache. Each (row, head)
+// is computed whole by one thread in one fixed order, so it does not depend on the batch or the chunk.
 // q, out: [rows][n_head][head_dim] f32. k, v: [block][block size][n_head_kv][head_dim] f16, filled
 // up to each sequence's pos0 + n_q. scratch: pool size * scratch_per_thread floats, at least the
 // longest context + 8 per thread. head_dim <= 256.
@@ -149,7 +160,7 @@ double ck_stream_read_gbs(ck_pool *pool, size_t bytes, int repeats);
 // ---- cpu features ----
 // AVX2 kernels are in use (the CPU has them and ck_set_isa_limit allows them).
 int ck_has_avx2(void);
-// The portable scalar versions of the kernels that must match the SIMD ones bit for bit (for tests).
+// The portable scalar versions of kernels that match the SIMD ones bit for bit (for tests).
 void ck_attention_portable(ck_pool *pool, const float *q, float *out, int n_seq, const ck_attn_seq *seqs,
                            const uint16_t *k, const uint16_t *v, int block_size_log2, int n_head, int n_head_kv,
                            int head_dim, float scale, float *scratch, int scratch_per_thread);

@@ -53,19 +53,22 @@ import Testing
     }
 
     func greedy(_ e: InferenceEngine, _ text: String, _ n: Int = 24) -> GenerationRequest {
-        GenerationRequest(promptTokens: e.encode(text), maxTokens: n, ignoreEOS: true)
+        GenerationRequest(promptTokens: e.encode(text), maxTokens: n, ignoreEOS: true, logprobs: 2)
     }
 
     @Test func sixteenAtOnceEqualEachAlone() async throws {
         guard let e = try engineOrSkip() else { return }
         let requests = Self.prompts.map { greedy(e, $0) }
-        let alone = try requests.map { try e.generate($0).tokens }
+        let alone = try requests.map { try e.generate($0) }
         var options = BatchEngine.Options()
         options.kvCacheBytes = 64 << 20
         let engine = try BatchEngine(engine: e, options: options)
         defer { engine.shutdown() }
         let batched = try await Self.runAll(engine, requests)
-        for i in requests.indices { #expect(batched[i].tokens == alone[i], "request \(i): \(Self.prompts[i])") }
+        for i in requests.indices {
+            #expect(batched[i].tokens == alone[i].tokens, "request \(i): \(Self.prompts[i])")
+            #expect(batched[i].logprobs == alone[i].logprobs, "request \(i): logprobs to the bit")
+        }
         // They really ran together: far fewer steps than the 16 x 24 tokens one at a time would take.
         #expect(engine.stats.steps < 100, "\(engine.stats.steps) steps")
         // Sampled requests too: the same seed gives the same tokens whatever runs beside.
@@ -83,7 +86,7 @@ import Testing
     @Test func tinyPoolPreemptsAndEveryRequestCompletesCorrectly() async throws {
         guard let e = try engineOrSkip() else { return }
         let requests = Self.prompts.prefix(8).map { greedy(e, $0, 40) }
-        let alone = try requests.map { try e.generate($0).tokens }
+        let alone = try requests.map { try e.generate($0) }
         var options = BatchEngine.Options()
         // 6 blocks of 16 positions: one request needs up to 4, so eight cannot all fit.
         options.kvCacheBytes = 6 * KVBlockStorage.bytesPerBlock(layers: e.model.config.layerCount, kvDim: e.model.config.kvDim)
@@ -91,7 +94,10 @@ import Testing
         let engine = try BatchEngine(engine: e, options: options)
         defer { engine.shutdown() }
         let batched = try await Self.runAll(engine, requests)
-        for i in requests.indices { #expect(batched[i].tokens == alone[i], "request \(i)") }
+        for i in requests.indices {
+            #expect(batched[i].tokens == alone[i].tokens, "request \(i)")
+            #expect(batched[i].logprobs == alone[i].logprobs, "request \(i): logprobs to the bit after preemption")
+        }
         try await Self.waitUntilIdle(engine)
         let stats = engine.stats
         #expect(stats.preemptions > 0, "the pool is too small for all of them: some must have been preempted")
@@ -140,10 +146,11 @@ import Testing
         func chat(_ q: String) throws -> GenerationRequest {
             GenerationRequest(promptTokens: try e.chatTokens([ChatMessage(role: "system", content: system),
                                                               ChatMessage(role: "user", content: q)]),
-                              maxTokens: 12, ignoreEOS: true)
+                              maxTokens: 12, ignoreEOS: true, logprobs: 2)
         }
         let first = try chat("What is 2 + 2?"), second = try chat("Name a colour.")
-        let aloneSecond = try e.generate(second).tokens
+        let aloneResult = try e.generate(second)
+        let aloneSecond = aloneResult.tokens
         var options = BatchEngine.Options()
         options.kvCacheBytes = 64 << 20
         let engine = try BatchEngine(engine: e, options: options)
@@ -151,6 +158,7 @@ import Testing
         _ = try await Self.runAll(engine, [first])
         let r = try await Self.runAll(engine, [second])[0]
         #expect(r.tokens == aloneSecond)
+        #expect(r.logprobs == aloneResult.logprobs, "logprobs to the bit from the prefix cache")
         let blocks = second.promptTokens.count / 16
         #expect(r.cachedPromptTokens >= 16 * (blocks - 2), "most of the shared system prompt came from the cache")
         let stats = engine.stats

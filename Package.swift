@@ -101,7 +101,7 @@ let package = Package(
         .target(name: "SwiftletTesting", dependencies: ["Engine"], path: "Sources/SwiftletTesting"),
 
         .testTarget(name: "GGUFTests", dependencies: ["GGUF"]),
-        .testTarget(name: "KernelsTests", dependencies: ["Kernels", "CKernels"]),
+        .testTarget(name: "KernelsTests", dependencies: ["Kernels", "CKernels", "GGUF"], resources: [.copy("Fixtures")]),
         .testTarget(name: "TokenizerTests", dependencies: ["Tokenizer", "GGUF", "SwiftletTesting"],
                     resources: [.copy("Fixtures")]),
         .testTarget(name: "GrammarTests", dependencies: ["Grammar", "Tokenizer", "Engine", "SwiftletTesting"]),

@@ -33,6 +33,17 @@ _Static_assert(sizeof(block_q8_0) == 34, "q8_0 size");
 _Static_assert(sizeof(block_a8) == 48, "a8 size");
 _Static_assert(sizeof(block_a16) == 80, "a16 size");
 
+// A row of formats.c's table. compute: 1 for weight formats with matrix products, 2 for activations.
+typedef struct {
+    int type;
+    const char *name;
+    int block_elems;
+    int block_bytes;
+    int compute;
+    void (*dequantize)(const void *x, float *y, int n);
+} ck_type_traits;
+const ck_type_traits *ck_traits(int type);
+
 static inline float fp16_to_fp32(uint16_t h) { _Float16 f; memcpy(&f, &h, 2); return (float)f; }
 static inline uint16_t fp32_to_fp16(float x) { _Float16 f = (_Float16)x; uint16_t h; memcpy(&h, &f, 2); return h; }
 

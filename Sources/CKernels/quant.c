@@ -23,14 +23,6 @@ void ck_fp32_to_fp16_row(const float *x, uint16_t *y, int n) {
 }
 void ck_fp16_to_fp32_row(const uint16_t *x, float *y, int n) { for (int i = 0; i < n; i++) y[i] = fp16_to_fp32(x[i]); }
 
-int ck_type_supported(int t) {
-    switch (t) {
-    case CK_TYPE_F32: case CK_TYPE_F16: case CK_TYPE_BF16: case CK_TYPE_Q4_0: case CK_TYPE_Q4_1:
-    case CK_TYPE_Q8_0: case CK_TYPE_A8: case CK_TYPE_A16: return 1;
-    default: return 0;
-    }
-}
-
 static _Atomic int activation_bits = 16;
 void ck_set_activation_bits(int bits) { atomic_store(&activation_bits, bits == 8 ? 8 : 16); }
 
@@ -40,19 +32,6 @@ int ck_vec_dot_type(int wt) {
         return atomic_load_explicit(&activation_bits, memory_order_relaxed) == 8 ? CK_TYPE_A8 : CK_TYPE_A16;
     case CK_TYPE_F16: return CK_TYPE_F16;
     default: return CK_TYPE_F32;
-    }
-}
-
-size_t ck_row_bytes(int t, int n) {
-    switch (ck_base_type(t)) {
-    case CK_TYPE_F32: return (size_t)n * 4;
-    case CK_TYPE_F16: case CK_TYPE_BF16: return (size_t)n * 2;
-    case CK_TYPE_Q4_0: return (size_t)(n / QK) * sizeof(block_q4_0);
-    case CK_TYPE_Q4_1: return (size_t)(n / QK) * sizeof(block_q4_1);
-    case CK_TYPE_Q8_0: return (size_t)(n / QK) * sizeof(block_q8_0);
-    case CK_TYPE_A8: return (size_t)(n / QK) * sizeof(block_a8);
-    case CK_TYPE_A16: return (size_t)(n / QK) * sizeof(block_a16);
-    default: return 0;
     }
 }
 
@@ -185,57 +164,6 @@ void ck_quantize_row(int t, const float *x, void *y, int n) {
                 b[i].qs[j] = (uint8_t)(x0 | (x1 << 4));
             }
         }
-        return;
-    }
-    default: return;
-    }
-}
-
-void ck_dequantize_row(int t, const void *vx, float *y, int n) {
-    switch (t) {
-    case CK_TYPE_F32: memcpy(y, vx, (size_t)n * 4); return;
-    case CK_TYPE_F16: ck_fp16_to_fp32_row(vx, y, n); return;
-    case CK_TYPE_BF16: { const uint16_t *x = vx; for (int i = 0; i < n; i++) y[i] = ck_bf16_to_fp32(x[i]); return; }
-    case CK_TYPE_Q4_0: {
-        const block_q4_0 *x = vx;
-        for (int i = 0; i < n / QK; i++) {
-            const float d = fp16_to_fp32(x[i].d);
-            for (int j = 0; j < QK / 2; j++) {
-                y[i * QK + j] = ((x[i].qs[j] & 0x0F) - 8) * d;
-                y[i * QK + j + QK / 2] = ((x[i].qs[j] >> 4) - 8) * d;
-            }
-        }
-        return;
-    }
-    case CK_TYPE_Q4_1: {
-        const block_q4_1 *x = vx;
-        for (int i = 0; i < n / QK; i++) {
-            const float d = fp16_to_fp32(x[i].d), m = fp16_to_fp32(x[i].m);
-            for (int j = 0; j < QK / 2; j++) {
-                y[i * QK + j] = (x[i].qs[j] & 0x0F) * d + m;
-                y[i * QK + j + QK / 2] = (x[i].qs[j] >> 4) * d + m;
-            }
-        }
-        return;
-    }
-    case CK_TYPE_Q8_0: {
-        const block_q8_0 *x = vx;
-        for (int i = 0; i < n / QK; i++) {
-            const float d = fp16_to_fp32(x[i].d);
-            for (int j = 0; j < QK; j++) y[i * QK + j] = x[i].qs[j] * d;
-        }
-        return;
-    }
-    case CK_TYPE_A8: {
-        const block_a8 *x = vx;
-        for (int i = 0; i < n / QK; i++)
-            for (int j = 0; j < QK; j++) y[i * QK + j] = (float)x[i].q[j] * x[i].d;
-        return;
-    }
-    case CK_TYPE_A16: {
-        const block_a16 *x = vx;
-        for (int i = 0; i < n / QK; i++)
-            for (int j = 0; j < QK; j++) y[i * QK + j] = (float)(256 * x[i].hi[j] + x[i].lo[j]) * x[i].d;
         return;
     }
     default: return;

@@ -2,14 +2,14 @@
 /// any other number in a file is reported as an unknown type.
 public enum GGMLType: UInt32, Sendable, CaseIterable, CustomStringConvertible {
     case f32 = 0, f16 = 1, q4_0 = 2, q4_1 = 3, q5_0 = 6, q5_1 = 7, q8_0 = 8, q8_1 = 9
-    case q2_K = 10, q3_K = 11, q4_K = 12, q5_K = 13, q6_K = 14, q8_K = 15
+    case q2_K = 10, q3_K = 11, q4_K = 12, q5_K = 13, q6_K = 14, q8_K = 15, iq4_nl = 20
     case i8 = 24, i16 = 25, i32 = 26, i64 = 27, f64 = 28, bf16 = 30
 
     /// Elements per block.
     public var blockSize: Int {
         switch self {
         case .f32, .f16, .bf16, .i8, .i16, .i32, .i64, .f64: 1
-        case .q4_0, .q4_1, .q5_0, .q5_1, .q8_0, .q8_1: 32
+        case .q4_0, .q4_1, .q5_0, .q5_1, .q8_0, .q8_1, .iq4_nl: 32
         case .q2_K, .q3_K, .q4_K, .q5_K, .q6_K, .q8_K: 256
         }
     }
@@ -21,7 +21,7 @@ public enum GGMLType: UInt32, Sendable, CaseIterable, CustomStringConvertible {
         case .f16, .bf16, .i16: 2
         case .i8: 1
         case .i64, .f64: 8
-        case .q4_0: 18
+        case .q4_0, .iq4_nl: 18
         case .q4_1: 20
         case .q5_0: 22
         case .q5_1: 24
@@ -53,6 +53,7 @@ public enum GGMLType: UInt32, Sendable, CaseIterable, CustomStringConvertible {
         case .q5_K: "Q5_K"
         case .q6_K: "Q6_K"
         case .q8_K: "Q8_K"
+        case .iq4_nl: "IQ4_NL"
         case .i8: "I8"
         case .i16: "I16"
         case .i32: "I32"

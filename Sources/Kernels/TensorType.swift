@@ -6,13 +6,20 @@ import Glibc
 #endif
 
 public enum KernelError: Error, CustomStringConvertible, Sendable {
+    /// The weight formats with matrix products, from the kernels' formats table.
+    static var supportedTypes: String {
+        var types = [Int32](repeating: 0, count: 64)
+        let n = Int(ck_weight_types(&types, 64))
+        return types[..<n].map { String(cString: ck_type_name($0)) }.joined(separator: ", ")
+    }
+
     case unsupportedType(tensor: String, type: GGMLType)
     case shapeMismatch(tensor: String, expected: [Int], found: [Int])
 
     public var description: String {
         switch self {
         case .unsupportedType(let t, let ty):
-            "tensor '\(t)' has type \(ty), which has no compute kernel (supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1)"
+            "tensor '\(t)' has type \(ty), which has no compute kernel (supported: \(Self.supportedTypes))"
         case .shapeMismatch(let t, let e, let f): "tensor '\(t)' has shape \(f), expected \(e)"
         }
     }
@@ -32,7 +39,7 @@ public struct WeightMatrix: @unchecked Sendable {
     private let storage: PackedStorage?
 
     public init(name: String, type: GGMLType, rows: Int, columns: Int, data: UnsafeRawPointer) throws {
-        guard ck_type_supported(Int32(type.rawValue)) != 0, ck_base_type(Int32(type.rawValue)) < CK_TYPE_A8 else {
+        guard ck_type_supported(Int32(type.rawValue)) != 0 else {
             throw KernelError.unsupportedType(tensor: name, type: type)
         }
         self.name = name

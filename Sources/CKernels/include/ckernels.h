@@ -14,7 +14,15 @@ enum {
     CK_TYPE_F16 = 1,
     CK_TYPE_Q4_0 = 2,
     CK_TYPE_Q4_1 = 3,
+    CK_TYPE_Q5_0 = 6,
+    CK_TYPE_Q5_1 = 7,
     CK_TYPE_Q8_0 = 8,
+    CK_TYPE_Q2_K = 10,
+    CK_TYPE_Q3_K = 11,
+    CK_TYPE_Q4_K = 12,
+    CK_TYPE_Q5_K = 13,
+    CK_TYPE_Q6_K = 14,
+    CK_TYPE_IQ4_NL = 20,
     CK_TYPE_BF16 = 30,
     // Swiftlet's activation formats for the quantized weight types (blocks of 32 with an f32 scale):
     // 8-bit quants, or 16-bit ones held as two 8-bit halves. Not ggml types.
@@ -55,6 +63,16 @@ float ck_bf16_to_fp32(uint16_t h);
 void ck_fp32_to_fp16_row(const float *x, uint16_t *y, int n);
 void ck_fp16_to_fp32_row(const uint16_t *x, float *y, int n);
 
+// ---- formats (formats.c: one table) ----
+// The format is in the table (it can be dequantized and sized).
+int ck_type_known(int type);
+// Its name ("Q4_K"), or NULL.
+const char *ck_type_name(int type);
+// Elements per block (1 for F32/F16/BF16), or 0.
+int ck_type_block_elements(int type);
+// The weight formats with matrix products, into out (at most capacity); returns how many.
+int ck_weight_types(int *out, int capacity);
+
 // ---- quantized formats ----
 // Activation ("vec dot") type paired with each weight type by default, and its row size in bytes.
 // For Q4_0, Q4_1 and Q8_0 weights either A8 or A16 works; the default is A16 unless
@@ -62,10 +80,11 @@ void ck_fp16_to_fp32_row(const uint16_t *x, float *y, int n);
 int ck_vec_dot_type(int weight_type);
 void ck_set_activation_bits(int bits);
 size_t ck_row_bytes(int type, int n);
+// Weights of this format have matrix products.
 int ck_type_supported(int type);
 // Quantize one f32 row of n elements (n a multiple of 32 for block types) into `type`.
 void ck_quantize_row(int type, const float *x, void *y, int n);
-// Dequantize one row of n elements of `type` to f32.
+// Dequantize one row of n elements (a multiple of the block) of `type` to f32, as gguf-py does.
 void ck_dequantize_row(int type, const void *x, float *y, int n);
 // Dot product of one weight row (type wt) with one activation row (type vt), n elements. For the
 // quantized types this defines every kernel's result: per block i in order, with the integer dot

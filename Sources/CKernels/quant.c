@@ -47,46 +47,36 @@ static void quantize_q8_0_scalar(const float *x, void *vy, int n) {
     }
 }
 
-// Activations: q = round-half-even(x * (max / amax)), d = amax / max. The SIMD quantizers compute
-// the same numbers.
-static void quantize_a8_scalar(const float *x, void *vy, int n) {
-    block_a8 *y = vy;
+// Activations: q = round-half-even(x * (max / amax)), d = amax / max, with max CK_A8_MAX or CK_A16_MAX
+// (then split as q = 256 * hi + lo). The SIMD quantizers compute the same numbers.
+static void quantize_activations_scalar(const float *x, void *vy, int n, int a16) {
+    const float qmax = a16 ? (float)CK_A16_MAX : (float)CK_A8_MAX;
     for (int i = 0; i < n / QK; i++) {
         float amax = 0;
         for (int j = 0; j < QK; j++) amax = fmaxf(amax, fabsf(x[i * QK + j]));
-        const float d = amax / (float)CK_A8_MAX, id = amax != 0 ? (float)CK_A8_MAX / amax : 0.f;
+        const float d = amax / qmax, id = amax != 0 ? qmax / amax : 0.f;
         int sum = 0;
+        block_a8 *b8 = (block_a8 *)vy + i;
+        block_a16 *b16 = (block_a16 *)vy + i;
         for (int j = 0; j < QK; j++) {
             const int q = (int)nearbyintf(x[i * QK + j] * id);
-            y[i].q[j] = (int8_t)q;
+            if (a16) {
+                const int h = (q + 128) >> 8;
+                b16->hi[j] = (int8_t)h;
+                b16->lo[j] = (int8_t)(q - h * 256);
+            } else {
+                b8->q[j] = (int8_t)q;
+            }
             sum += q;
         }
-        y[i].d = d;
-        y[i].sum = sum;
-        y[i].s = d * (float)sum;
-        y[i].pad = 0;
+        if (a16) { b16->d = d; b16->s = d * (float)sum; b16->sum = sum; b16->pad = 0; }
+        else { b8->d = d; b8->s = d * (float)sum; b8->sum = sum; b8->pad = 0; }
     }
 }
 
-static void quantize_a16_scalar(const float *x, void *vy, int n) {
-    block_a16 *y = vy;
-    for (int i = 0; i < n / QK; i++) {
-        float amax = 0;
-        for (int j = 0; j < QK; j++) amax = fmaxf(amax, fabsf(x[i * QK + j]));
-        const float d = amax / (float)CK_A16_MAX, id = amax != 0 ? (float)CK_A16_MAX / amax : 0.f;
-        int sum = 0;
-        for (int j = 0; j < QK; j++) {
-            const int q = (int)nearbyintf(x[i * QK + j] * id);
-            const int h = (q + 128) >> 8;
-            y[i].hi[j] = (int8_t)h;
-            y[i].lo[j] = (int8_t)(q - h * 256);
-            sum += q;
-        }
-        y[i].d = d;
-        y[i].sum = sum;
-        y[i].s = d * (float)sum;
-        y[i].pad = 0;
-    }
+void ck_quantize_row_portable(int t, const float *x, void *y, int n) {
+    if (t == CK_TYPE_A8 || t == CK_TYPE_A16) quantize_activations_scalar(x, y, n, t == CK_TYPE_A16);
+    else ck_quantize_row(t, x, y, n);
 }
 
 int ck_cpu_avx2(void) {
@@ -118,12 +108,12 @@ void ck_quantize_row(int t, const float *x, void *y, int n) {
 #ifdef CK_X86
         if (ck_has_avx2()) { ck_quantize_a8_avx2(x, y, n); return; }
 #endif
-        quantize_a8_scalar(x, y, n); return;
+        quantize_activations_scalar(x, y, n, 0); return;
     case CK_TYPE_A16:
 #ifdef CK_X86
         if (ck_has_avx2()) { ck_quantize_a16_avx2(x, y, n); return; }
 #endif
-        quantize_a16_scalar(x, y, n); return;
+        quantize_activations_scalar(x, y, n, 1); return;
     case CK_TYPE_F16: ck_fp32_to_fp16_row(x, y, n); return;
     case CK_TYPE_F32: memcpy(y, x, (size_t)n * 4); return;
     case CK_TYPE_BF16: {

@@ -122,6 +122,23 @@ import Testing
         return out
     }
 
+    /// Activations quantize to the same bytes on every instruction set (ties, zeros, outliers, tiny values).
+    @Test(arguments: [Int32(CK_TYPE_A8), Int32(CK_TYPE_A16)])
+    func activationQuantizationMatchesPortable(type: Int32) {
+        var rng = LCG(state: UInt64(type))
+        let n = 32 * 40
+        var x = (0..<n).map { _ in rng.next() * 7 }
+        for i in 0..<32 { x[i] = 0 }                                   // an all-zero block
+        for i in 32..<64 { x[i] = Float(i - 48) * 0.5 }                // halves: ties at both precisions' scale
+        x[70] = 1e4; x[100] = -3e-38; x[130] = 1e-30                  // an outlier, denormal-adjacent values
+        for i in 160..<192 { x[i] = Float(i % 3 == 0 ? 127 : -127) }  // exact quants
+        let bytes = ck_row_bytes(type, Int32(n))
+        var fast = [UInt8](repeating: 0, count: bytes), slow = fast
+        ck_quantize_row(type, x, &fast, Int32(n))
+        ck_quantize_row_portable(type, x, &slow, Int32(n))
+        #expect(fast == slow)
+    }
+
     @Test func swigluMatchesPortable() {
         var rng = LCG(state: 9)
         for n in [1, 7, 8, 9, 64, 1536, 1541] {

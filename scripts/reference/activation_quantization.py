@@ -87,49 +87,27 @@ class QuantLlama(NumpyLlama):
                 m = raw[:, :, 2:4].copy().view(F16)[..., 0].astype(np.float64)
                 self.mins[t.name] = m
 
-    def mm(self, x, name, kind, cfg):
-        scheme = cfg.get(kind, cfg.get("default"))
-        w = self.output if kind == "output" else self.w[name]
-        xq, ds = quantize(x, scheme)
-        y = xq @ w.T
+    cfg = {}
+
+    def mm(self, x, name):
+        kind = "output" if name == "output" else name.split(".")[2]
+        xq, ds = quantize(x, self.cfg.get(kind, self.cfg.get("default")))
+        y = super().mm(xq, name)
         if ds is not None and name in self.mins:
             y += ds @ self.mins[name].T
         return y
 
+    def round_qkv(self, q, k, v):
+        if self.cfg.get("kv16"):
+            k, v = f16(k), f16(v)
+        return (f16(q) if self.cfg.get("q16") else q), k, v
+
+    def round_probs(self, p):
+        return f16(p) if self.cfg.get("p16") else p
+
     def logits_v(self, tokens, cfg):
-        tokens = np.asarray(tokens, dtype=np.int64)
-        n, hd, nh, nkv = len(tokens), self.head_dim, self.n_head, self.n_head_kv
-        x = self.w["token_embd.weight"][tokens]
-        pos = np.arange(n)
-        mask = np.triu(np.full((n, n), -np.inf), k=1)
-        for i in range(self.n_layer):
-            b = f"blk.{i}."
-            h = self._rms_norm(x, self.w[b + "attn_norm.weight"], self.eps)
-            q = self.mm(h, b + "attn_q.weight", "attn_q", cfg).reshape(n, nh, hd)
-            k = self.mm(h, b + "attn_k.weight", "attn_k", cfg).reshape(n, nkv, hd)
-            v = self.mm(h, b + "attn_v.weight", "attn_v", cfg).reshape(n, nkv, hd)
-            q, k = self._rope(q, pos), self._rope(k, pos)
-            if cfg.get("kv16"):
-                k, v = f16(k), f16(v)
-            if cfg.get("q16"):
-                q = f16(q)
-            group = nh // nkv
-            k = np.repeat(k, group, axis=1)
-            v = np.repeat(v, group, axis=1)
-            s = np.einsum("qhd,khd->hqk", q, k) / np.sqrt(hd) + mask[None]
-            s -= s.max(axis=-1, keepdims=True)
-            p = np.exp(s)
-            p /= p.sum(axis=-1, keepdims=True)
-            if cfg.get("p16"):
-                p = f16(p)
-            a = np.einsum("hqk,khd->qhd", p, v).reshape(n, nh * hd)
-            x = x + self.mm(a, b + "attn_output.weight", "attn_output", cfg)
-            h = self._rms_norm(x, self.w[b + "ffn_norm.weight"], self.eps)
-            g = self.mm(h, b + "ffn_gate.weight", "ffn_gate", cfg)
-            u = self.mm(h, b + "ffn_up.weight", "ffn_up", cfg)
-            x = x + self.mm(g / (1 + np.exp(-g)) * u, b + "ffn_down.weight", "ffn_down", cfg)
-        x = self._rms_norm(x, self.w["output_norm.weight"], self.eps)
-        return self.mm(x, "output", "output", cfg)
+        self.cfg = cfg
+        return self.logits(tokens)
 
 
 def score(passage, lp):

@@ -57,6 +57,18 @@ class NumpyLlama:
         out[..., 1:d:2] = x0 * sin + x1 * cos
         return out
 
+    def mm(self, x, name):
+        """x @ W.T for weight `name` ("output" for the head). Subclasses round x here (activation_quantization.py)."""
+        return x @ (self.output if name == "output" else self.w[name]).T
+
+    def round_qkv(self, q, k, v):
+        """q, k and v after RoPE, as attention reads them (a hook for simulated rounding)."""
+        return q, k, v
+
+    def round_probs(self, p):
+        """Attention probabilities (a hook for simulated rounding)."""
+        return p
+
     def logits(self, tokens):
         """Logits (n, vocab) in float64 for every position of `tokens`, run as one causal batch."""
         tokens = np.asarray(tokens, dtype=np.int64)
@@ -67,10 +79,10 @@ class NumpyLlama:
         for i in range(self.n_layer):
             b = f"blk.{i}."
             h = self._rms_norm(x, self.w[b + "attn_norm.weight"], self.eps)
-            q = (h @ self.w[b + "attn_q.weight"].T).reshape(n, nh, hd)
-            k = (h @ self.w[b + "attn_k.weight"].T).reshape(n, nkv, hd)
-            v = (h @ self.w[b + "attn_v.weight"].T).reshape(n, nkv, hd)
-            q, k = self._rope(q, pos), self._rope(k, pos)
+            q = self.mm(h, b + "attn_q.weight").reshape(n, nh, hd)
+            k = self.mm(h, b + "attn_k.weight").reshape(n, nkv, hd)
+            v = self.mm(h, b + "attn_v.weight").reshape(n, nkv, hd)
+            q, k, v = self.round_qkv(self._rope(q, pos), self._rope(k, pos), v)
             group = nh // nkv
             k = np.repeat(k, group, axis=1)
             v = np.repeat(v, group, axis=1)
@@ -78,14 +90,14 @@ class NumpyLlama:
             s -= s.max(axis=-1, keepdims=True)
             p = np.exp(s)
             p /= p.sum(axis=-1, keepdims=True)
-            a = np.einsum("hqk,khd->qhd", p, v).reshape(n, nh * hd)
-            x = x + a @ self.w[b + "attn_output.weight"].T
+            a = np.einsum("hqk,khd->qhd", self.round_probs(p), v).reshape(n, nh * hd)
+            x = x + self.mm(a, b + "attn_output.weight")
             h = self._rms_norm(x, self.w[b + "ffn_norm.weight"], self.eps)
-            g = h @ self.w[b + "ffn_gate.weight"].T
-            u = h @ self.w[b + "ffn_up.weight"].T
-            x = x + (g / (1 + np.exp(-g)) * u) @ self.w[b + "ffn_down.weight"].T
+            g = self.mm(h, b + "ffn_gate.weight")
+            u = self.mm(h, b + "ffn_up.weight")
+            x = x + self.mm(g / (1 + np.exp(-g)) * u, b + "ffn_down.weight")
         x = self._rms_norm(x, self.w["output_norm.weight"], self.eps)
-        return x @ self.output.T
+        return self.mm(x, "output")
 
 
 def log_softmax(logits):

@@ -184,6 +184,7 @@ void ck_attention_portable(ck_pool *pool, const float *q, float *out, int n_seq,
                            const uint16_t *k, const uint16_t *v, int block_size_log2, int n_head, int n_head_kv,
                            int head_dim, float scale, float *scratch, int scratch_per_thread);
 void ck_swiglu_portable(const float *gate, const float *up, float *out, int n);
+void ck_quantize_row_portable(int type, const float *x, void *y, int n);
 int ck_has_avx512(void);
 
 // ---- sampling (sample.c): linear passes over a row of logits ----

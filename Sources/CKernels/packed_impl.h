@@ -86,7 +86,67 @@ TILE void NAME(tile)(const int WT, const int A16, int nb, const uint8_t *w, cons
     for (int c = 0; c < NC; c++)
         _mm256_storeu_ps(y[c], WT == CK_TYPE_Q4_1 ? _mm256_add_ps(acc[c], sm[c]) : acc[c]);
 }
+// Q4_K: per super-block the 8 sub-blocks' 6-bit scales and mins of the 8 rows as floats (d * sc,
+// dmin * m), then each sub-block as a Q4_1 block with those.
+TILE __m256i NAME(bytes8)(const uint8_t *p) { return _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)p)); }
+
+TILE void NAME(q4k_tile)(const int A16, int nsb, const block_q4_Kx8 *w, const char *const *x, float *const *y,
+                         const int NC) {
+    const size_t xbytes = A16 ? sizeof(block_a16) : sizeof(block_a8);
+    __m256 acc[MAX_COLS], sm[MAX_COLS];
+    for (int c = 0; c < NC; c++) acc[c] = sm[c] = _mm256_setzero_ps();
+    const __m256i low = _mm256_set1_epi8(0x0F), six = _mm256_set1_epi32(63), four = _mm256_set1_epi32(0x0F);
+    for (int i = 0; i < nsb; i++) {
+        const block_q4_Kx8 *b = w + i;
+        NAME(prefetch_ahead)(b, (int)sizeof *b);
+        const __m256 d8 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)b->d));
+        const __m256 dmin8 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)b->dmin));
+        for (int j = 0; j < 8; j++) {
+            __m256i sc, mn;
+            if (j < 4) {
+                sc = _mm256_and_si256(NAME(bytes8)(b->sc[j]), six);
+                mn = _mm256_and_si256(NAME(bytes8)(b->sc[j + 4]), six);
+            } else {
+                const __m256i a = NAME(bytes8)(b->sc[j + 4]);
+                sc = _mm256_or_si256(_mm256_and_si256(a, four), _mm256_slli_epi32(_mm256_srli_epi32(NAME(bytes8)(b->sc[j - 4]), 6), 4));
+                mn = _mm256_or_si256(_mm256_srli_epi32(a, 4), _mm256_slli_epi32(_mm256_srli_epi32(NAME(bytes8)(b->sc[j]), 6), 4));
+            }
+            const __m256 dl = _mm256_mul_ps(d8, _mm256_cvtepi32_ps(sc)), ml = _mm256_mul_ps(dmin8, _mm256_cvtepi32_ps(mn));
+            __m256i u[8];
+            for (int t = 0; t < 8; t++) {
+                const __m256i v = _mm256_loadu_si256((const __m256i *)b->qs[j / 2][t]);
+                u[t] = _mm256_and_si256(j % 2 ? _mm256_srli_epi16(v, 4) : v, low);
+            }
+            for (int c = 0; c < NC; c++) {
+                const char *xb = x[c] + (size_t)(i * 8 + j) * xbytes;
+                const float dx = ((const float *)xb)[0], sx = ((const float *)xb)[1];
+                const int8_t *q = (const int8_t *)(xb + 16);
+                __m256i isum = BLOCK_DOT(DOT4, u, q);
+                if (A16) isum = _mm256_add_epi32(_mm256_slli_epi32(isum, 8), BLOCK_DOT(DOT4, u, q + QK));
+                acc[c] = _mm256_fmadd_ps(_mm256_mul_ps(dl, _mm256_set1_ps(dx)), _mm256_cvtepi32_ps(isum), acc[c]);
+                sm[c] = _mm256_fmadd_ps(ml, _mm256_set1_ps(sx), sm[c]);
+            }
+        }
+    }
+    for (int c = 0; c < NC; c++) _mm256_storeu_ps(y[c], _mm256_sub_ps(acc[c], sm[c]));
+}
 #undef BLOCK_DOT
+
+TILE void NAME(q4k_tiles)(const int A16, int nb, const block_q4_Kx8 *w, const char *x, size_t x_stride, int cols,
+                          float *y, int ldy) {
+    const char *xs[MAX_COLS];
+    float *ys[MAX_COLS];
+    int c = 0;
+    for (; c + MAX_COLS <= cols; c += MAX_COLS) {
+        for (int j = 0; j < MAX_COLS; j++) { xs[j] = x + (size_t)(c + j) * x_stride; ys[j] = y + (size_t)(c + j) * ldy; }
+        NAME(q4k_tile)(A16, nb / 8, w, xs, ys, MAX_COLS);
+    }
+    for (; c < cols; c++) {
+        xs[0] = x + (size_t)c * x_stride;
+        ys[0] = y + (size_t)c * ldy;
+        NAME(q4k_tile)(A16, nb / 8, w, xs, ys, 1);
+    }
+}
 
 TILE void NAME(tiles)(const int WT, const int A16, int nb, const uint8_t *w, const char *x, size_t x_stride, int cols,
                       float *y, int ldy) {
@@ -120,6 +180,10 @@ TARGET static void NAME(group)(int pt, int vt, int nb, const void *w, const char
     case CK_TYPE_Q8_0_X8:
         if (a16) NAME(tiles)(CK_TYPE_Q8_0, 1, nb, w, x, x_stride, cols, y, ldy);
         else NAME(tiles)(CK_TYPE_Q8_0, 0, nb, w, x, x_stride, cols, y, ldy);
+        break;
+    case CK_TYPE_Q4_K_X8:
+        if (a16) NAME(q4k_tiles)(1, nb, w, x, x_stride, cols, y, ldy);
+        else NAME(q4k_tiles)(0, nb, w, x, x_stride, cols, y, ldy);
         break;
     default: break;
     }

@@ -28,7 +28,7 @@ void ck_set_activation_bits(int bits) { atomic_store(&activation_bits, bits == 8
 
 int ck_vec_dot_type(int wt) {
     switch (ck_base_type(wt)) {
-    case CK_TYPE_Q4_0: case CK_TYPE_Q4_1: case CK_TYPE_Q8_0:
+    case CK_TYPE_Q4_0: case CK_TYPE_Q4_1: case CK_TYPE_Q8_0: case CK_TYPE_Q4_K:
         return atomic_load_explicit(&activation_bits, memory_order_relaxed) == 8 ? CK_TYPE_A8 : CK_TYPE_A16;
     case CK_TYPE_F16: return CK_TYPE_F16;
     default: return CK_TYPE_F32;
@@ -174,8 +174,42 @@ static inline void activation_quants(int vt, const void *x, int i, int32_t *q, f
     }
 }
 
+// The scale and min of Q4_K sub-block j from its 12 scale bytes q (as gguf-py and ggml unpack them).
+void ck_q4_k_scale_min(int j, const uint8_t *q, int *sc, int *m) {
+    if (j < 4) {
+        *sc = q[j] & 63;
+        *m = q[j + 4] & 63;
+    } else {
+        *sc = (q[j + 4] & 0x0F) | ((q[j - 4] >> 6) << 4);
+        *m = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
+    }
+}
+
+// Q4_K (144 bytes per 256: d, dmin, 12 scale bytes, 128 bytes of nibbles) by sub-blocks of 32.
+static float dot_q4_k(int vt, int n, const uint8_t *w, const void *x) {
+    float acc = 0, m = 0;
+    for (int i = 0; i < n / QK_K; i++, w += 144) {
+        const float d = fp16_to_fp32((uint16_t)(w[0] | w[1] << 8)), dmin = fp16_to_fp32((uint16_t)(w[2] | w[3] << 8));
+        for (int j = 0; j < 8; j++) {
+            int32_t q[QK];
+            float dx, sx;
+            activation_quants(vt, x, i * 8 + j, q, &dx, &sx);
+            int sc, mn;
+            ck_q4_k_scale_min(j, w + 4, &sc, &mn);
+            int32_t isum = 0;
+            for (int t = 0; t < QK; t++) isum += ((w[16 + (j / 2) * 32 + t] >> (4 * (j % 2))) & 0x0F) * q[t];
+            const float dl = d * (float)sc, ml = dmin * (float)mn;
+            const float scale = dl * dx;
+            acc = __builtin_fmaf(scale, (float)isum, acc);
+            m = __builtin_fmaf(ml, sx, m);
+        }
+    }
+    return acc - m;
+}
+
 // The definition in ckernels.h, one block at a time.
 static float dot_quantized(int wt, int vt, int n, const void *w, const void *x) {
+    if (wt == CK_TYPE_Q4_K) return dot_q4_k(vt, n, w, x);
     float acc = 0, m = 0;
     for (int i = 0; i < n / QK; i++) {
         int32_t q[QK];
@@ -231,7 +265,7 @@ float ck_dot_bf16_f32_scalar(int n, const void *vw, const void *vx) {
 
 float ck_vec_dot(int wt, int vt, int n, const void *w, const void *x) {
     switch (wt) {
-    case CK_TYPE_Q4_0: case CK_TYPE_Q4_1: case CK_TYPE_Q8_0:
+    case CK_TYPE_Q4_0: case CK_TYPE_Q4_1: case CK_TYPE_Q8_0: case CK_TYPE_Q4_K:
         return vt == CK_TYPE_A8 || vt == CK_TYPE_A16 ? dot_quantized(wt, vt, n, w, x) : NAN;
     default: break;
     }

@@ -134,13 +134,13 @@ import Testing
         }
     }
 
-    static let weightTypes = [Int32(CK_TYPE_Q4_1), Int32(CK_TYPE_Q8_0), Int32(CK_TYPE_Q4_0)]
+    static let weightTypes = [Int32(CK_TYPE_Q4_1), Int32(CK_TYPE_Q8_0), Int32(CK_TYPE_Q4_0), Int32(CK_TYPE_Q4_K)]
     static let activationTypes = [Int32(CK_TYPE_A8), Int32(CK_TYPE_A16)]
 
     /// A matmul over plain (unpacked) rows on the pool gives exactly the single-row definition.
     @Test(arguments: weightTypes, activationTypes)
     func plainMatmulEqualsSingleRow(type: Int32, vt: Int32) {
-        let k = 576, rows = 23
+        let k = 768, rows = 23
         let (wq, xq) = Self.operands(type: type, vt: vt, rows: rows, k: k, cols: 3, seed: UInt64(type))
         let rowBytes = ck_row_bytes(type, Int32(k)), xBytes = ck_row_bytes(vt, Int32(k))
         let pool = ck_pool_create(3)!
@@ -174,7 +174,8 @@ import Testing
             }
             return out
         }
-        return (quantized(type, rows, scale: 1), quantized(vt, cols, scale: 5))
+        let w = type == CK_TYPE_Q4_K ? randomQ4K(rows: rows, k: k, seed: seed) : quantized(type, rows, scale: 1)
+        return (w, quantized(vt, cols, scale: 5))
     }
 
     /// The 8-row packed kernels, for every instruction set this CPU has (and the portable one), give
@@ -184,7 +185,7 @@ import Testing
     func packedMatmulEqualsSingleRow(type: Int32, vt: Int32) throws {
         let packedType = ck_packed_type(type)
         try #require(packedType >= 0)
-        for (rows, k) in [(8, 32), (16, 96), (24, 576), (40, 160)] {
+        for (rows, k) in [(8, 256), (16, 512), (24, 768), (40, 256)] + (type == CK_TYPE_Q4_K ? [] : [(8, 32), (16, 96), (40, 160)]) {
             for cols in [1, 2, 3, 4, 5, 7, 9] {
                 for extreme in [false, true] {
                     var (w, x) = Self.operands(type: type, vt: vt, rows: rows, k: k, cols: cols, seed: UInt64(rows * 1000 + k + cols))

@@ -79,7 +79,7 @@ AVX2 void ck_quantize_a8_avx2(const float *x, void *vy, int n) {
         y[i].d = d;
         y[i].sum = sum_lanes(q);
         y[i].s = d * (float)y[i].sum;
-        y[i].pad = 0;
+        y[i].sum_lo = sum_lanes((const __m256i[4]){ q[0], q[1], _mm256_setzero_si256(), _mm256_setzero_si256() });
     }
 }
 
@@ -99,7 +99,7 @@ AVX2 void ck_quantize_a16_avx2(const float *x, void *vy, int n) {
         y[i].d = d;
         y[i].sum = sum_lanes(q);
         y[i].s = d * (float)y[i].sum;
-        y[i].pad = 0;
+        y[i].sum_lo = sum_lanes((const __m256i[4]){ q[0], q[1], _mm256_setzero_si256(), _mm256_setzero_si256() });
     }
 }
 #endif

@@ -11,9 +11,9 @@ typedef struct { uint16_t d; uint16_t m; uint8_t qs[QK / 2]; } block_q4_1;
 typedef struct { uint16_t d; int8_t qs[QK]; } block_q8_0;
 
 // Activation blocks: value j = d * q_j with q_j = q[j] (A8) or 256 * hi[j] + lo[j] (A16);
-// sum = the sum of the q_j, s = d * (float)sum.
-typedef struct { float d; float s; int32_t sum; int32_t pad; int8_t q[QK]; } block_a8;
-typedef struct { float d; float s; int32_t sum; int32_t pad; int8_t hi[QK]; int8_t lo[QK]; } block_a16;
+// sum = the sum of the q_j, sum_lo that of the first 16, s = d * (float)sum.
+typedef struct { float d; float s; int32_t sum; int32_t sum_lo; int8_t q[QK]; } block_a8;
+typedef struct { float d; float s; int32_t sum; int32_t sum_lo; int8_t hi[QK]; int8_t lo[QK]; } block_a16;
 #define CK_A8_MAX 127
 #define CK_A16_MAX 32639  // (q + 128) >> 8 stays within [-127, 127]
 
@@ -31,6 +31,10 @@ _Static_assert(sizeof(block_q8_0x8) == 8 * 34, "q8_0x8 size");
 // sub-block 2p, high nibbles: 2p + 1).
 typedef struct { uint16_t d[8]; uint16_t dmin[8]; uint8_t sc[12][8]; uint8_t qs[4][8][8][4]; } block_q4_Kx8;
 _Static_assert(sizeof(block_q4_Kx8) == 8 * 144, "q4_Kx8 size");
+// Q6_K super-blocks of 8 rows: d, the 16 int8 scales transposed, and the quant bytes dealt 4 at a
+// time: ql's four 32-byte runs (nibbles) and qh's two (2-bit pairs), as they lie in the row.
+typedef struct { uint16_t d[8]; int8_t sc[16][8]; uint8_t ql[4][8][8][4]; uint8_t qh[2][8][8][4]; } block_q6_Kx8;
+_Static_assert(sizeof(block_q6_Kx8) == 8 * 210, "q6_Kx8 size");
 #define QK_K 256
 
 _Static_assert(sizeof(block_q4_0) == 18, "q4_0 size");

@@ -34,6 +34,7 @@ int ck_packed_type(int wt) {
     case CK_TYPE_Q4_1: return CK_TYPE_Q4_1_X8;
     case CK_TYPE_Q8_0: return CK_TYPE_Q8_0_X8;
     case CK_TYPE_Q4_K: return CK_TYPE_Q4_K_X8;
+    case CK_TYPE_Q6_K: return CK_TYPE_Q6_K_X8;
     default: return -1;
     }
 }
@@ -76,6 +77,20 @@ void ck_pack_rows(int wt, const void *w, size_t w_stride, int rows, int k, void 
                     for (int k = 0; k < 12; k++) dst[i].sc[k][r] = b[4 + k];
                     for (int p = 0; p < 4; p++)
                         for (int t = 0; t < 8; t++) memcpy(dst[i].qs[p][t][r], b + 16 + 32 * p + 4 * t, 4);
+                }
+            break;
+        }
+        case CK_TYPE_Q6_K: {
+            block_q6_Kx8 *dst = (block_q6_Kx8 *)out + (size_t)g * (nb / 8);
+            for (int i = 0; i < nb / 8; i++)
+                for (int r = 0; r < 8; r++) {
+                    const uint8_t *b = (const uint8_t *)(src + (size_t)r * w_stride) + (size_t)i * 210;
+                    memcpy(&dst[i].d[r], b + 208, 2);
+                    for (int k = 0; k < 16; k++) dst[i].sc[k][r] = (int8_t)b[192 + k];
+                    for (int t = 0; t < 8; t++) {
+                        for (int u = 0; u < 4; u++) memcpy(dst[i].ql[u][t][r], b + 32 * u + 4 * t, 4);
+                        for (int v = 0; v < 2; v++) memcpy(dst[i].qh[v][t][r], b + 128 + 32 * v + 4 * t, 4);
+                    }
                 }
             break;
         }
@@ -125,6 +140,19 @@ void ck_unpack_row(int pt, const void *packed, int k, int row, void *out) {
             for (int k = 0; k < 12; k++) dst[4 + k] = src[i].sc[k][r];
             for (int p = 0; p < 4; p++)
                 for (int t = 0; t < 8; t++) memcpy(dst + 16 + 32 * p + 4 * t, src[i].qs[p][t][r], 4);
+        }
+        return;
+    }
+    case CK_TYPE_Q6_K_X8: {
+        const block_q6_Kx8 *src = (const block_q6_Kx8 *)packed + (size_t)g * (nb / 8);
+        uint8_t *dst = out;
+        for (int i = 0; i < nb / 8; i++, dst += 210) {
+            memcpy(dst + 208, &src[i].d[r], 2);
+            for (int k = 0; k < 16; k++) dst[192 + k] = (uint8_t)src[i].sc[k][r];
+            for (int t = 0; t < 8; t++) {
+                for (int u = 0; u < 4; u++) memcpy(dst + 32 * u + 4 * t, src[i].ql[u][t][r], 4);
+                for (int v = 0; v < 2; v++) memcpy(dst + 128 + 32 * v + 4 * t, src[i].qh[v][t][r], 4);
+            }
         }
         return;
     }

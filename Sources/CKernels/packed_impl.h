@@ -130,23 +130,82 @@ TILE void NAME(q4k_tile)(const int A16, int nsb, const block_q4_Kx8 *w, const ch
     }
     for (int c = 0; c < NC; c++) _mm256_storeu_ps(y[c], _mm256_sub_ps(acc[c], sm[c]));
 }
+// The exact integer dot of the 8 rows' elements 4b..4b+15 (u[b..b+3]) with quants q.
+#define HALF_DOT(dot, u, q, b)                                                                        \
+    ({                                                                                                \
+        __m256i a_ = dot(_mm256_setzero_si256(), u[(b)], NAME(bcast4)((q) + 4 * (b)));                 \
+        __m256i b_ = dot(_mm256_setzero_si256(), u[(b) + 1], NAME(bcast4)((q) + 4 * (b) + 4));         \
+        a_ = dot(a_, u[(b) + 2], NAME(bcast4)((q) + 4 * (b) + 8));                                     \
+        b_ = dot(b_, u[(b) + 3], NAME(bcast4)((q) + 4 * (b) + 12));                                    \
+        _mm256_add_epi32(a_, b_);                                                                      \
+    })
+
+// Q6_K: per 32-element block two halves of 16, each with its own int8 scale; quants stored + 32
+// (0..63, unsigned) and corrected with -32 * the half's activation sum.
+TILE void NAME(q6k_tile)(const int A16, int nsb, const block_q6_Kx8 *w, const char *const *x, float *const *y,
+                         const int NC) {
+    const size_t xbytes = A16 ? sizeof(block_a16) : sizeof(block_a8);
+    __m256 acc[MAX_COLS];
+    for (int c = 0; c < NC; c++) acc[c] = _mm256_setzero_ps();
+    const __m256i low = _mm256_set1_epi8(0x0F), two = _mm256_set1_epi8(3);
+    for (int i = 0; i < nsb; i++) {
+        const block_q6_Kx8 *b = w + i;
+        NAME(prefetch_ahead)(b, (int)sizeof *b);
+        const __m256 d8 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)b->d));
+        for (int j = 0; j < 8; j++) {
+            const int h = j / 4, jj = j % 4;
+            const __m128i sl = _mm_cvtsi32_si128(4 * (jj / 2)), sh = _mm_cvtsi32_si128(2 * jj);
+            __m256i u[8];
+            for (int t = 0; t < 8; t++) {
+                const __m256i l = _mm256_and_si256(_mm256_srl_epi16(_mm256_loadu_si256((const __m256i *)b->ql[2 * h + jj % 2][t]), sl), low);
+                const __m256i hb = _mm256_and_si256(_mm256_srl_epi16(_mm256_loadu_si256((const __m256i *)b->qh[h][t]), sh), two);
+                u[t] = _mm256_or_si256(l, _mm256_slli_epi16(hb, 4));
+            }
+            const __m256 dlo = _mm256_mul_ps(d8, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)b->sc[2 * j]))));
+            const __m256 dhi = _mm256_mul_ps(d8, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)b->sc[2 * j + 1]))));
+            for (int c = 0; c < NC; c++) {
+                const char *xb = x[c] + (size_t)(i * 8 + j) * xbytes;
+                const float dx = ((const float *)xb)[0];
+                const int32_t sum = ((const int32_t *)xb)[2], sum_lo = ((const int32_t *)xb)[3];
+                const int8_t *q = (const int8_t *)(xb + 16);
+                __m256i lo = HALF_DOT(DOT4, u, q, 0), hi = HALF_DOT(DOT4, u, q, 4);
+                if (A16) {
+                    lo = _mm256_add_epi32(_mm256_slli_epi32(lo, 8), HALF_DOT(DOT4, u, q + QK, 0));
+                    hi = _mm256_add_epi32(_mm256_slli_epi32(hi, 8), HALF_DOT(DOT4, u, q + QK, 4));
+                }
+                lo = _mm256_sub_epi32(lo, _mm256_set1_epi32(32 * sum_lo));
+                hi = _mm256_sub_epi32(hi, _mm256_set1_epi32(32 * (sum - sum_lo)));
+                const __m256 vdx = _mm256_set1_ps(dx);
+                acc[c] = _mm256_fmadd_ps(_mm256_mul_ps(dlo, vdx), _mm256_cvtepi32_ps(lo), acc[c]);
+                acc[c] = _mm256_fmadd_ps(_mm256_mul_ps(dhi, vdx), _mm256_cvtepi32_ps(hi), acc[c]);
+            }
+        }
+    }
+    for (int c = 0; c < NC; c++) _mm256_storeu_ps(y[c], acc[c]);
+}
+#undef HALF_DOT
 #undef BLOCK_DOT
 
-TILE void NAME(q4k_tiles)(const int A16, int nb, const block_q4_Kx8 *w, const char *x, size_t x_stride, int cols,
-                          float *y, int ldy) {
-    const char *xs[MAX_COLS];
-    float *ys[MAX_COLS];
-    int c = 0;
-    for (; c + MAX_COLS <= cols; c += MAX_COLS) {
-        for (int j = 0; j < MAX_COLS; j++) { xs[j] = x + (size_t)(c + j) * x_stride; ys[j] = y + (size_t)(c + j) * ldy; }
-        NAME(q4k_tile)(A16, nb / 8, w, xs, ys, MAX_COLS);
+// Column tiles of a K-quant group: TILE_FN(A16, super-blocks, w, xs, ys, n).
+#define K_TILES(TILE_FN, BLOCK)                                                                       \
+    TILE void NAME(TILE_FN##s)(const int A16, int nb, const BLOCK *w, const char *x, size_t x_stride, int cols, \
+                               float *y, int ldy) {                                                   \
+        const char *xs[MAX_COLS];                                                                     \
+        float *ys[MAX_COLS];                                                                          \
+        int c = 0;                                                                                    \
+        for (; c + MAX_COLS <= cols; c += MAX_COLS) {                                                 \
+            for (int j = 0; j < MAX_COLS; j++) { xs[j] = x + (size_t)(c + j) * x_stride; ys[j] = y + (size_t)(c + j) * ldy; } \
+            NAME(TILE_FN)(A16, nb / 8, w, xs, ys, MAX_COLS);                                          \
+        }                                                                                             \
+        for (; c < cols; c++) {                                                                       \
+            xs[0] = x + (size_t)c * x_stride;                                                         \
+            ys[0] = y + (size_t)c * ldy;                                                              \
+            NAME(TILE_FN)(A16, nb / 8, w, xs, ys, 1);                                                 \
+        }                                                                                             \
     }
-    for (; c < cols; c++) {
-        xs[0] = x + (size_t)c * x_stride;
-        ys[0] = y + (size_t)c * ldy;
-        NAME(q4k_tile)(A16, nb / 8, w, xs, ys, 1);
-    }
-}
+K_TILES(q4k_tile, block_q4_Kx8)
+K_TILES(q6k_tile, block_q6_Kx8)
+#undef K_TILES
 
 TILE void NAME(tiles)(const int WT, const int A16, int nb, const uint8_t *w, const char *x, size_t x_stride, int cols,
                       float *y, int ldy) {
@@ -184,6 +243,10 @@ TARGET static void NAME(group)(int pt, int vt, int nb, const void *w, const char
     case CK_TYPE_Q4_K_X8:
         if (a16) NAME(q4k_tiles)(1, nb, w, x, x_stride, cols, y, ldy);
         else NAME(q4k_tiles)(0, nb, w, x, x_stride, cols, y, ldy);
+        break;
+    case CK_TYPE_Q6_K_X8:
+        if (a16) NAME(q6k_tiles)(1, nb, w, x, x_stride, cols, y, ldy);
+        else NAME(q6k_tiles)(0, nb, w, x, x_stride, cols, y, ldy);
         break;
     default: break;
     }

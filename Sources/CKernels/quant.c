@@ -28,7 +28,7 @@ void ck_set_activation_bits(int bits) { atomic_store(&activation_bits, bits == 8
 
 int ck_vec_dot_type(int wt) {
     switch (ck_base_type(wt)) {
-    case CK_TYPE_Q4_0: case CK_TYPE_Q4_1: case CK_TYPE_Q8_0: case CK_TYPE_Q4_K:
+    case CK_TYPE_Q4_0: case CK_TYPE_Q4_1: case CK_TYPE_Q8_0: case CK_TYPE_Q4_K: case CK_TYPE_Q6_K:
         return atomic_load_explicit(&activation_bits, memory_order_relaxed) == 8 ? CK_TYPE_A8 : CK_TYPE_A16;
     case CK_TYPE_F16: return CK_TYPE_F16;
     default: return CK_TYPE_F32;
@@ -55,7 +55,7 @@ static void quantize_activations_scalar(const float *x, void *vy, int n, int a16
         float amax = 0;
         for (int j = 0; j < QK; j++) amax = fmaxf(amax, fabsf(x[i * QK + j]));
         const float d = amax / qmax, id = amax != 0 ? qmax / amax : 0.f;
-        int sum = 0;
+        int sum = 0, sum_lo = 0;
         block_a8 *b8 = (block_a8 *)vy + i;
         block_a16 *b16 = (block_a16 *)vy + i;
         for (int j = 0; j < QK; j++) {
@@ -68,9 +68,10 @@ static void quantize_activations_scalar(const float *x, void *vy, int n, int a16
                 b8->q[j] = (int8_t)q;
             }
             sum += q;
+            if (j == QK / 2 - 1) sum_lo = sum;
         }
-        if (a16) { b16->d = d; b16->s = d * (float)sum; b16->sum = sum; b16->pad = 0; }
-        else { b8->d = d; b8->s = d * (float)sum; b8->sum = sum; b8->pad = 0; }
+        if (a16) { b16->d = d; b16->s = d * (float)sum; b16->sum = sum; b16->sum_lo = sum_lo; }
+        else { b8->d = d; b8->s = d * (float)sum; b8->sum = sum; b8->sum_lo = sum_lo; }
     }
 }
 
@@ -207,9 +208,37 @@ static float dot_q4_k(int vt, int n, const uint8_t *w, const void *x) {
     return acc - m;
 }
 
+// Q6_K (210 bytes per 256: 128 bytes of low nibbles, 64 of 2-bit highs, 16 int8 scales, d) by
+// 32-element blocks, each two halves of 16 with their own scale.
+static float dot_q6_k(int vt, int n, const uint8_t *w, const void *x) {
+    float acc = 0;
+    for (int i = 0; i < n / QK_K; i++, w += 210) {
+        const float d = fp16_to_fp32((uint16_t)(w[208] | w[209] << 8));
+        for (int j = 0; j < 8; j++) {
+            int32_t q[QK];
+            float dx, sx;
+            activation_quants(vt, x, i * 8 + j, q, &dx, &sx);
+            for (int half = 0; half < 2; half++) {
+                int32_t isum = 0;
+                for (int t = 16 * half; t < 16 * half + 16; t++) {
+                    const int e = 32 * j + t, h = e / 128, r = e % 128;
+                    const int lo = (w[h * 64 + r % 64] >> (4 * (r / 64))) & 0x0F;
+                    const int hi = (w[128 + h * 32 + r % 32] >> (2 * (r / 32))) & 3;
+                    isum += ((lo | hi << 4) - 32) * q[t];
+                }
+                const float dl = d * (float)(int8_t)w[192 + 2 * j + half];
+                const float scale = dl * dx;
+                acc = __builtin_fmaf(scale, (float)isum, acc);
+            }
+        }
+    }
+    return acc;
+}
+
 // The definition in ckernels.h, one block at a time.
 static float dot_quantized(int wt, int vt, int n, const void *w, const void *x) {
     if (wt == CK_TYPE_Q4_K) return dot_q4_k(vt, n, w, x);
+    if (wt == CK_TYPE_Q6_K) return dot_q6_k(vt, n, w, x);
     float acc = 0, m = 0;
     for (int i = 0; i < n / QK; i++) {
         int32_t q[QK];
@@ -265,7 +294,7 @@ float ck_dot_bf16_f32_scalar(int n, const void *vw, const void *vx) {
 
 float ck_vec_dot(int wt, int vt, int n, const void *w, const void *x) {
     switch (wt) {
-    case CK_TYPE_Q4_0: case CK_TYPE_Q4_1: case CK_TYPE_Q8_0: case CK_TYPE_Q4_K:
+    case CK_TYPE_Q4_0: case CK_TYPE_Q4_1: case CK_TYPE_Q8_0: case CK_TYPE_Q4_K: case CK_TYPE_Q6_K:
         return vt == CK_TYPE_A8 || vt == CK_TYPE_A16 ? dot_quantized(wt, vt, n, w, x) : NAN;
     default: break;
     }

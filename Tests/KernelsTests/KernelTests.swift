@@ -18,14 +18,16 @@ func quantize(_ type: Int32, _ x: [Float]) -> [UInt8] {
     return out
 }
 
-/// Q4_K rows of random quants, scales and mins (there is no Q4_K quantizer here), with finite f16
-/// super-block scales of either sign.
-func randomQ4K(rows: Int, k: Int, seed: UInt64) -> [UInt8] {
+/// K-quant rows (Q4_K or Q6_K) of random quants and sub-block scales (there is no K-quantizer here),
+/// with finite f16 super-block scales of either sign.
+func randomKQuant(_ type: Int32, rows: Int, k: Int, seed: UInt64) -> [UInt8] {
     var state = seed
     func next() -> UInt64 { state = state &* 6364136223846793005 &+ 1442695040888963407; return state >> 33 }
-    var out = (0..<(rows * k / 256 * 144)).map { _ in UInt8(truncatingIfNeeded: next()) }
-    for b in stride(from: 0, to: out.count, by: 144) {
-        for (off, scale) in [(0, Float(0.02)), (2, Float(0.01))] {
+    let bytes = type == CK_TYPE_Q4_K ? 144 : 210
+    let halves: [(Int, Float)] = type == CK_TYPE_Q4_K ? [(0, 0.02), (2, 0.01)] : [(208, 0.002)]
+    var out = (0..<(rows * k / 256 * bytes)).map { _ in UInt8(truncatingIfNeeded: next()) }
+    for b in stride(from: 0, to: out.count, by: bytes) {
+        for (off, scale) in halves {
             let h = ck_fp32_to_fp16(scale * (Float(next() % 2000) / 1000 - 1))
             out[b + off] = UInt8(h & 0xFF)
             out[b + off + 1] = UInt8(h >> 8)
@@ -75,11 +77,12 @@ func dequantize(_ type: Int32, _ q: [UInt8], _ n: Int) -> [Float] {
         let pairs: [(Int32, Int32)] = [
             (CK_TYPE_Q4_0, CK_TYPE_A8), (CK_TYPE_Q4_0, CK_TYPE_A16), (CK_TYPE_Q4_1, CK_TYPE_A8), (CK_TYPE_Q4_1, CK_TYPE_A16),
             (CK_TYPE_Q8_0, CK_TYPE_A8), (CK_TYPE_Q8_0, CK_TYPE_A16), (CK_TYPE_F16, CK_TYPE_F16), (CK_TYPE_F32, CK_TYPE_F32),
-            (CK_TYPE_Q4_K, CK_TYPE_A8), (CK_TYPE_Q4_K, CK_TYPE_A16),
+            (CK_TYPE_Q4_K, CK_TYPE_A8), (CK_TYPE_Q4_K, CK_TYPE_A16), (CK_TYPE_Q6_K, CK_TYPE_A8), (CK_TYPE_Q6_K, CK_TYPE_A16),
             (CK_TYPE_BF16, CK_TYPE_F32),
         ].map { (Int32($0.0), Int32($0.1)) }
-        for (wt, vt) in pairs where n % 256 == 0 || wt != CK_TYPE_Q4_K {
-            let wq = wt == CK_TYPE_Q4_K ? randomQ4K(rows: 1, k: n, seed: UInt64(n)) : quantize(wt, w), xq = quantize(vt, x)
+        for (wt, vt) in pairs where n % 256 == 0 || (wt != CK_TYPE_Q4_K && wt != CK_TYPE_Q6_K) {
+            let kquant = wt == CK_TYPE_Q4_K || wt == CK_TYPE_Q6_K
+            let wq = kquant ? randomKQuant(wt, rows: 1, k: n, seed: UInt64(n)) : quantize(wt, w), xq = quantize(vt, x)
             let wd = dequantize(wt, wq, n), xd = dequantize(vt, xq, n)
             var expected = 0.0
             for i in 0..<n { expected += Double(wd[i]) * Double(xd[i]) }

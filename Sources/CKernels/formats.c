@@ -167,7 +167,7 @@ static const ck_type_traits table[] = {
     { CK_TYPE_BF16, "BF16", 1, 2, 1, dq_bf16 },
     { CK_TYPE_Q4_0, "Q4_0", QK, 18, 1, dq_q4_0 },
     { CK_TYPE_Q4_1, "Q4_1", QK, 20, 1, dq_q4_1 },
-    { CK_TYPE_Q5_0, "Q5_0", QK, 22, 0, dq_q5_0 },
+    { CK_TYPE_Q5_0, "Q5_0", QK, 22, 1, dq_q5_0 },
     { CK_TYPE_Q5_1, "Q5_1", QK, 24, 0, dq_q5_1 },
     { CK_TYPE_Q8_0, "Q8_0", QK, 34, 1, dq_q8_0 },
     { CK_TYPE_Q2_K, "Q2_K", QK_K, 84, 0, dq_q2_k },

@@ -26,6 +26,9 @@ typedef struct { uint16_t d[8]; uint8_t qs[8][8][4]; } block_q8_0x8;  // quants 
 _Static_assert(sizeof(block_q4_1x8) == 8 * 20, "q4_1x8 size");
 _Static_assert(sizeof(block_q4_0x8) == 8 * 18, "q4_0x8 size");
 _Static_assert(sizeof(block_q8_0x8) == 8 * 34, "q8_0x8 size");
+// Q5_0: the 8 rows' scales, their 32-bit masks of fifth bits, then the nibbles as for Q4_0.
+typedef struct { uint16_t d[8]; uint32_t qh[8]; uint8_t qs[4][8][4]; } block_q5_0x8;
+_Static_assert(sizeof(block_q5_0x8) == 8 * 22, "q5_0x8 size");
 // Q4_K super-blocks of 8 rows: their d and dmin, their 12 scale bytes transposed (byte b of row r at
 // sc[b][r]), and per pair of sub-blocks the quant bytes dealt 4 at a time as above (low nibbles:
 // sub-block 2p, high nibbles: 2p + 1).

@@ -33,6 +33,7 @@ int ck_packed_type(int wt) {
     case CK_TYPE_Q4_0: return CK_TYPE_Q4_0_X8;
     case CK_TYPE_Q4_1: return CK_TYPE_Q4_1_X8;
     case CK_TYPE_Q8_0: return CK_TYPE_Q8_0_X8;
+    case CK_TYPE_Q5_0: return CK_TYPE_Q5_0_X8;
     case CK_TYPE_Q4_K: return CK_TYPE_Q4_K_X8;
     case CK_TYPE_Q6_K: return CK_TYPE_Q6_K_X8;
     default: return -1;
@@ -64,6 +65,17 @@ void ck_pack_rows(int wt, const void *w, size_t w_stride, int rows, int k, void 
                     const block_q4_0 *b = (const block_q4_0 *)(src + (size_t)r * w_stride) + i;
                     dst[i].d[r] = b->d;
                     for (int t = 0; t < 4; t++) memcpy(dst[i].qs[t][r], b->qs + 4 * t, 4);
+                }
+            break;
+        }
+        case CK_TYPE_Q5_0: {
+            block_q5_0x8 *dst = (block_q5_0x8 *)out + (size_t)g * nb;
+            for (int i = 0; i < nb; i++)
+                for (int r = 0; r < 8; r++) {
+                    const uint8_t *b = (const uint8_t *)(src + (size_t)r * w_stride) + (size_t)i * 22;
+                    memcpy(&dst[i].d[r], b, 2);
+                    memcpy(&dst[i].qh[r], b + 2, 4);
+                    for (int t = 0; t < 4; t++) memcpy(dst[i].qs[t][r], b + 6 + 4 * t, 4);
                 }
             break;
         }
@@ -128,6 +140,16 @@ void ck_unpack_row(int pt, const void *packed, int k, int row, void *out) {
         for (int i = 0; i < nb; i++) {
             dst[i].d = src[i].d[r];
             for (int t = 0; t < 4; t++) memcpy(dst[i].qs + 4 * t, src[i].qs[t][r], 4);
+        }
+        return;
+    }
+    case CK_TYPE_Q5_0_X8: {
+        const block_q5_0x8 *src = (const block_q5_0x8 *)packed + (size_t)g * nb;
+        uint8_t *dst = out;
+        for (int i = 0; i < nb; i++, dst += 22) {
+            memcpy(dst, &src[i].d[r], 2);
+            memcpy(dst + 2, &src[i].qh[r], 4);
+            for (int t = 0; t < 4; t++) memcpy(dst + 6 + 4 * t, src[i].qs[t][r], 4);
         }
         return;
     }

@@ -42,9 +42,9 @@ TILE __m256i NAME(bcast4)(const int8_t *p) {
 // WT: CK_TYPE_Q4_0, Q4_1 or Q8_0 (the packed group's base type); A16: 16-bit activations.
 TILE void NAME(tile)(const int WT, const int A16, int nb, const uint8_t *w, const char *const *x, float *const *y,
                      const int NC) {
-    const size_t wbytes = WT == CK_TYPE_Q4_1 ? sizeof(block_q4_1x8)
-                        : WT == CK_TYPE_Q4_0 ? sizeof(block_q4_0x8) : sizeof(block_q8_0x8);
-    const size_t qoff = WT == CK_TYPE_Q4_1 ? 32 : 16;
+    const size_t wbytes = WT == CK_TYPE_Q4_1 ? sizeof(block_q4_1x8) : WT == CK_TYPE_Q4_0 ? sizeof(block_q4_0x8)
+                        : WT == CK_TYPE_Q5_0 ? sizeof(block_q5_0x8) : sizeof(block_q8_0x8);
+    const size_t qoff = WT == CK_TYPE_Q4_1 ? 32 : WT == CK_TYPE_Q5_0 ? 48 : 16;
     const size_t xbytes = A16 ? sizeof(block_a16) : sizeof(block_a8);
     __m256 acc[MAX_COLS], sm[MAX_COLS];
     for (int c = 0; c < NC; c++) acc[c] = sm[c] = _mm256_setzero_ps();
@@ -63,6 +63,18 @@ TILE void NAME(tile)(const int WT, const int A16, int nb, const uint8_t *w, cons
                 u[t] = _mm256_and_si256(v, low);
                 u[4 + t] = _mm256_and_si256(_mm256_srli_epi16(v, 4), low);
             }
+            if (WT == CK_TYPE_Q5_0) {
+                // Fifth bits: bit e of row r's mask is element e's; spread 4 of them over 4 bytes.
+                const __m256i qh = _mm256_loadu_si256((const __m256i *)(b + 16));
+                const __m256i spread = _mm256_setr_epi8(0, 0, 0, 0, 4, 4, 4, 4, 8, 8, 8, 8, 12, 12, 12, 12,
+                                                        0, 0, 0, 0, 4, 4, 4, 4, 8, 8, 8, 8, 12, 12, 12, 12);
+                const __m256i bits = _mm256_set1_epi32(0x08040201), five = _mm256_set1_epi8(0x10);
+                for (int j = 0; j < 8; j++) {
+                    const __m256i s = _mm256_shuffle_epi8(_mm256_srl_epi32(qh, _mm_cvtsi32_si128(4 * j)), spread);
+                    const __m256i set = _mm256_cmpeq_epi8(_mm256_and_si256(s, bits), bits);
+                    u[j] = _mm256_or_si256(u[j], _mm256_and_si256(set, five));
+                }
+            }
         }
         for (int c = 0; c < NC; c++) {
             const char *xb = x[c] + (size_t)i * xbytes;
@@ -78,6 +90,7 @@ TILE void NAME(tile)(const int WT, const int A16, int nb, const uint8_t *w, cons
                 isum = BLOCK_DOT(DOT4, u, q);
                 if (A16) isum = _mm256_add_epi32(_mm256_slli_epi32(isum, 8), BLOCK_DOT(DOT4, u, q + QK));
                 if (WT == CK_TYPE_Q4_0) isum = _mm256_sub_epi32(isum, _mm256_set1_epi32(8 * sum));
+                if (WT == CK_TYPE_Q5_0) isum = _mm256_sub_epi32(isum, _mm256_set1_epi32(16 * sum));
             }
             acc[c] = _mm256_fmadd_ps(_mm256_mul_ps(d8, _mm256_set1_ps(dx)), _mm256_cvtepi32_ps(isum), acc[c]);
             if (WT == CK_TYPE_Q4_1) sm[c] = _mm256_fmadd_ps(m8, _mm256_set1_ps(sx), sm[c]);
@@ -239,6 +252,10 @@ TARGET static void NAME(group)(int pt, int vt, int nb, const void *w, const char
     case CK_TYPE_Q8_0_X8:
         if (a16) NAME(tiles)(CK_TYPE_Q8_0, 1, nb, w, x, x_stride, cols, y, ldy);
         else NAME(tiles)(CK_TYPE_Q8_0, 0, nb, w, x, x_stride, cols, y, ldy);
+        break;
+    case CK_TYPE_Q5_0_X8:
+        if (a16) NAME(tiles)(CK_TYPE_Q5_0, 1, nb, w, x, x_stride, cols, y, ldy);
+        else NAME(tiles)(CK_TYPE_Q5_0, 0, nb, w, x, x_stride, cols, y, ldy);
         break;
     case CK_TYPE_Q4_K_X8:
         if (a16) NAME(q4k_tiles)(1, nb, w, x, x_stride, cols, y, ldy);

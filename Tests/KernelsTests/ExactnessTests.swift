@@ -134,8 +134,8 @@ import Testing
         }
     }
 
-    static let weightTypes = [Int32(CK_TYPE_Q4_1), Int32(CK_TYPE_Q8_0), Int32(CK_TYPE_Q4_0), Int32(CK_TYPE_Q4_K),
-                              Int32(CK_TYPE_Q6_K)]
+    static let weightTypes = [Int32(CK_TYPE_Q4_1), Int32(CK_TYPE_Q8_0), Int32(CK_TYPE_Q4_0), Int32(CK_TYPE_Q5_0),
+                              Int32(CK_TYPE_Q4_K), Int32(CK_TYPE_Q6_K)]
     static let activationTypes = [Int32(CK_TYPE_A8), Int32(CK_TYPE_A16)]
 
     /// A matmul over plain (unpacked) rows on the pool gives exactly the single-row definition.
@@ -175,8 +175,7 @@ import Testing
             }
             return out
         }
-        let kquant = type == CK_TYPE_Q4_K || type == CK_TYPE_Q6_K
-        let w = kquant ? randomKQuant(type, rows: rows, k: k, seed: seed) : quantized(type, rows, scale: 1)
+        let w = randomlyFilledTypes.contains(type) ? randomQuantized(type, rows: rows, k: k, seed: seed) : quantized(type, rows, scale: 1)
         return (w, quantized(vt, cols, scale: 5))
     }
 

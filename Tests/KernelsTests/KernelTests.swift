@@ -18,14 +18,19 @@ func quantize(_ type: Int32, _ x: [Float]) -> [UInt8] {
     return out
 }
 
-/// K-quant rows (Q4_K or Q6_K) of random quants and sub-block scales (there is no K-quantizer here),
-/// with finite f16 super-block scales of either sign.
-func randomKQuant(_ type: Int32, rows: Int, k: Int, seed: UInt64) -> [UInt8] {
+/// Formats the kernels cannot quantize to (Q5_0, Q4_K, Q6_K): rows of random quants and sub-block
+/// scales, with finite f16 block scales of either sign.
+let randomlyFilledTypes = [Int32(CK_TYPE_Q5_0), Int32(CK_TYPE_Q4_K), Int32(CK_TYPE_Q6_K)]
+
+func randomQuantized(_ type: Int32, rows: Int, k: Int, seed: UInt64) -> [UInt8] {
     var state = seed
     func next() -> UInt64 { state = state &* 6364136223846793005 &+ 1442695040888963407; return state >> 33 }
-    let bytes = type == CK_TYPE_Q4_K ? 144 : 210
-    let halves: [(Int, Float)] = type == CK_TYPE_Q4_K ? [(0, 0.02), (2, 0.01)] : [(208, 0.002)]
-    var out = (0..<(rows * k / 256 * bytes)).map { _ in UInt8(truncatingIfNeeded: next()) }
+    let (elements, bytes, halves): (Int, Int, [(Int, Float)]) = switch type {
+    case Int32(CK_TYPE_Q4_K): (256, 144, [(0, 0.02), (2, 0.01)])
+    case Int32(CK_TYPE_Q6_K): (256, 210, [(208, 0.002)])
+    default: (32, 22, [(0, 0.05)])
+    }
+    var out = (0..<(rows * k / elements * bytes)).map { _ in UInt8(truncatingIfNeeded: next()) }
     for b in stride(from: 0, to: out.count, by: bytes) {
         for (off, scale) in halves {
             let h = ck_fp32_to_fp16(scale * (Float(next() % 2000) / 1000 - 1))
@@ -78,11 +83,12 @@ func dequantize(_ type: Int32, _ q: [UInt8], _ n: Int) -> [Float] {
             (CK_TYPE_Q4_0, CK_TYPE_A8), (CK_TYPE_Q4_0, CK_TYPE_A16), (CK_TYPE_Q4_1, CK_TYPE_A8), (CK_TYPE_Q4_1, CK_TYPE_A16),
             (CK_TYPE_Q8_0, CK_TYPE_A8), (CK_TYPE_Q8_0, CK_TYPE_A16), (CK_TYPE_F16, CK_TYPE_F16), (CK_TYPE_F32, CK_TYPE_F32),
             (CK_TYPE_Q4_K, CK_TYPE_A8), (CK_TYPE_Q4_K, CK_TYPE_A16), (CK_TYPE_Q6_K, CK_TYPE_A8), (CK_TYPE_Q6_K, CK_TYPE_A16),
+            (CK_TYPE_Q5_0, CK_TYPE_A8), (CK_TYPE_Q5_0, CK_TYPE_A16),
             (CK_TYPE_BF16, CK_TYPE_F32),
         ].map { (Int32($0.0), Int32($0.1)) }
-        for (wt, vt) in pairs where n % 256 == 0 || (wt != CK_TYPE_Q4_K && wt != CK_TYPE_Q6_K) {
-            let kquant = wt == CK_TYPE_Q4_K || wt == CK_TYPE_Q6_K
-            let wq = kquant ? randomKQuant(wt, rows: 1, k: n, seed: UInt64(n)) : quantize(wt, w), xq = quantize(vt, x)
+        for (wt, vt) in pairs where n % Int(ck_type_block_elements(wt)) == 0 {
+            let wq = randomlyFilledTypes.contains(wt) ? randomQuantized(wt, rows: 1, k: n, seed: UInt64(n)) : quantize(wt, w)
+            let xq = quantize(vt, x)
             let wd = dequantize(wt, wq, n), xd = dequantize(vt, xq, n)
             var expected = 0.0
             for i in 0..<n { expected += Double(wd[i]) * Double(xd[i]) }

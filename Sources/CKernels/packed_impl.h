@@ -240,32 +240,21 @@ TILE void NAME(tiles)(const int WT, const int A16, int nb, const uint8_t *w, con
 TARGET static void NAME(group)(int pt, int vt, int nb, const void *w, const char *x, size_t x_stride, int cols,
                                float *y, int ldy) {
     const int a16 = vt == CK_TYPE_A16;
+    // The precision as a constant, so that each tile is compiled for it.
+#define PLAIN(WT) do { if (a16) NAME(tiles)(WT, 1, nb, w, x, x_stride, cols, y, ldy); \
+                       else NAME(tiles)(WT, 0, nb, w, x, x_stride, cols, y, ldy); } while (0)
+#define KQUANT(F) do { if (a16) NAME(F)(1, nb, w, x, x_stride, cols, y, ldy); \
+                       else NAME(F)(0, nb, w, x, x_stride, cols, y, ldy); } while (0)
     switch (pt) {
-    case CK_TYPE_Q4_1_X8:
-        if (a16) NAME(tiles)(CK_TYPE_Q4_1, 1, nb, w, x, x_stride, cols, y, ldy);
-        else NAME(tiles)(CK_TYPE_Q4_1, 0, nb, w, x, x_stride, cols, y, ldy);
-        break;
-    case CK_TYPE_Q4_0_X8:
-        if (a16) NAME(tiles)(CK_TYPE_Q4_0, 1, nb, w, x, x_stride, cols, y, ldy);
-        else NAME(tiles)(CK_TYPE_Q4_0, 0, nb, w, x, x_stride, cols, y, ldy);
-        break;
-    case CK_TYPE_Q8_0_X8:
-        if (a16) NAME(tiles)(CK_TYPE_Q8_0, 1, nb, w, x, x_stride, cols, y, ldy);
-        else NAME(tiles)(CK_TYPE_Q8_0, 0, nb, w, x, x_stride, cols, y, ldy);
-        break;
-    case CK_TYPE_Q5_0_X8:
-        if (a16) NAME(tiles)(CK_TYPE_Q5_0, 1, nb, w, x, x_stride, cols, y, ldy);
-        else NAME(tiles)(CK_TYPE_Q5_0, 0, nb, w, x, x_stride, cols, y, ldy);
-        break;
-    case CK_TYPE_Q4_K_X8:
-        if (a16) NAME(q4k_tiles)(1, nb, w, x, x_stride, cols, y, ldy);
-        else NAME(q4k_tiles)(0, nb, w, x, x_stride, cols, y, ldy);
-        break;
-    case CK_TYPE_Q6_K_X8:
-        if (a16) NAME(q6k_tiles)(1, nb, w, x, x_stride, cols, y, ldy);
-        else NAME(q6k_tiles)(0, nb, w, x, x_stride, cols, y, ldy);
-        break;
+    case CK_TYPE_Q4_1_X8: PLAIN(CK_TYPE_Q4_1); break;
+    case CK_TYPE_Q4_0_X8: PLAIN(CK_TYPE_Q4_0); break;
+    case CK_TYPE_Q8_0_X8: PLAIN(CK_TYPE_Q8_0); break;
+    case CK_TYPE_Q5_0_X8: PLAIN(CK_TYPE_Q5_0); break;
+    case CK_TYPE_Q4_K_X8: KQUANT(q4k_tiles); break;
+    case CK_TYPE_Q6_K_X8: KQUANT(q6k_tiles); break;
     default: break;
     }
+#undef PLAIN
+#undef KQUANT
 }
 #undef TILE

@@ -173,7 +173,7 @@ static const ck_type_traits table[] = {
     { CK_TYPE_Q2_K, "Q2_K", QK_K, 84, 0, dq_q2_k },
     { CK_TYPE_Q3_K, "Q3_K", QK_K, 110, 0, dq_q3_k },
     { CK_TYPE_Q4_K, "Q4_K", QK_K, 144, 1, dq_q4_k },
-    { CK_TYPE_Q5_K, "Q5_K", QK_K, 176, 0, dq_q5_k },
+    { CK_TYPE_Q5_K, "Q5_K", QK_K, 176, 1, dq_q5_k },
     { CK_TYPE_Q6_K, "Q6_K", QK_K, 210, 1, dq_q6_k },
     { CK_TYPE_IQ4_NL, "IQ4_NL", QK, 18, 0, dq_iq4_nl },
     { CK_TYPE_A8, "A8", QK, sizeof(block_a8), 2, dq_a8 },

@@ -34,6 +34,11 @@ _Static_assert(sizeof(block_q5_0x8) == 8 * 22, "q5_0x8 size");
 // sub-block 2p, high nibbles: 2p + 1).
 typedef struct { uint16_t d[8]; uint16_t dmin[8]; uint8_t sc[12][8]; uint8_t qs[4][8][8][4]; } block_q4_Kx8;
 _Static_assert(sizeof(block_q4_Kx8) == 8 * 144, "q4_Kx8 size");
+// Q5_K: as Q4_K, with each row's 32 bytes of fifth bits dealt 4 at a time before the nibbles.
+typedef struct {
+    uint16_t d[8]; uint16_t dmin[8]; uint8_t sc[12][8]; uint8_t qh[8][8][4]; uint8_t qs[4][8][8][4];
+} block_q5_Kx8;
+_Static_assert(sizeof(block_q5_Kx8) == 8 * 176, "q5_Kx8 size");
 // Q6_K super-blocks of 8 rows: d, the 16 int8 scales transposed, and the quant bytes dealt 4 at a
 // time: ql's four 32-byte runs (nibbles) and qh's two (2-bit pairs), as they lie in the row.
 typedef struct { uint16_t d[8]; int8_t sc[16][8]; uint8_t ql[4][8][8][4]; uint8_t qh[2][8][8][4]; } block_q6_Kx8;

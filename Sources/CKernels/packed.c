@@ -35,6 +35,7 @@ int ck_packed_type(int wt) {
     case CK_TYPE_Q8_0: return CK_TYPE_Q8_0_X8;
     case CK_TYPE_Q5_0: return CK_TYPE_Q5_0_X8;
     case CK_TYPE_Q4_K: return CK_TYPE_Q4_K_X8;
+    case CK_TYPE_Q5_K: return CK_TYPE_Q5_K_X8;
     case CK_TYPE_Q6_K: return CK_TYPE_Q6_K_X8;
     default: return -1;
     }
@@ -89,6 +90,20 @@ void ck_pack_rows(int wt, const void *w, size_t w_stride, int rows, int k, void 
                     for (int k = 0; k < 12; k++) dst[i].sc[k][r] = b[4 + k];
                     for (int p = 0; p < 4; p++)
                         for (int t = 0; t < 8; t++) memcpy(dst[i].qs[p][t][r], b + 16 + 32 * p + 4 * t, 4);
+                }
+            break;
+        }
+        case CK_TYPE_Q5_K: {
+            block_q5_Kx8 *dst = (block_q5_Kx8 *)out + (size_t)g * (nb / 8);
+            for (int i = 0; i < nb / 8; i++)
+                for (int r = 0; r < 8; r++) {
+                    const uint8_t *b = (const uint8_t *)(src + (size_t)r * w_stride) + (size_t)i * 176;
+                    memcpy(&dst[i].d[r], b, 2);
+                    memcpy(&dst[i].dmin[r], b + 2, 2);
+                    for (int k = 0; k < 12; k++) dst[i].sc[k][r] = b[4 + k];
+                    for (int t = 0; t < 8; t++) memcpy(dst[i].qh[t][r], b + 16 + 4 * t, 4);
+                    for (int p = 0; p < 4; p++)
+                        for (int t = 0; t < 8; t++) memcpy(dst[i].qs[p][t][r], b + 48 + 32 * p + 4 * t, 4);
                 }
             break;
         }
@@ -162,6 +177,19 @@ void ck_unpack_row(int pt, const void *packed, int k, int row, void *out) {
             for (int k = 0; k < 12; k++) dst[4 + k] = src[i].sc[k][r];
             for (int p = 0; p < 4; p++)
                 for (int t = 0; t < 8; t++) memcpy(dst + 16 + 32 * p + 4 * t, src[i].qs[p][t][r], 4);
+        }
+        return;
+    }
+    case CK_TYPE_Q5_K_X8: {
+        const block_q5_Kx8 *src = (const block_q5_Kx8 *)packed + (size_t)g * (nb / 8);
+        uint8_t *dst = out;
+        for (int i = 0; i < nb / 8; i++, dst += 176) {
+            memcpy(dst, &src[i].d[r], 2);
+            memcpy(dst + 2, &src[i].dmin[r], 2);
+            for (int k = 0; k < 12; k++) dst[4 + k] = src[i].sc[k][r];
+            for (int t = 0; t < 8; t++) memcpy(dst + 16 + 4 * t, src[i].qh[t][r], 4);
+            for (int p = 0; p < 4; p++)
+                for (int t = 0; t < 8; t++) memcpy(dst + 48 + 32 * p + 4 * t, src[i].qs[p][t][r], 4);
         }
         return;
     }

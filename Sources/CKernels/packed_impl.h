@@ -99,19 +99,23 @@ TILE void NAME(tile)(const int WT, const int A16, int nb, const uint8_t *w, cons
     for (int c = 0; c < NC; c++)
         _mm256_storeu_ps(y[c], WT == CK_TYPE_Q4_1 ? _mm256_add_ps(acc[c], sm[c]) : acc[c]);
 }
-// Q4_K: per super-block the 8 sub-blocks' 6-bit scales and mins of the 8 rows as floats (d * sc,
-// dmin * m), then each sub-block as a Q4_1 block with those.
+// Q4_K and Q5_K: per super-block the 8 sub-blocks' 6-bit scales and mins of the 8 rows as floats
+// (d * sc, dmin * m), then each sub-block as a Q4_1 block with those (Q5_K: plus bit j of each
+// quant's byte of qh as its fifth bit).
 TILE __m256i NAME(bytes8)(const uint8_t *p) { return _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)p)); }
 
-TILE void NAME(q4k_tile)(const int A16, int nsb, const block_q4_Kx8 *w, const char *const *x, float *const *y,
-                         const int NC) {
+TILE void NAME(kq_tile)(const int FIVE, const int A16, int nsb, const uint8_t *w, const char *const *x,
+                        float *const *y, const int NC) {
+    const size_t bytes = FIVE ? sizeof(block_q5_Kx8) : sizeof(block_q4_Kx8);
     const size_t xbytes = A16 ? sizeof(block_a16) : sizeof(block_a8);
     __m256 acc[MAX_COLS], sm[MAX_COLS];
     for (int c = 0; c < NC; c++) acc[c] = sm[c] = _mm256_setzero_ps();
     const __m256i low = _mm256_set1_epi8(0x0F), six = _mm256_set1_epi32(63), four = _mm256_set1_epi32(0x0F);
     for (int i = 0; i < nsb; i++) {
-        const block_q4_Kx8 *b = w + i;
-        NAME(prefetch_ahead)(b, (int)sizeof *b);
+        // Both layouts begin with d[8], dmin[8] and sc[12][8]; Q5_K's fifth bits come next.
+        const block_q4_Kx8 *b = (const block_q4_Kx8 *)(w + i * bytes);
+        const uint8_t (*qs)[8][8][4] = FIVE ? ((const block_q5_Kx8 *)b)->qs : b->qs;
+        NAME(prefetch_ahead)(b, (int)bytes);
         const __m256 d8 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)b->d));
         const __m256 dmin8 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)b->dmin));
         for (int j = 0; j < 8; j++) {
@@ -127,8 +131,13 @@ TILE void NAME(q4k_tile)(const int A16, int nsb, const block_q4_Kx8 *w, const ch
             const __m256 dl = _mm256_mul_ps(d8, _mm256_cvtepi32_ps(sc)), ml = _mm256_mul_ps(dmin8, _mm256_cvtepi32_ps(mn));
             __m256i u[8];
             for (int t = 0; t < 8; t++) {
-                const __m256i v = _mm256_loadu_si256((const __m256i *)b->qs[j / 2][t]);
+                const __m256i v = _mm256_loadu_si256((const __m256i *)qs[j / 2][t]);
                 u[t] = _mm256_and_si256(j % 2 ? _mm256_srli_epi16(v, 4) : v, low);
+                if (FIVE) {
+                    const __m256i h = _mm256_loadu_si256((const __m256i *)((const block_q5_Kx8 *)b)->qh[t]);
+                    const __m256i bit = _mm256_and_si256(_mm256_srl_epi16(h, _mm_cvtsi32_si128(j)), _mm256_set1_epi8(1));
+                    u[t] = _mm256_or_si256(u[t], _mm256_slli_epi16(bit, 4));
+                }
             }
             for (int c = 0; c < NC; c++) {
                 const char *xb = x[c] + (size_t)(i * 8 + j) * xbytes;
@@ -216,7 +225,14 @@ TILE void NAME(q6k_tile)(const int A16, int nsb, const block_q6_Kx8 *w, const ch
             NAME(TILE_FN)(A16, nb / 8, w, xs, ys, 1);                                                 \
         }                                                                                             \
     }
-K_TILES(q4k_tile, block_q4_Kx8)
+TILE void NAME(q4k_tile)(const int A16, int nsb, const uint8_t *w, const char *const *x, float *const *y, const int NC) {
+    NAME(kq_tile)(0, A16, nsb, w, x, y, NC);
+}
+TILE void NAME(q5k_tile)(const int A16, int nsb, const uint8_t *w, const char *const *x, float *const *y, const int NC) {
+    NAME(kq_tile)(1, A16, nsb, w, x, y, NC);
+}
+K_TILES(q4k_tile, uint8_t)
+K_TILES(q5k_tile, uint8_t)
 K_TILES(q6k_tile, block_q6_Kx8)
 #undef K_TILES
 
@@ -251,6 +267,7 @@ TARGET static void NAME(group)(int pt, int vt, int nb, const void *w, const char
     case CK_TYPE_Q8_0_X8: PLAIN(CK_TYPE_Q8_0); break;
     case CK_TYPE_Q5_0_X8: PLAIN(CK_TYPE_Q5_0); break;
     case CK_TYPE_Q4_K_X8: KQUANT(q4k_tiles); break;
+    case CK_TYPE_Q5_K_X8: KQUANT(q5k_tiles); break;
     case CK_TYPE_Q6_K_X8: KQUANT(q6k_tiles); break;
     default: break;
     }

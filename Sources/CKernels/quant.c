@@ -28,7 +28,7 @@ void ck_set_activation_bits(int bits) { atomic_store(&activation_bits, bits == 8
 
 int ck_vec_dot_type(int wt) {
     switch (ck_base_type(wt)) {
-    case CK_TYPE_Q4_0: case CK_TYPE_Q4_1: case CK_TYPE_Q5_0: case CK_TYPE_Q8_0: case CK_TYPE_Q4_K: case CK_TYPE_Q6_K:
+    case CK_TYPE_Q4_0: case CK_TYPE_Q4_1: case CK_TYPE_Q5_0: case CK_TYPE_Q8_0: case CK_TYPE_Q4_K: case CK_TYPE_Q5_K: case CK_TYPE_Q6_K:
         return atomic_load_explicit(&activation_bits, memory_order_relaxed) == 8 ? CK_TYPE_A8 : CK_TYPE_A16;
     case CK_TYPE_F16: return CK_TYPE_F16;
     default: return CK_TYPE_F32;
@@ -186,10 +186,11 @@ void ck_q4_k_scale_min(int j, const uint8_t *q, int *sc, int *m) {
     }
 }
 
-// Q4_K (144 bytes per 256: d, dmin, 12 scale bytes, 128 bytes of nibbles) by sub-blocks of 32.
-static float dot_q4_k(int vt, int n, const uint8_t *w, const void *x) {
+// Q4_K (144 bytes per 256: d, dmin, 12 scale bytes, 128 bytes of nibbles) or Q5_K (176: the same
+// with 32 bytes of fifth bits before the nibbles) by sub-blocks of 32.
+static float dot_q4_k(int vt, int n, const uint8_t *w, const void *x, int five) {
     float acc = 0, m = 0;
-    for (int i = 0; i < n / QK_K; i++, w += 144) {
+    for (int i = 0; i < n / QK_K; i++, w += five ? 176 : 144) {
         const float d = fp16_to_fp32((uint16_t)(w[0] | w[1] << 8)), dmin = fp16_to_fp32((uint16_t)(w[2] | w[3] << 8));
         for (int j = 0; j < 8; j++) {
             int32_t q[QK];
@@ -198,7 +199,11 @@ static float dot_q4_k(int vt, int n, const uint8_t *w, const void *x) {
             int sc, mn;
             ck_q4_k_scale_min(j, w + 4, &sc, &mn);
             int32_t isum = 0;
-            for (int t = 0; t < QK; t++) isum += ((w[16 + (j / 2) * 32 + t] >> (4 * (j % 2))) & 0x0F) * q[t];
+            for (int t = 0; t < QK; t++) {
+                int u = (w[(five ? 48 : 16) + (j / 2) * 32 + t] >> (4 * (j % 2))) & 0x0F;
+                if (five) u |= ((w[16 + t] >> j) & 1) << 4;
+                isum += u * q[t];
+            }
             const float dl = d * (float)sc, ml = dmin * (float)mn;
             const float scale = dl * dx;
             acc = __builtin_fmaf(scale, (float)isum, acc);
@@ -237,7 +242,7 @@ static float dot_q6_k(int vt, int n, const uint8_t *w, const void *x) {
 
 // The definition in ckernels.h, one block at a time.
 static float dot_quantized(int wt, int vt, int n, const void *w, const void *x) {
-    if (wt == CK_TYPE_Q4_K) return dot_q4_k(vt, n, w, x);
+    if (wt == CK_TYPE_Q4_K || wt == CK_TYPE_Q5_K) return dot_q4_k(vt, n, w, x, wt == CK_TYPE_Q5_K);
     if (wt == CK_TYPE_Q6_K) return dot_q6_k(vt, n, w, x);
     float acc = 0, m = 0;
     for (int i = 0; i < n / QK; i++) {
@@ -305,7 +310,7 @@ float ck_dot_bf16_f32_scalar(int n, const void *vw, const void *vx) {
 
 float ck_vec_dot(int wt, int vt, int n, const void *w, const void *x) {
     switch (wt) {
-    case CK_TYPE_Q4_0: case CK_TYPE_Q4_1: case CK_TYPE_Q5_0: case CK_TYPE_Q8_0: case CK_TYPE_Q4_K: case CK_TYPE_Q6_K:
+    case CK_TYPE_Q4_0: case CK_TYPE_Q4_1: case CK_TYPE_Q5_0: case CK_TYPE_Q8_0: case CK_TYPE_Q4_K: case CK_TYPE_Q5_K: case CK_TYPE_Q6_K:
         return vt == CK_TYPE_A8 || vt == CK_TYPE_A16 ? dot_quantized(wt, vt, n, w, x) : NAN;
     default: break;
     }

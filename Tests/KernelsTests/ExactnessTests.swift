@@ -135,7 +135,7 @@ import Testing
     }
 
     static let weightTypes = [Int32(CK_TYPE_Q4_1), Int32(CK_TYPE_Q8_0), Int32(CK_TYPE_Q4_0), Int32(CK_TYPE_Q5_0),
-                              Int32(CK_TYPE_Q4_K), Int32(CK_TYPE_Q6_K)]
+                              Int32(CK_TYPE_Q4_K), Int32(CK_TYPE_Q5_K), Int32(CK_TYPE_Q6_K)]
     static let activationTypes = [Int32(CK_TYPE_A8), Int32(CK_TYPE_A16)]
 
     /// A matmul over plain (unpacked) rows on the pool gives exactly the single-row definition.
@@ -186,7 +186,7 @@ import Testing
     func packedMatmulEqualsSingleRow(type: Int32, vt: Int32) throws {
         let packedType = ck_packed_type(type)
         try #require(packedType >= 0)
-        for (rows, k) in [(8, 256), (16, 512), (24, 768), (40, 256)] + (type == CK_TYPE_Q4_K || type == CK_TYPE_Q6_K ? [] : [(8, 32), (16, 96), (40, 160)]) {
+        for (rows, k) in [(8, 256), (16, 512), (24, 768), (40, 256)] + (ck_type_block_elements(type) == 256 ? [] : [(8, 32), (16, 96), (40, 160)]) {
             for cols in [1, 2, 3, 4, 5, 7, 9] {
                 for extreme in [false, true] {
                     var (w, x) = Self.operands(type: type, vt: vt, rows: rows, k: k, cols: cols, seed: UInt64(rows * 1000 + k + cols))

@@ -20,13 +20,14 @@ func quantize(_ type: Int32, _ x: [Float]) -> [UInt8] {
 
 /// Formats the kernels cannot quantize to (Q5_0, Q4_K, Q6_K): rows of random quants and sub-block
 /// scales, with finite f16 block scales of either sign.
-let randomlyFilledTypes = [Int32(CK_TYPE_Q5_0), Int32(CK_TYPE_Q4_K), Int32(CK_TYPE_Q6_K)]
+let randomlyFilledTypes = [Int32(CK_TYPE_Q5_0), Int32(CK_TYPE_Q4_K), Int32(CK_TYPE_Q5_K), Int32(CK_TYPE_Q6_K)]
 
 func randomQuantized(_ type: Int32, rows: Int, k: Int, seed: UInt64) -> [UInt8] {
     var state = seed
     func next() -> UInt64 { state = state &* 6364136223846793005 &+ 1442695040888963407; return state >> 33 }
     let (elements, bytes, halves): (Int, Int, [(Int, Float)]) = switch type {
     case Int32(CK_TYPE_Q4_K): (256, 144, [(0, 0.02), (2, 0.01)])
+    case Int32(CK_TYPE_Q5_K): (256, 176, [(0, 0.01), (2, 0.01)])
     case Int32(CK_TYPE_Q6_K): (256, 210, [(208, 0.002)])
     default: (32, 22, [(0, 0.05)])
     }
@@ -83,7 +84,7 @@ func dequantize(_ type: Int32, _ q: [UInt8], _ n: Int) -> [Float] {
             (CK_TYPE_Q4_0, CK_TYPE_A8), (CK_TYPE_Q4_0, CK_TYPE_A16), (CK_TYPE_Q4_1, CK_TYPE_A8), (CK_TYPE_Q4_1, CK_TYPE_A16),
             (CK_TYPE_Q8_0, CK_TYPE_A8), (CK_TYPE_Q8_0, CK_TYPE_A16), (CK_TYPE_F16, CK_TYPE_F16), (CK_TYPE_F32, CK_TYPE_F32),
             (CK_TYPE_Q4_K, CK_TYPE_A8), (CK_TYPE_Q4_K, CK_TYPE_A16), (CK_TYPE_Q6_K, CK_TYPE_A8), (CK_TYPE_Q6_K, CK_TYPE_A16),
-            (CK_TYPE_Q5_0, CK_TYPE_A8), (CK_TYPE_Q5_0, CK_TYPE_A16),
+            (CK_TYPE_Q5_0, CK_TYPE_A8), (CK_TYPE_Q5_0, CK_TYPE_A16), (CK_TYPE_Q5_K, CK_TYPE_A8), (CK_TYPE_Q5_K, CK_TYPE_A16),
             (CK_TYPE_BF16, CK_TYPE_F32),
         ].map { (Int32($0.0), Int32($0.1)) }
         for (wt, vt) in pairs where n % Int(ck_type_block_elements(wt)) == 0 {

@@ -38,6 +38,7 @@ enum {
     CK_TYPE_Q8_0_X8 = CK_TYPE_PACKED + CK_TYPE_Q8_0,
     CK_TYPE_Q5_0_X8 = CK_TYPE_PACKED + CK_TYPE_Q5_0,
     CK_TYPE_Q4_K_X8 = CK_TYPE_PACKED + CK_TYPE_Q4_K,
+    CK_TYPE_Q5_K_X8 = CK_TYPE_PACKED + CK_TYPE_Q5_K,
     CK_TYPE_Q6_K_X8 = CK_TYPE_PACKED + CK_TYPE_Q6_K,
 };
 
@@ -93,7 +94,7 @@ void ck_dequantize_row(int type, const void *x, float *y, int n);
 // quantized types this defines every kernel's result: per block i in order, with the integer dot
 // isum_i of the quants, acc = fmaf(dw_i * dx_i, (float)isum_i, acc) (and for Q4_1 a second chain
 // m = fmaf(mw_i, s_i, m), added at the end). Q4_K's blocks are its 32-element sub-blocks, with
-// dw = d * sc and a chain m = fmaf(dmin * m_sub, s_i, m) subtracted at the end; Q6_K's are its
+// dw = d * sc and a chain m = fmaf(dmin * m_sub, s_i, m) subtracted at the end (Q5_K likewise); Q6_K's are its
 // 16-element halves with dw = d * sc, two per activation block. Every instruction set and every batch size gives
 // exactly this number.
 float ck_vec_dot(int wt, int vt, int n, const void *w, const void *x);

@@ -255,11 +255,11 @@ extension Interpreter {
         switch value {
         case .int: return value
         case .bool(let b): return .int(b ? 1 : 0)
-        case .double(let d): return d.isFinite ? .int(Int(d)) : nil
+        case .double(let d): return Int(exactly: d.rounded(.towardZero)).map { .int($0) }  // nil past Int's range
         case .string(let s):
             let t = s.trimmingCharacters(in: .whitespacesAndNewlines).replacingOccurrences(of: "_", with: "")
             if let i = Int(t) { return .int(i) }
-            if let d = Double(t), d.isFinite { return .int(Int(d)) }
+            if let d = Double(t), let i = Int(exactly: d.rounded(.towardZero)) { return .int(i) }
             return nil
         default: return nil
         }

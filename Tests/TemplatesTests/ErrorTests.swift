@@ -52,6 +52,12 @@ import Templates
         #expect(throws: TemplateError.self) { try Template("{{ none() }}").render([:]) }
     }
 
+    /// Numbers past Int's range take `int`'s default, as unparsable ones do (a fuzzer's find: it trapped).
+    @Test func intFilterOfHugeNumbersTakesTheDefault() throws {
+        #expect(try Template("{{ -0.5e93|abs|int }}|{{ 1e19|int(7) }}|{{ '9e300'|int }}|{{ 2.9|int }}|{{ -2.9|int }}").render([:])
+                == "0|7|0|2|-2")
+    }
+
     @Test func errorDescriptionIsReadable() {
         #expect(TemplateError.unsupported("filter 'xyz'", line: 3).description
             == "unsupported template construct at line 3: filter 'xyz'")

@@ -2,6 +2,7 @@
 (`swiftlet worker`) started by the tests as remote hosts would start them, the `keys` and `usage` commands,
 and cleanup that leaves no process behind (supervised workers included) even when a test fails."""
 
+import contextlib
 import json
 import os
 import re
@@ -117,6 +118,20 @@ def stop_everything():
                 p.proc.wait(timeout=10)
         except (ProcessLookupError, subprocess.TimeoutExpired):
             pass
+
+
+@contextlib.contextmanager
+def running_gateway(directory, config_text, **kwargs):
+    """A Gateway for the block; afterwards it is stopped, its workers killed and every process it left ended."""
+    g = None
+    try:
+        g = Gateway(directory, config_text, **kwargs)
+        yield g
+    finally:
+        if g is not None:
+            g.stop()
+            kill_all_workers(g.url)
+        stop_everything()
 
 
 class Gateway:

@@ -12,7 +12,7 @@ import pytest
 import requests
 
 from conftest import ROOT, Server
-from platform_support import Gateway, MODEL_SOURCE, kill_all_workers, stop_everything, wait_for
+from platform_support import MODEL_SOURCE, running_gateway, wait_for
 
 CHROMIUM = os.environ.get("SWIFTLET_CHROMIUM", "/usr/bin/chromium")
 CHROMEDRIVER = os.environ.get("SWIFTLET_CHROMEDRIVER", "/usr/bin/chromedriver")
@@ -298,19 +298,12 @@ deployments:
 
 @pytest.fixture(scope="module")
 def gateway(tmp_path_factory):
-    g = None
-    try:
-        g = Gateway(str(tmp_path_factory.mktemp("console")), GATEWAY_CONFIG, token="console-cluster-token")
+    with running_gateway(str(tmp_path_factory.mktemp("console")), GATEWAY_CONFIG, token="console-cluster-token") as g:
         g.admin = g.create_key("ops", admin=True)
         g.user = g.create_key("app")
         wait_for(lambda: any(r["state"] == "ready" for r in g.replicas("chat", g.admin["secret"])), 120,
                  "a ready replica")
         yield g
-    finally:
-        if g is not None:
-            g.stop()
-            kill_all_workers(g.url)
-        stop_everything()
 
 
 def test_gateway_user_key_gets_the_playground_and_its_own_usage(browser, gateway):

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from platform_support import Gateway, MODEL_SOURCE, kill_all_workers, stop_everything, stream_outcome, wait_for, workers_of
+from platform_support import Gateway, MODEL_SOURCE, kill_all_workers, running_gateway, stream_outcome, wait_for, workers_of
 
 CONFIG = f"""
 gateway:
@@ -36,15 +36,8 @@ deployments:
 
 @pytest.fixture(scope="module")
 def gateway(tmp_path_factory):
-    g = None
-    try:
-        g = Gateway(str(tmp_path_factory.mktemp("autoscale")), CONFIG)
+    with running_gateway(str(tmp_path_factory.mktemp("autoscale")), CONFIG) as g:
         yield g
-    finally:
-        if g is not None:
-            g.stop()
-            kill_all_workers(g.url)
-        stop_everything()
 
 
 def live(gateway):

@@ -7,7 +7,7 @@ import pytest
 import requests
 
 from conftest import assert_connection_cap, trickle_body
-from platform_support import Gateway, kill_all_workers, stop_everything
+from platform_support import running_gateway
 
 CONFIG = """
 gateway:
@@ -27,15 +27,8 @@ deployments:
 
 @pytest.fixture(scope="module")
 def gateway(tmp_path_factory):
-    g = None
-    try:
-        g = Gateway(str(tmp_path_factory.mktemp("connections")), CONFIG)
+    with running_gateway(str(tmp_path_factory.mktemp("connections")), CONFIG) as g:
         yield g
-    finally:
-        if g is not None:
-            g.stop()
-            kill_all_workers(g.url)
-        stop_everything()
 
 
 def read_until_closed(s):

@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from platform_support import Gateway, MODEL_SOURCE, WorkerProcess, kill_all_workers, stop_everything, wait_for
+from platform_support import MODEL_SOURCE, WorkerProcess, running_gateway, wait_for
 
 CONFIG = f"""
 gateway:
@@ -25,20 +25,16 @@ deployments:
 
 @pytest.fixture(scope="module")
 def gateway(tmp_path_factory):
-    g = worker = None
-    try:
-        g = Gateway(str(tmp_path_factory.mktemp("keys")), CONFIG, token="keys-cluster-token")
-        worker = WorkerProcess(g, "chat", "local", "keys-1")
-        admin = g.create_key("admin", admin=True)["secret"]
-        wait_for(lambda: any(r["state"] == "ready" for r in g.replicas("chat", admin)), 120, "a ready replica")
-        yield g
-    finally:
-        if worker is not None:
-            worker.terminate(timeout=20)
-        if g is not None:
-            g.stop()
-            kill_all_workers(g.url)
-        stop_everything()
+    with running_gateway(str(tmp_path_factory.mktemp("keys")), CONFIG, token="keys-cluster-token") as g:
+        worker = None
+        try:
+            worker = WorkerProcess(g, "chat", "local", "keys-1")
+            admin = g.create_key("admin", admin=True)["secret"]
+            wait_for(lambda: any(r["state"] == "ready" for r in g.replicas("chat", admin)), 120, "a ready replica")
+            yield g
+        finally:
+            if worker is not None:
+                worker.terminate(timeout=20)
 
 
 def chat(gateway, key, max_tokens=4, content="Hi"):

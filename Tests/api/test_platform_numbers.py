@@ -9,7 +9,7 @@ import subprocess
 import pytest
 import requests
 
-from platform_support import BIN, Gateway, kill_all_workers, stop_everything
+from platform_support import BIN, running_gateway
 
 CONFIG = """
 gateway:
@@ -34,17 +34,10 @@ QUERY_VALUES = NUMBERS + ["nan", "inf", "-inf", "1e-400", "99999999999999999999"
 
 @pytest.fixture(scope="module")
 def gateway(tmp_path_factory):
-    g = None
-    try:
-        g = Gateway(str(tmp_path_factory.mktemp("numbers")), CONFIG)
+    with running_gateway(str(tmp_path_factory.mktemp("numbers")), CONFIG) as g:
         g.admin = g.create_key("admin", admin=True)["secret"]
         g.user = g.create_key("user")["secret"]
         yield g
-    finally:
-        if g is not None:
-            g.stop()
-            kill_all_workers(g.url)
-        stop_everything()
 
 
 def send(gateway, method, path, body=None, key=None, token=False):

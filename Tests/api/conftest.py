@@ -178,6 +178,16 @@ def assert_connection_cap(port, url, cap):
             c.close()
 
 
+def read_until_closed(s):
+    """Everything the peer sends on socket s until it closes the connection."""
+    out = b""
+    while True:
+        chunk = s.recv(65536)
+        if not chunk:
+            return out
+        out += chunk
+
+
 def trickle_body(port, path):
     """Sends a request whose body comes a byte every half second and never ends; returns what the server
     answered before it closed the connection (30 s hang guard)."""

@@ -9,7 +9,7 @@ import time
 import pytest
 import requests
 
-from conftest import Server, assert_connection_cap, trickle_body
+from conftest import Server, assert_connection_cap, read_until_closed, trickle_body
 
 CHAT = "/v1/chat/completions"
 COMPLETIONS = "/v1/completions"
@@ -111,15 +111,6 @@ def raw_connection(server):
     return s
 
 
-def read_all(s):
-    out = b""
-    while True:
-        chunk = s.recv(65536)
-        if not chunk:
-            return out
-        out += chunk
-
-
 def test_a_body_cut_short_counts_as_a_client_disconnect(server, model_id):
     key_499 = 'swiftlet_errors_total{status="499",code="client_disconnected"}'
     before = server.metrics()
@@ -144,7 +135,7 @@ def test_a_body_cut_short_counts_as_a_client_disconnect(server, model_id):
 def test_oversized_headers_get_431_in_openai_shape(server):
     s = raw_connection(server)
     s.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * (100 << 10) + b"\r\n\r\n")
-    reply = read_all(s)
+    reply = read_until_closed(s)
     s.close()
     head, _, body = reply.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 431"), reply[:200]
@@ -172,7 +163,7 @@ def test_half_sent_and_silent_connections_are_closed(strict_server):
                  b"Content-Length: 100\r\n\r\n{\"model\"")
     for s in (half, silent, body):
         s.settimeout(60)  # hang guard: the server must close them long before
-        reply = read_all(s)  # ends when the server closes the connection
+        reply = read_until_closed(s)  # ends when the server closes the connection
         assert b" 500 " not in reply[:20]
         s.close()
     assert_alive(strict_server)

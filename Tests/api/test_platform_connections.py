@@ -6,7 +6,7 @@ import socket
 import pytest
 import requests
 
-from conftest import assert_connection_cap, trickle_body
+from conftest import assert_connection_cap, read_until_closed, trickle_body
 from platform_support import running_gateway
 
 CONFIG = """
@@ -29,15 +29,6 @@ deployments:
 def gateway(tmp_path_factory):
     with running_gateway(str(tmp_path_factory.mktemp("connections")), CONFIG) as g:
         yield g
-
-
-def read_until_closed(s):
-    out = b""
-    while True:
-        chunk = s.recv(65536)
-        if not chunk:
-            return out
-        out += chunk
 
 
 def test_half_sent_and_silent_connections_are_closed(gateway):

@@ -1,6 +1,6 @@
 // Causal attention over a block-paged f16 KV cache, for a batch of sequences.
-// Per (query row, head), in f32 with one fixed order for every row (prompt or generated) and every
-// instruction set: s_j = hsum8(8 lanes of q·k_j over d mod 8) * scale, e_j = ck_expf(s_j - max),
+// Per (query row, head), over its keys (all earlier positions, or the last `window` of them), in f32
+// with one fixed order for every row (prompt or generated) and every instruction set: s_j = hsum8(8 lanes of q·k_j over d mod 8) * scale, e_j = ck_expf(s_j - max),
 // out = (sum over j in order of e_j v_j) * (1 / sum of e_j, added 8 positions at a time in double).
 #include "internal.h"
 #include "ck_math.h"
@@ -15,12 +15,12 @@ static inline float hsum8(const float *l) {
 static void attn_unit_generic(const attn_ctx *c, float *scores, const ck_attn_seq *sq, int i, int h) {
     const int hd = c->head_dim, hd8 = hd & ~7, kvh = h / (c->n_head / c->n_head_kv);
     const size_t kv_stride = (size_t)c->n_head_kv * hd;
-    const int n_kv = sq->pos0 + i + 1;
+    const int n_kv = sq->pos0 + i + 1, lo = ck_attn_first(c, n_kv), n = n_kv - lo;
     float acc[CK_MAX_HEAD_DIM];
     const float *q = c->q + ((size_t)(sq->row0 + i) * c->n_head + h) * hd;
     float max = -INFINITY;
-    for (int j = 0; j < n_kv; j++) {
-        const uint16_t *kj = ck_kv_row(c->k, sq->blocks, c->bs_log2, j, kv_stride) + (size_t)kvh * hd;
+    for (int j = 0; j < n; j++) {
+        const uint16_t *kj = ck_kv_row(c->k, sq->blocks, c->bs_log2, lo + j, kv_stride) + (size_t)kvh * hd;
         float lanes[8] = {0};
         for (int d = 0; d < hd8; d++) lanes[d & 7] = __builtin_fmaf(fp16_to_fp32(kj[d]), q[d], lanes[d & 7]);
         float s = hsum8(lanes);
@@ -30,19 +30,19 @@ static void attn_unit_generic(const attn_ctx *c, float *scores, const ck_attn_se
         if (s > max) max = s;
     }
     double sum = 0;
-    for (int j0 = 0; j0 < n_kv; j0 += 8) {
+    for (int j0 = 0; j0 < n; j0 += 8) {
         float l8[8];
         for (int l = 0; l < 8; l++) {
             const int j = j0 + l;
-            l8[l] = j < n_kv ? ck_expf(scores[j] - max) : 0.0f;
-            if (j < n_kv) scores[j] = l8[l];
+            l8[l] = j < n ? ck_expf(scores[j] - max) : 0.0f;
+            if (j < n) scores[j] = l8[l];
         }
         sum += (double)hsum8(l8);
     }
     const float inv = (float)(1.0 / sum);
     memset(acc, 0, sizeof(float) * (size_t)hd);
-    for (int j = 0; j < n_kv; j++) {
-        const uint16_t *vj = ck_kv_row(c->v, sq->blocks, c->bs_log2, j, kv_stride) + (size_t)kvh * hd;
+    for (int j = 0; j < n; j++) {
+        const uint16_t *vj = ck_kv_row(c->v, sq->blocks, c->bs_log2, lo + j, kv_stride) + (size_t)kvh * hd;
         for (int d = 0; d < hd; d++) acc[d] = __builtin_fmaf(fp16_to_fp32(vj[d]), scores[j], acc[d]);
     }
     float *o = c->out + ((size_t)(sq->row0 + i) * c->n_head + h) * hd;
@@ -69,8 +69,8 @@ static void attn_task_avx2(void *p, int ith, int nth) { (void)nth; attn_run(p, i
 
 static void attention(ck_pool *pool, int portable, const float *q, float *out, int n_seq, const ck_attn_seq *seqs,
                       const uint16_t *k, const uint16_t *v, int bs_log2, int n_head, int n_head_kv, int head_dim,
-                      float scale, float *scratch, int scratch_per_thread) {
-    attn_ctx c = { q, out, seqs, k, v, bs_log2, n_head, n_head_kv, head_dim, scale, scratch, scratch_per_thread, 0, 0 };
+                      float scale, int window, float *scratch, int scratch_per_thread) {
+    attn_ctx c = { q, out, seqs, k, v, bs_log2, n_head, n_head_kv, head_dim, scale, window, scratch, scratch_per_thread, 0, 0 };
     for (int s = 0; s < n_seq; s++) c.units += seqs[s].n_q * n_head;
     atomic_init(&c.next_unit, 0);
     if (c.units == 0) return;
@@ -83,14 +83,14 @@ static void attention(ck_pool *pool, int portable, const float *q, float *out, i
 
 void ck_attention(ck_pool *pool, const float *q, float *out, int n_seq, const ck_attn_seq *seqs, const uint16_t *k,
                   const uint16_t *v, int block_size_log2, int n_head, int n_head_kv, int head_dim, float scale,
-                  float *scratch, int scratch_per_thread) {
-    attention(pool, 0, q, out, n_seq, seqs, k, v, block_size_log2, n_head, n_head_kv, head_dim, scale, scratch,
+                  int window, float *scratch, int scratch_per_thread) {
+    attention(pool, 0, q, out, n_seq, seqs, k, v, block_size_log2, n_head, n_head_kv, head_dim, scale, window, scratch,
               scratch_per_thread);
 }
 
 void ck_attention_portable(ck_pool *pool, const float *q, float *out, int n_seq, const ck_attn_seq *seqs,
                            const uint16_t *k, const uint16_t *v, int block_size_log2, int n_head, int n_head_kv,
-                           int head_dim, float scale, float *scratch, int scratch_per_thread) {
-    attention(pool, 1, q, out, n_seq, seqs, k, v, block_size_log2, n_head, n_head_kv, head_dim, scale, scratch,
+                           int head_dim, float scale, int window, float *scratch, int scratch_per_thread) {
+    attention(pool, 1, q, out, n_seq, seqs, k, v, block_size_log2, n_head, n_head_kv, head_dim, scale, window, scratch,
               scratch_per_thread);
 }

@@ -22,29 +22,35 @@ static inline void prefetch_row(const uint16_t *row, int hd) {
 #define PREFETCH_HEAD_ROW(layer, j) prefetch_row(ck_kv_row((layer), sq->blocks, bsl, (j), kv_stride) + (size_t)kvh * hd, hd)
 #define PREFETCH_KV(j)                                                                                  \
     do {                                                                                                \
-        if ((j) + PF_AHEAD < n_kv) PREFETCH_HEAD_ROW(c->k, (j) + PF_AHEAD);                             \
-        PREFETCH_HEAD_ROW(c->v, (j));                                                                   \
+        if ((j) + PF_AHEAD < n) PREFETCH_HEAD_ROW(c->k, lo + (j) + PF_AHEAD);                           \
+        PREFETCH_HEAD_ROW(c->v, lo + (j));                                                              \
     } while (0)
 
 AVX2 static inline __m256 load_h(const uint16_t *p) { return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p)); }
 
-// for each position j < n_kv: `row` points at its K (or V) row for this head, walking block by block.
+// End of the run of positions from p that share p's block, capped at n_kv.
+static inline int block_run_end(int p, int bsl, int n_kv) {
+    const int e = ((p >> bsl) + 1) << bsl;
+    return e < n_kv ? e : n_kv;
+}
+
+// for each key j = 0 ..< n (position lo + j): `row` points at its K (or V) row for this head, a block at a time.
 #define KV_ROWS(layer, j, row)                                                                          \
-    for (int jb_ = 0, j = 0; jb_ < n_kv; jb_ += 1 << bsl)                                               \
-        for (const uint16_t *row = (layer) + ((size_t)sq->blocks[jb_ >> bsl] << bsl) * kv_stride        \
-                                   + (size_t)kvh * hd, *end_ = row + (size_t)((n_kv - jb_ < (1 << bsl) ? n_kv - jb_ : (1 << bsl))) * kv_stride; \
+    for (int j = 0; j < n;)                                                                             \
+        for (const uint16_t *row = ck_kv_row((layer), sq->blocks, bsl, lo + j, kv_stride) + (size_t)kvh * hd, \
+                            *end_ = row + (size_t)(block_run_end(lo + j, bsl, n_kv) - (lo + j)) * kv_stride; \
              row < end_; row += kv_stride, j++)
 
 AVX2 void ck_attn_unit_avx2(const attn_ctx *c, float *scores, const ck_attn_seq *sq, int i, int h) {
     const int hd = c->head_dim, kvh = h / (c->n_head / c->n_head_kv);
     const int hd8 = hd & ~7;
     const size_t kv_stride = (size_t)c->n_head_kv * hd;
-    const int n_kv = sq->pos0 + i + 1;
+    const int n_kv = sq->pos0 + i + 1, lo = ck_attn_first(c, n_kv), n = n_kv - lo;
     const int bsl = c->bs_log2;
     const float *q = c->q + ((size_t)(sq->row0 + i) * c->n_head + h) * hd;
 
     // scores = (K q) * scale
-    for (int j = 0; j < PF_AHEAD && j < n_kv; j++) PREFETCH_HEAD_ROW(c->k, j);
+    for (int j = 0; j < PF_AHEAD && j < n; j++) PREFETCH_HEAD_ROW(c->k, lo + j);
     float max = -INFINITY;
     KV_ROWS(c->k, j, kj) {
         PREFETCH_KV(j);
@@ -57,14 +63,14 @@ AVX2 void ck_attn_unit_avx2(const attn_ctx *c, float *scores, const ck_attn_seq 
         if (s > max) max = s;
     }
 
-    // e_j = exp(s_j - max) in chunks of 8 (lanes past n_kv count as 0)
+    // e_j = exp(s_j - max) in chunks of 8 (lanes past n count as 0)
     double sum = 0;
     const __m256 vmax = _mm256_set1_ps(max);
     const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-    for (int j0 = 0; j0 < n_kv; j0 += 8) {
+    for (int j0 = 0; j0 < n; j0 += 8) {
         __m256 val = v_expf(_mm256_sub_ps(_mm256_loadu_ps(scores + j0), vmax));
-        if (j0 + 8 > n_kv) {
-            const __m256i live = _mm256_cmpgt_epi32(_mm256_set1_epi32(n_kv - j0), lane);
+        if (j0 + 8 > n) {
+            const __m256i live = _mm256_cmpgt_epi32(_mm256_set1_epi32(n - j0), lane);
             val = _mm256_and_ps(val, _mm256_castsi256_ps(live));
         }
         _mm256_storeu_ps(scores + j0, val);

@@ -93,7 +93,7 @@ void ck_matmul_packed_group(int pt, int vt, int nb, const void *w, const void *x
 typedef struct {
     const float *q; float *out; const ck_attn_seq *seqs;
     const uint16_t *k; const uint16_t *v; int bs_log2;
-    int n_head; int n_head_kv; int head_dim; float scale; float *scratch; int scratch_per_thread;
+    int n_head; int n_head_kv; int head_dim; float scale; int window; float *scratch; int scratch_per_thread;
     int units; _Atomic int next_unit;
 } attn_ctx;
 typedef void (*attn_unit_fn)(const attn_ctx *c, float *scores, const ck_attn_seq *sq, int i, int h);
@@ -101,6 +101,10 @@ typedef void (*attn_unit_fn)(const attn_ctx *c, float *scores, const ck_attn_seq
 // Row j of a block-paged K or V layer: block blocks[j >> bs_log2], slot j & (block size - 1).
 static inline const uint16_t *ck_kv_row(const uint16_t *layer, const int32_t *blocks, int bs_log2, int j, size_t kv_stride) {
     return layer + ((((size_t)blocks[j >> bs_log2]) << bs_log2) + (size_t)(j & ((1 << bs_log2) - 1))) * kv_stride;
+}
+// First key position a query at n_kv - 1 sees: all of them, or the last `window`.
+static inline int ck_attn_first(const attn_ctx *c, int n_kv) {
+    return c->window > 0 && n_kv > c->window ? n_kv - c->window : 0;
 }
 #ifdef CK_X86
 void ck_attn_unit_avx2(const attn_ctx *c, float *scores, const ck_attn_seq *sq, int i, int h);

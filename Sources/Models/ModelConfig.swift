@@ -73,6 +73,7 @@ public enum ModelError: Error, CustomStringConvertible, Sendable {
     case batchTooLarge(tokens: Int, limit: Int)
     case invalidBatch(String)
     case storageMismatch
+    case unsupportedFeature(String)
 
     public var description: String {
         switch self {
@@ -84,6 +85,7 @@ public enum ModelError: Error, CustomStringConvertible, Sendable {
         case .batchTooLarge(let t, let l): "a forward batch of \(t) tokens exceeds the model's limit of \(l)"
         case .invalidBatch(let m): "invalid forward batch: \(m)"
         case .storageMismatch: "the KV storage was made for a different model shape"
+        case .unsupportedFeature(let f): "the model uses \(f), which Swiftlet does not support yet"
         }
     }
 }

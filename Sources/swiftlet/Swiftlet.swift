@@ -17,7 +17,7 @@ struct Swiftlet: AsyncParsableCommand {
 
 /// Options every model-using command shares.
 struct ModelOptions: ParsableArguments {
-    @Option(name: .long, help: "Model: a known name (smollm2) or a path to a .gguf file.")
+    @Option(name: .long, help: "Model: a known name (smollm2, gemma3-270m) or a path to a .gguf file.")
     var model: String = ModelStore.defaultModelName
 
     @Option(name: .long, help: "Directory for downloaded models (default $SWIFTLET_MODELS or ~/.cache/swiftlet/models).")

@@ -20,7 +20,7 @@ import Testing
     /// only sequence `only`, or only rows `window` of the first (at their own rows of q and out).
     static func pagedAttention(
         _ shapes: [SequenceShape], headDim: Int, heads: Int = 6, kvHeads: Int = 2, blockLog2: Int32 = 4, seed: UInt64,
-        only: Int? = nil, window: SequenceShape? = nil
+        only: Int? = nil, window: SequenceShape? = nil, slidingWindow: Int32 = 0
     ) -> (fast: [Float], slow: [Float]) {
         var rng = LCG(state: seed)
         let bs = 1 << Int(blockLog2), kvDim = kvHeads * headDim
@@ -54,9 +54,9 @@ import Testing
                                     blocks: table.baseAddress!)]
             }
             ck_attention(pool, q, &fast, Int32(seqs.count), seqs, k, v, blockLog2, Int32(heads), Int32(kvHeads),
-                         Int32(headDim), scale, &scratch, per)
+                         Int32(headDim), scale, slidingWindow, &scratch, per)
             ck_attention_portable(pool, q, &slow, Int32(seqs.count), seqs, k, v, blockLog2, Int32(heads), Int32(kvHeads),
-                                  Int32(headDim), scale, &scratch, per)
+                                  Int32(headDim), scale, slidingWindow, &scratch, per)
         }
         return (fast, slow)
     }
@@ -66,6 +66,43 @@ import Testing
         let (fast, slow) = Self.pagedAttention([(queries, start)], headDim: headDim, seed: UInt64(headDim * 1000 + start))
         #expect(fast.map(\.bitPattern) == slow.map(\.bitPattern))
         #expect(fast.allSatisfy { $0.isFinite })
+    }
+
+    /// Sliding-window layers: windows shorter than, equal to and longer than the context, starting
+    /// inside a block and on a block boundary, on both paths; chunked prompts still equal whole ones.
+    @Test(arguments: [Int32(1), 5, 16, 37, 64, 400])
+    func slidingWindowAttentionMatchesPortable(window: Int32) {
+        let shapes: [SequenceShape] = [(1, 70), (9, 0), (4, 33), (1, 15)]
+        let (fast, slow) = Self.pagedAttention(shapes, headDim: 256, heads: 4, kvHeads: 1, seed: UInt64(window),
+                                               slidingWindow: window)
+        #expect(fast.map(\.bitPattern) == slow.map(\.bitPattern))
+        #expect(fast.allSatisfy { $0.isFinite })
+        let whole = Self.pagedAttention([(40, 0)], headDim: 64, seed: 5, slidingWindow: window).fast
+        var rows: [Float] = []
+        for (start, count) in [(0, 7), (7, 1), (8, 32)] {
+            let width = 6 * 64
+            let part = Self.pagedAttention([(40, 0)], headDim: 64, seed: 5, window: (count, start), slidingWindow: window).fast
+            rows += part[(start * width)..<((start + count) * width)]
+        }
+        #expect(rows.map(\.bitPattern) == whole.map(\.bitPattern))
+    }
+
+    @Test func gegluMatchesPortableAndTanhGELU() {
+        var rng = LCG(state: 3)
+        let n = 1003
+        var gate = (0..<n).map { _ in rng.next() * 12 }
+        gate[0] = 0; gate[1] = -40; gate[2] = 40; gate[3] = -0.0
+        let up = (0..<n).map { _ in rng.next() * 2 }
+        var fast = [Float](repeating: 0, count: n), slow = fast
+        ck_geglu(gate, up, &fast, Int32(n))
+        ck_geglu_portable(gate, up, &slow, Int32(n))
+        #expect(fast.map(\.bitPattern) == slow.map(\.bitPattern))
+        for i in 0..<n {
+            let g = Double(gate[i])
+            let gelu = 0.5 * g * (1 + tanh((2 / Double.pi).squareRoot() * (g + 0.044715 * g * g * g)))
+            let want = gelu * Double(up[i])
+            #expect(abs(Double(fast[i]) - want) <= 4e-7 * max(1, abs(want)), "\(gate[i])")
+        }
     }
 
     /// Several sequences in one call, blocks of 16 and 4 positions: each row equals the same row

@@ -147,7 +147,8 @@ func dequantize(_ type: Int32, _ q: [UInt8], _ n: Int) -> [Float] {
         }
     }
 
-    @Test func attentionMatchesNaive() {
+    @Test(arguments: [0, 5])
+    func attentionMatchesNaive(window: Int) {
         var rng = SeededRandom(state: 11)
         let heads = 4, kvHeads = 2, hd = 64, start = 9, queries = 3, positions = start + queries
         let q = rng.array(queries * heads * hd)
@@ -165,15 +166,17 @@ func dequantize(_ type: Int32, _ q: [UInt8], _ n: Int) -> [Float] {
             let seq = [ck_attn_seq(n_q: Int32(queries), row0: 0, pos0: Int32(start), blocks: t.baseAddress!)]
             seq.withUnsafeBufferPointer { sp in
                 Ops.attention(pool, q: q, out: &out, sequences: sp, keys: kb, values: vb, blockSizeLog2: 4,
-                              heads: heads, kvHeads: kvHeads, headDim: hd, scale: scale,
+                              heads: heads, kvHeads: kvHeads, headDim: hd, scale: scale, window: window,
                               scratch: &scratch, scratchPerThread: positions + hd + 8)
             }
         }
         for qi in 0..<queries {
             for h in 0..<heads {
                 let kvh = h / (heads / kvHeads), n = start + qi + 1
-                var s = [Double](repeating: 0, count: n)
-                for j in 0..<n {
+                let lo = window > 0 ? max(0, n - window) : 0
+                var s = [Double](repeating: -.infinity, count: n)
+                for j in lo..<n {
+                    s[j] = 0
                     for d in 0..<hd {
                         s[j] += Double(q[(qi * heads + h) * hd + d]) * Double(ck_fp16_to_fp32(k[(j * kvHeads + kvh) * hd + d]))
                     }

@@ -47,7 +47,15 @@ struct FixtureCase: Sendable, CustomTestStringConvertible {
     @Test func fixturesAreLoaded() {
         #expect(FixtureCase.all.count > 50)
         let models = Set(FixtureCase.all.map(\.template))
-        #expect(models == ["smollm2", "llama-3.1", "llama-3.2", "qwen2.5", "mistral-nemo", "gemma-2"])
+        #expect(models == ["smollm2", "llama-3.1", "llama-3.2", "qwen2.5", "mistral-nemo", "gemma-2", "gemma-3", "phi-3"])
+    }
+
+    /// The built-in template for files without one is the fixture jinja2 rendered, byte for byte
+    /// (the multi-line literal ends without the file's last newline).
+    @Test func builtinGemma3IsTheRenderedFixture() throws {
+        #expect(BuiltinTemplates.gemma3 + "\n" == (try FixtureCase.templateSource("gemma-3")))
+        #expect(BuiltinTemplates.source(forArchitecture: "gemma3") != nil)
+        #expect(BuiltinTemplates.source(forArchitecture: "llama") == nil)
     }
 
     @Test(arguments: FixtureCase.all)

@@ -1,4 +1,8 @@
-"""An independent float64 forward pass of the llama architecture in NumPy.
+"""An independent float64 forward pass of the decoder architectures Swiftlet runs, in NumPy.
+
+llama, qwen2 (q/k/v biases, NeoX RoPE), qwen3 (RMSNorm of each q and k head), phi3 (fused QKV and
+gate-up tensors) and gemma3 (scaled embeddings, q/k norms, local and global RoPE bases, sliding windows,
+post-attention and post-FFN norms, GELU with tanh's approximation).
 
 Reads a GGUF file with gguf-py, dequantizes every tensor with `gguf.quants.dequantize` and computes the
 log-probabilities of each next token, teacher-forced, in float64 throughout. It shares no code with
@@ -17,11 +21,14 @@ def _field(reader, key, default=None):
 
 
 class NumpyLlama:
+    ARCHITECTURES = ("llama", "qwen2", "qwen3", "phi3", "gemma3")
+
     def __init__(self, path):
         r = gguf.GGUFReader(path)
         arch = _field(r, "general.architecture")
-        if arch != "llama":
-            raise ValueError(f"unsupported architecture {arch!r} (only llama)")
+        if arch not in self.ARCHITECTURES:
+            raise ValueError(f"unsupported architecture {arch!r} (supported: {', '.join(self.ARCHITECTURES)})")
+        self.arch = arch
         p = arch + "."
         self.n_layer = int(_field(r, p + "block_count"))
         self.n_embd = int(_field(r, p + "embedding_length"))
@@ -29,15 +36,40 @@ class NumpyLlama:
         self.n_head_kv = int(_field(r, p + "attention.head_count_kv", self.n_head))
         self.eps = float(_field(r, p + "attention.layer_norm_rms_epsilon"))
         self.rope_base = float(_field(r, p + "rope.freq_base", 10000.0))
-        self.head_dim = self.n_embd // self.n_head
+        self.head_dim = int(_field(r, p + "attention.key_length", self.n_embd // self.n_head))
         self.rope_dim = int(_field(r, p + "rope.dimension_count", self.head_dim))
+        self.neox = arch != "llama"
         if _field(r, p + "rope.scaling.type") not in (None, "none"):
             raise ValueError("rope scaling is not implemented")
+        # Per layer: RoPE base and sliding window (0: global).
+        self.layer_base = [self.rope_base] * self.n_layer
+        self.layer_window = [0] * self.n_layer
+        self.attn_scale = 1 / np.sqrt(self.head_dim)
+        if arch == "gemma3":
+            window = int(_field(r, p + "attention.sliding_window", 0))
+            if window > 0:
+                pattern = _field(r, p + "attention.sliding_window_pattern", 6)
+                for i in range(self.n_layer):
+                    swa = bool(pattern[i]) if isinstance(pattern, list) else (pattern == 0 or i % pattern < pattern - 1)
+                    if swa:
+                        self.layer_window[i] = window
+                        self.layer_base[i] = float(_field(r, p + "rope.freq_base_swa", 10000.0))
+            if self.n_layer == 62:
+                self.attn_scale = 1 / np.sqrt(self.n_embd // self.n_head)
         w = {}
         for t in r.tensors:
             a = gguf.quants.dequantize(t.data, t.tensor_type)
             # GGUF lists dims innermost first; NumPy's shape is the reverse.
             w[t.name] = np.asarray(a, dtype=np.float64).reshape([int(d) for d in reversed(t.shape)])
+        # Fused tensors (phi3) split into the names the other architectures use.
+        q_dim, kv_dim = self.n_head * self.head_dim, self.n_head_kv * self.head_dim
+        for i in range(self.n_layer):
+            b = f"blk.{i}."
+            if b + "attn_qkv.weight" in w:
+                qkv = w.pop(b + "attn_qkv.weight")
+                w[b + "attn_q.weight"], w[b + "attn_k.weight"], w[b + "attn_v.weight"] = np.split(qkv, [q_dim, q_dim + kv_dim])
+            if b + "ffn_gate.weight" not in w:
+                w[b + "ffn_gate.weight"], w[b + "ffn_up.weight"] = np.split(w[b + "ffn_up.weight"], 2)
         self.w = w
         self.output = w.get("output.weight", w["token_embd.weight"])  # tied embeddings
 
@@ -45,17 +77,32 @@ class NumpyLlama:
     def _rms_norm(x, weight, eps):
         return x / np.sqrt(np.mean(x * x, axis=-1, keepdims=True) + eps) * weight
 
-    def _rope(self, x, positions):
-        # ggml's "normal" rope rotates adjacent pairs (x[2i], x[2i+1]) by pos * base^(-2i/d).
+    def _rope(self, x, positions, base):
+        # ggml's "normal" rope rotates adjacent pairs (x[2i], x[2i+1]) by pos * base^(-2i/d); NeoX rotates
+        # (x[i], x[i + d/2]).
         d = self.rope_dim
-        inv = self.rope_base ** (-np.arange(0, d, 2, dtype=np.float64) / d)
+        inv = base ** (-np.arange(0, d, 2, dtype=np.float64) / d)
         ang = positions[:, None].astype(np.float64) * inv[None, :]  # (n, d/2)
         cos, sin = np.cos(ang)[:, None, :], np.sin(ang)[:, None, :]
         out = x.copy()
-        x0, x1 = x[..., 0:d:2], x[..., 1:d:2]
-        out[..., 0:d:2] = x0 * cos - x1 * sin
-        out[..., 1:d:2] = x0 * sin + x1 * cos
+        if self.neox:
+            x0, x1 = x[..., :d // 2], x[..., d // 2:d]
+            out[..., :d // 2] = x0 * cos - x1 * sin
+            out[..., d // 2:d] = x0 * sin + x1 * cos
+        else:
+            x0, x1 = x[..., 0:d:2], x[..., 1:d:2]
+            out[..., 0:d:2] = x0 * cos - x1 * sin
+            out[..., 1:d:2] = x0 * sin + x1 * cos
         return out
+
+    def _linear(self, h, name):
+        y = self.mm(h, name + ".weight")
+        bias = self.w.get(name + ".bias")
+        return y if bias is None else y + bias
+
+    def _maybe_norm(self, x, name):
+        w = self.w.get(name)
+        return x if w is None else self._rms_norm(x, w, self.eps)
 
     def mm(self, x, name):
         """x @ W.T for weight `name` ("output" for the head). Subclasses round x here (activation_quantization.py)."""
@@ -74,28 +121,40 @@ class NumpyLlama:
         tokens = np.asarray(tokens, dtype=np.int64)
         n, hd, nh, nkv = len(tokens), self.head_dim, self.n_head, self.n_head_kv
         x = self.w["token_embd.weight"][tokens]
+        if self.arch == "gemma3":
+            x = x * np.sqrt(self.n_embd)
         pos = np.arange(n)
-        mask = np.triu(np.full((n, n), -np.inf), k=1)
+        causal = np.triu(np.full((n, n), -np.inf), k=1)
         for i in range(self.n_layer):
             b = f"blk.{i}."
+            mask = causal
+            if self.layer_window[i] > 0:
+                mask = causal + np.tril(np.full((n, n), -np.inf), k=-self.layer_window[i])
             h = self._rms_norm(x, self.w[b + "attn_norm.weight"], self.eps)
-            q = self.mm(h, b + "attn_q.weight").reshape(n, nh, hd)
-            k = self.mm(h, b + "attn_k.weight").reshape(n, nkv, hd)
-            v = self.mm(h, b + "attn_v.weight").reshape(n, nkv, hd)
-            q, k, v = self.round_qkv(self._rope(q, pos), self._rope(k, pos), v)
+            q = self._linear(h, b + "attn_q").reshape(n, nh, hd)
+            k = self._linear(h, b + "attn_k").reshape(n, nkv, hd)
+            v = self._linear(h, b + "attn_v").reshape(n, nkv, hd)
+            q = self._maybe_norm(q, b + "attn_q_norm.weight")
+            k = self._maybe_norm(k, b + "attn_k_norm.weight")
+            base = self.layer_base[i]
+            q, k, v = self.round_qkv(self._rope(q, pos, base), self._rope(k, pos, base), v)
             group = nh // nkv
             k = np.repeat(k, group, axis=1)
             v = np.repeat(v, group, axis=1)
-            s = np.einsum("qhd,khd->hqk", q, k) / np.sqrt(hd) + mask[None]
+            s = np.einsum("qhd,khd->hqk", q, k) * self.attn_scale + mask[None]
             s -= s.max(axis=-1, keepdims=True)
             p = np.exp(s)
             p /= p.sum(axis=-1, keepdims=True)
             a = np.einsum("hqk,khd->qhd", self.round_probs(p), v).reshape(n, nh * hd)
-            x = x + self.mm(a, b + "attn_output.weight")
+            x = x + self._maybe_norm(self._linear(a, b + "attn_output"), b + "post_attention_norm.weight")
             h = self._rms_norm(x, self.w[b + "ffn_norm.weight"], self.eps)
             g = self.mm(h, b + "ffn_gate.weight")
             u = self.mm(h, b + "ffn_up.weight")
-            x = x + self.mm(g / (1 + np.exp(-g)) * u, b + "ffn_down.weight")
+            if self.arch == "gemma3":
+                act = 0.5 * g * (1 + np.tanh(np.sqrt(2 / np.pi) * (g + 0.044715 * g ** 3)))
+            else:
+                act = g / (1 + np.exp(-g))
+            x = x + self._maybe_norm(self.mm(act * u, b + "ffn_down.weight"), b + "post_ffw_norm.weight")
         x = self._rms_norm(x, self.w["output_norm.weight"], self.eps)
         return self.mm(x, "output")
 

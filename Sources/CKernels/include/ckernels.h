@@ -149,11 +149,14 @@ void ck_rope(float *x, int n_heads, int head_dim, int n_rot, int pos, float freq
              const float *freq_factors, int neox);
 // out[i] = silu(gate[i]) * up[i]
 void ck_swiglu(const float *gate, const float *up, float *out, int n);
+// out[i] = gelu(gate[i]) * up[i], gelu with the tanh approximation
+void ck_geglu(const float *gate, const float *up, float *out, int n);
 void ck_add(float *y, const float *x, int n);
 
 // The same over `rows` rows on the pool (serially when there are few): rows of x and y `ld` floats apart.
 void ck_rms_norm_rows(ck_pool *pool, const float *x, const float *w, float *y, int rows, int ld, int n, float eps);
 void ck_swiglu_rows(ck_pool *pool, const float *gate, const float *up, float *out, int rows, int n);
+void ck_geglu_rows(ck_pool *pool, const float *gate, const float *up, float *out, int rows, int n);
 void ck_add_rows(ck_pool *pool, float *y, const float *x, int rows, int n);
 // RoPE on each row's q (n_heads heads) and k (n_kv_heads heads) at positions[row], then k and v of the
 // row converted to f16 at k_cache + slots[row] and v_cache + slots[row].
@@ -174,10 +177,11 @@ typedef struct {
 // is computed whole by one thread in one fixed order, so it does not depend on the batch or the chunk.
 // q, out: [rows][n_head][head_dim] f32. k, v: [block][block size][n_head_kv][head_dim] f16, filled
 // up to each sequence's pos0 + n_q. scratch: pool size * scratch_per_thread floats, at least the
-// longest context + 8 per thread. head_dim <= 256.
+// longest context + 8 per thread. head_dim <= 256. window > 0: a row at position p sees only positions
+// p - window + 1 ... p (sliding-window layers); 0: all up to p.
 void ck_attention(ck_pool *pool, const float *q, float *out, int n_seq, const ck_attn_seq *seqs, const uint16_t *k,
                   const uint16_t *v, int block_size_log2, int n_head, int n_head_kv, int head_dim, float scale,
-                  float *scratch, int scratch_per_thread);
+                  int window, float *scratch, int scratch_per_thread);
 
 // Streaming-read bandwidth in GB/s over a `bytes` buffer split across the pool's threads (best of repeats).
 double ck_stream_read_gbs(ck_pool *pool, size_t bytes, int repeats);
@@ -188,8 +192,9 @@ int ck_has_avx2(void);
 // The portable scalar versions of kernels that match the SIMD ones bit for bit (for tests).
 void ck_attention_portable(ck_pool *pool, const float *q, float *out, int n_seq, const ck_attn_seq *seqs,
                            const uint16_t *k, const uint16_t *v, int block_size_log2, int n_head, int n_head_kv,
-                           int head_dim, float scale, float *scratch, int scratch_per_thread);
+                           int head_dim, float scale, int window, float *scratch, int scratch_per_thread);
 void ck_swiglu_portable(const float *gate, const float *up, float *out, int n);
+void ck_geglu_portable(const float *gate, const float *up, float *out, int n);
 void ck_quantize_row_portable(int type, const float *x, void *y, int n);
 int ck_has_avx512(void);
 

@@ -3,15 +3,17 @@ import Foundation
 import GGUF
 import Kernels
 
-/// The Llama architecture (also Mistral, SmolLM and others exported as `llama`):
-/// RMSNorm → GQA attention with RoPE → residual → RMSNorm → SwiGLU MLP → residual; final norm; output head.
-public final class LlamaModel: LanguageModel, @unchecked Sendable {
+/// The decoder every architecture composes: token embedding (optionally scaled), layers of
+/// pre-norm attention and feed-forward blocks (`DecoderLayer`), final norm, output head. An
+/// architecture's file only reads its config and says which parts it uses (`DecoderSpec`).
+public final class DecoderModel: LanguageModel, @unchecked Sendable {
     public let config: ModelConfig
+    public let spec: DecoderSpec
     let gguf: GGUFFile
     public let pool: ThreadPool
-    let blocks: [Block]
+    let layers: [DecoderLayer]
     let tokenEmbedding: WeightMatrix
-    let outputNorm: [Float]
+    let outputNorm: RMSNorm
     let output: WeightMatrix
     let ropeFreqFactors: [Float]?
     /// Tokens per internal forward chunk: bounds scratch memory for long prompts.
@@ -21,48 +23,55 @@ public final class LlamaModel: LanguageModel, @unchecked Sendable {
     private let fused: [(qkv: FusedMatmul?, gateUp: FusedMatmul?)]
     private let lock = NSLock()
 
-    struct Attention {
-        let q, k, v, o: WeightMatrix
-        let qBias, kBias, vBias, oBias: [Float]?
-    }
-
-    struct MLP {
-        let gate, up, down: WeightMatrix
-    }
-
-    struct Block {
-        let attentionNorm: [Float]
-        let attention: Attention
-        let mlpNorm: [Float]
-        let mlp: MLP
-    }
-
     /// `packWeights`: copy the matrices into the kernels' interleaved layout (faster, same results)
     /// and drop their mapped pages, so resident memory stays about the model's size.
-    public init(gguf: GGUFFile, threads: Int, maxChunk: Int = 512, packWeights: Bool = true) throws {
-        let c = try ModelConfig(gguf: gguf)
+    public init(_ spec: DecoderSpec, gguf: GGUFFile, threads: Int, maxChunk: Int = 512, packWeights: Bool = true) throws {
+        let c = spec.config
+        guard spec.layerRoPE.count == c.layerCount, spec.layerWindow.count == c.layerCount else {
+            throw ModelError.invalidHyperparameter("per-layer RoPE and windows", "\(spec.layerRoPE.count) for \(c.layerCount) layers")
+        }
         self.config = c
+        self.spec = spec
         self.gguf = gguf
         self.maxChunk = maxChunk
-        pool = ThreadPool(threads: threads)
         // Embedding lookups read single rows of the mapped file; only the output head is packed.
         tokenEmbedding = try gguf.weightMatrix("token_embd.weight", columns: c.embeddingLength, rows: c.vocabularySize)
-        outputNorm = try gguf.floatVector("output_norm.weight", count: c.embeddingLength)
+        outputNorm = RMSNorm(weight: try gguf.floatVector("output_norm.weight", count: c.embeddingLength), eps: c.rmsNormEps)
         // Sized first so that all packed matrices share one storage.
         var plain: [String: WeightMatrix] = [:]
         func load(_ name: String, columns: Int, rows: Int) throws {
             plain[name] = try gguf.weightMatrix(name, columns: columns, rows: rows)
         }
+        /// A fused tensor's consecutive row ranges, as matrices named `name#i`.
+        func split(_ name: String, columns: Int, rows: [Int]) throws {
+            let whole = try gguf.weightMatrix(name, columns: columns, rows: rows.reduce(0, +))
+            var first = 0
+            for (i, r) in rows.enumerated() {
+                plain["\(name)#\(i)"] = try whole.rows(first..<first + r)
+                first += r
+            }
+        }
         let outputName = gguf.tensorInfo("output.weight") != nil ? "output.weight" : "token_embd.weight"
         try load(outputName, columns: c.embeddingLength, rows: c.vocabularySize)
+        let qkvNames = spec.fusedQKV ? ["attn_qkv.weight#0", "attn_qkv.weight#1", "attn_qkv.weight#2"]
+            : ["attn_q.weight", "attn_k.weight", "attn_v.weight"]
+        let gateUpNames = spec.fusedGateUp ? ["ffn_up.weight#0", "ffn_up.weight#1"] : ["ffn_gate.weight", "ffn_up.weight"]
         for i in 0..<c.layerCount {
             let p = "blk.\(i)."
-            try load(p + "attn_q.weight", columns: c.embeddingLength, rows: c.qDim)
-            try load(p + "attn_k.weight", columns: c.embeddingLength, rows: c.kvDim)
-            try load(p + "attn_v.weight", columns: c.embeddingLength, rows: c.kvDim)
+            if spec.fusedQKV {
+                try split(p + "attn_qkv.weight", columns: c.embeddingLength, rows: [c.qDim, c.kvDim, c.kvDim])
+            } else {
+                try load(p + qkvNames[0], columns: c.embeddingLength, rows: c.qDim)
+                try load(p + qkvNames[1], columns: c.embeddingLength, rows: c.kvDim)
+                try load(p + qkvNames[2], columns: c.embeddingLength, rows: c.kvDim)
+            }
             try load(p + "attn_output.weight", columns: c.qDim, rows: c.embeddingLength)
-            try load(p + "ffn_gate.weight", columns: c.embeddingLength, rows: c.feedForwardLength)
-            try load(p + "ffn_up.weight", columns: c.embeddingLength, rows: c.feedForwardLength)
+            if spec.fusedGateUp {
+                try split(p + "ffn_up.weight", columns: c.embeddingLength, rows: [c.feedForwardLength, c.feedForwardLength])
+            } else {
+                try load(p + gateUpNames[0], columns: c.embeddingLength, rows: c.feedForwardLength)
+                try load(p + gateUpNames[1], columns: c.embeddingLength, rows: c.feedForwardLength)
+            }
             try load(p + "ffn_down.weight", columns: c.feedForwardLength, rows: c.embeddingLength)
         }
         let packable = packWeights ? plain.values.filter(\.isPackable) : []
@@ -81,39 +90,56 @@ public final class LlamaModel: LanguageModel, @unchecked Sendable {
         func optionalVector(_ name: String, _ n: Int) throws -> [Float]? {
             gguf.tensorInfo(name) == nil ? nil : try gguf.floatVector(name, count: n)
         }
-        var blocks: [Block] = []
+        func norm(_ name: String, _ n: Int) throws -> RMSNorm {
+            RMSNorm(weight: try gguf.floatVector(name, count: n), eps: c.rmsNormEps)
+        }
+        func optionalNorm(_ name: String, _ n: Int) throws -> RMSNorm? {
+            try optionalVector(name, n).map { RMSNorm(weight: $0, eps: c.rmsNormEps) }
+        }
+        var layers: [DecoderLayer] = []
         for i in 0..<c.layerCount {
             let p = "blk.\(i)."
+            var qkvBias: [[Float]?] = [nil, nil, nil]
+            if spec.fusedQKV {
+                if let b = try optionalVector(p + "attn_qkv.bias", c.qDim + 2 * c.kvDim) {
+                    qkvBias = [Array(b[..<c.qDim]), Array(b[c.qDim..<(c.qDim + c.kvDim)]), Array(b[(c.qDim + c.kvDim)...])]
+                }
+            } else {
+                qkvBias = [try optionalVector(p + "attn_q.bias", c.qDim), try optionalVector(p + "attn_k.bias", c.kvDim),
+                           try optionalVector(p + "attn_v.bias", c.kvDim)]
+            }
             let attention = Attention(
-                q: matrix(p + "attn_q.weight"),
-                k: matrix(p + "attn_k.weight"),
-                v: matrix(p + "attn_v.weight"),
-                o: matrix(p + "attn_output.weight"),
-                qBias: try optionalVector(p + "attn_q.bias", c.qDim),
-                kBias: try optionalVector(p + "attn_k.bias", c.kvDim),
-                vBias: try optionalVector(p + "attn_v.bias", c.kvDim),
-                oBias: try optionalVector(p + "attn_output.bias", c.embeddingLength))
-            let mlp = MLP(
-                gate: matrix(p + "ffn_gate.weight"),
-                up: matrix(p + "ffn_up.weight"),
-                down: matrix(p + "ffn_down.weight"))
-            blocks.append(Block(
-                attentionNorm: try gguf.floatVector(p + "attn_norm.weight", count: c.embeddingLength),
+                q: Linear(weight: matrix(p + qkvNames[0]), bias: qkvBias[0]),
+                k: Linear(weight: matrix(p + qkvNames[1]), bias: qkvBias[1]),
+                v: Linear(weight: matrix(p + qkvNames[2]), bias: qkvBias[2]),
+                o: Linear(weight: matrix(p + "attn_output.weight"),
+                          bias: try optionalVector(p + "attn_output.bias", c.embeddingLength)),
+                qNorm: try optionalNorm(p + "attn_q_norm.weight", c.headDim),
+                kNorm: try optionalNorm(p + "attn_k_norm.weight", c.headDim),
+                rope: spec.layerRoPE[i], window: spec.layerWindow[i])
+            let ffn = FeedForward(
+                gate: matrix(p + gateUpNames[0]), up: matrix(p + gateUpNames[1]), down: matrix(p + "ffn_down.weight"),
+                activation: spec.activation)
+            layers.append(DecoderLayer(
+                attentionNorm: try norm(p + "attn_norm.weight", c.embeddingLength),
                 attention: attention,
-                mlpNorm: try gguf.floatVector(p + "ffn_norm.weight", count: c.embeddingLength),
-                mlp: mlp))
+                postAttentionNorm: try optionalNorm(p + "post_attention_norm.weight", c.embeddingLength),
+                feedForwardNorm: try norm(p + "ffn_norm.weight", c.embeddingLength),
+                feedForward: ffn,
+                postFeedForwardNorm: try optionalNorm(p + "post_ffw_norm.weight", c.embeddingLength)))
         }
-        self.blocks = blocks
-        let activationBytes = max(
-            [blocks[0].attention.q, blocks[0].attention.o, blocks[0].mlp.down, output].map(\.activationRowBytes).max()!,
-            c.feedForwardLength * 4)
+        self.layers = layers
+        pool = ThreadPool(threads: threads)
+        let inputs = layers.flatMap { l in [l.attention.q.weight, l.attention.o.weight, l.feedForward.gate, l.feedForward.down] }
+        let activationBytes = max((inputs + [output]).map(\.activationRowBytes).max()!, c.feedForwardLength * 4)
         let scratch = Scratch(config: c, maxTokens: maxChunk, threads: pool.threadCount, activationBytes: activationBytes)
         self.scratch = scratch
-        fused = blocks.map { b in
-            (FusedMatmul([b.attention.q, b.attention.k, b.attention.v], outputs: [scratch.q, scratch.k, scratch.v],
-                         ldys: [c.qDim, c.kvDim, c.kvDim]),
-             FusedMatmul([b.mlp.gate, b.mlp.up], outputs: [scratch.gate, scratch.up],
-                         ldys: [c.feedForwardLength, c.feedForwardLength]))
+        fused = layers.map { l in
+            let a = l.attention, f = l.feedForward
+            return (FusedMatmul([a.q.weight, a.k.weight, a.v.weight], outputs: [scratch.q, scratch.k, scratch.v],
+                                ldys: [c.qDim, c.kvDim, c.kvDim]),
+                    FusedMatmul([f.gate, f.up], outputs: [scratch.gate, scratch.up],
+                                ldys: [c.feedForwardLength, c.feedForwardLength]))
         }
     }
 
@@ -230,70 +256,71 @@ public final class LlamaModel: LanguageModel, @unchecked Sendable {
         s.ensureAttentionCapacity(longest, threads: pool.threadCount, headDim: c.headDim)
 
         for (i, t) in tokens.enumerated() { tokenEmbedding.dequantizeRow(t, into: x + i * dim) }
-        let scale = 1 / Float(c.headDim).squareRoot()
+        if let e = spec.embeddingScale {
+            for i in 0..<(n * dim) { x[i] *= e }
+        }
 
-        for (layer, b) in blocks.enumerated() {
-            let a = b.attention
-            b.attentionNorm.withUnsafeBufferPointer { w in
-                Ops.rmsNorm(pool, x, weight: w.baseAddress!, out: xn, rows: n, ld: dim, count: dim, eps: c.rmsNormEps)
-            }
-            Ops.quantizeActivations(pool, for: a.q, x: xn, ldx: dim, count: n, out: quant)
+        for (layer, l) in layers.enumerated() {
+            let a = l.attention
+            l.attentionNorm(pool, x, out: xn, rows: n, ld: dim)
+            Ops.quantizeActivations(pool, for: a.q.weight, x: xn, ldx: dim, count: n, out: quant)
             if let qkv = fused[layer].qkv {
                 qkv.run(pool, quantized: quant, count: n)
-                Ops.prefetch(pool, a.o)
+                Ops.prefetch(pool, a.o.weight)
+                a.q.addBias(q, count: n, ld: qDim)
+                a.k.addBias(k, count: n, ld: kvDim)
+                a.v.addBias(v, count: n, ld: kvDim)
             } else {
-                Ops.matmul(pool, a.q, quantized: quant, count: n, y: q, ldy: qDim)
-                Ops.quantizeActivations(pool, for: a.k, x: xn, ldx: dim, count: n, out: quant)
-                Ops.matmul(pool, a.k, quantized: quant, count: n, y: k, ldy: kvDim)
-                Ops.quantizeActivations(pool, for: a.v, x: xn, ldx: dim, count: n, out: quant)
-                Ops.matmul(pool, a.v, quantized: quant, count: n, y: v, ldy: kvDim)
+                a.q(pool, quantized: quant, count: n, y: q, ldy: qDim)
+                Ops.quantizeActivations(pool, for: a.k.weight, x: xn, ldx: dim, count: n, out: quant)
+                a.k(pool, quantized: quant, count: n, y: k, ldy: kvDim)
+                Ops.quantizeActivations(pool, for: a.v.weight, x: xn, ldx: dim, count: n, out: quant)
+                a.v(pool, quantized: quant, count: n, y: v, ldy: kvDim)
             }
-            addBias(a.qBias, q, n, qDim)
-            addBias(a.kBias, k, n, kvDim)
-            addBias(a.vBias, v, n, kvDim)
+            a.qNorm?(pool, q, out: q, rows: n * c.headCount, ld: c.headDim)
+            a.kNorm?(pool, k, out: k, rows: n * c.kvHeadCount, ld: c.headDim)
 
             let keys = storage.keyLayer(layer), values = storage.valueLayer(layer)
             withFreqFactors { ff in
                 Ops.ropeAndStore(pool, q: q, qStride: qDim, k: k, v: v, kvStride: kvDim, rows: n, positions: s.positions,
                                  slots: s.slots, keys: keys, values: values, heads: c.headCount, kvHeads: c.kvHeadCount,
-                                 headDim: c.headDim, ropeDim: c.ropeDim, freqBase: c.ropeFreqBase,
-                                 freqScale: c.ropeFreqScale, freqFactors: ff, neox: c.ropeNeox)
+                                 headDim: c.headDim, ropeDim: a.rope.dimensions, freqBase: a.rope.base,
+                                 freqScale: a.rope.scale, freqFactors: ff, neox: a.rope.neox)
             }
             Ops.attention(pool, q: q, out: att, sequences: UnsafeBufferPointer(start: s.attentionSequences, count: sequences.count),
                           keys: keys, values: values, blockSizeLog2: storage.blockSizeLog2,
-                          heads: c.headCount, kvHeads: c.kvHeadCount, headDim: c.headDim, scale: scale,
-                          scratch: s.attentionScratch, scratchPerThread: s.attentionScratchPerThread)
-            Ops.quantizeActivations(pool, for: a.o, x: att, ldx: qDim, count: n, out: quant)
-            Ops.matmul(pool, a.o, quantized: quant, count: n, y: tmp, ldy: dim)
+                          heads: c.headCount, kvHeads: c.kvHeadCount, headDim: c.headDim, scale: spec.attentionScale,
+                          window: a.window, scratch: s.attentionScratch, scratchPerThread: s.attentionScratchPerThread)
+            Ops.quantizeActivations(pool, for: a.o.weight, x: att, ldx: qDim, count: n, out: quant)
+            a.o(pool, quantized: quant, count: n, y: tmp, ldy: dim)
             fused[layer].gateUp?.prefetch(pool)
-            addBias(a.oBias, tmp, n, dim)
+            l.postAttentionNorm?(pool, tmp, out: tmp, rows: n, ld: dim)
             Ops.add(pool, x, tmp, rows: n, count: dim)
 
-            let m = b.mlp
-            b.mlpNorm.withUnsafeBufferPointer { w in
-                Ops.rmsNorm(pool, x, weight: w.baseAddress!, out: xn, rows: n, ld: dim, count: dim, eps: c.rmsNormEps)
-            }
-            Ops.quantizeActivations(pool, for: m.gate, x: xn, ldx: dim, count: n, out: quant)
+            let f = l.feedForward
+            l.feedForwardNorm(pool, x, out: xn, rows: n, ld: dim)
+            Ops.quantizeActivations(pool, for: f.gate, x: xn, ldx: dim, count: n, out: quant)
             if let gateUp = fused[layer].gateUp {
                 gateUp.run(pool, quantized: quant, count: n)
-                Ops.prefetch(pool, m.down)
+                Ops.prefetch(pool, f.down)
             } else {
-                Ops.matmul(pool, m.gate, quantized: quant, count: n, y: gate, ldy: ff)
-                Ops.quantizeActivations(pool, for: m.up, x: xn, ldx: dim, count: n, out: quant)
-                Ops.matmul(pool, m.up, quantized: quant, count: n, y: up, ldy: ff)
+                Ops.matmul(pool, f.gate, quantized: quant, count: n, y: gate, ldy: ff)
+                Ops.quantizeActivations(pool, for: f.up, x: xn, ldx: dim, count: n, out: quant)
+                Ops.matmul(pool, f.up, quantized: quant, count: n, y: up, ldy: ff)
             }
-            Ops.swiglu(pool, gate: gate, up: up, out: gate, rows: n, count: ff)
-            Ops.quantizeActivations(pool, for: m.down, x: gate, ldx: ff, count: n, out: quant)
-            Ops.matmul(pool, m.down, quantized: quant, count: n, y: tmp, ldy: dim)
-            if layer + 1 < blocks.count { fused[layer + 1].qkv?.prefetch(pool) } else { Ops.prefetch(pool, output) }
+            f.activate(pool, gate: gate, up: up, rows: n)
+            Ops.quantizeActivations(pool, for: f.down, x: gate, ldx: ff, count: n, out: quant)
+            Ops.matmul(pool, f.down, quantized: quant, count: n, y: tmp, ldy: dim)
+            if layer + 1 < layers.count { fused[layer + 1].qkv?.prefetch(pool) } else { Ops.prefetch(pool, output) }
+            l.postFeedForwardNorm?(pool, tmp, out: tmp, rows: n, ld: dim)
             Ops.add(pool, x, tmp, rows: n, count: dim)
         }
 
         // Logits: the wanted rows, normalised side by side, through the output head in one matmul.
         var rows = 0
-        outputNorm.withUnsafeBufferPointer { w in
+        outputNorm.weight.withUnsafeBufferPointer { w in
             func take(_ r: Int) {
-                Ops.rmsNorm(x + r * dim, weight: w.baseAddress!, out: xn + rows * dim, count: dim, eps: c.rmsNormEps)
+                Ops.rmsNorm(x + r * dim, weight: w.baseAddress!, out: xn + rows * dim, count: dim, eps: outputNorm.eps)
                 rows += 1
             }
             var end = 0
@@ -310,14 +337,6 @@ public final class LlamaModel: LanguageModel, @unchecked Sendable {
     @inline(__always)
     private func withFreqFactors(_ body: (UnsafePointer<Float>?) -> Void) {
         if let f = ropeFreqFactors { f.withUnsafeBufferPointer { body($0.baseAddress) } } else { body(nil) }
-    }
-
-    @inline(__always)
-    private func addBias(_ bias: [Float]?, _ y: UnsafeMutablePointer<Float>, _ n: Int, _ width: Int) {
-        guard let bias else { return }
-        bias.withUnsafeBufferPointer { b in
-            for i in 0..<n { Ops.add(y + i * width, b.baseAddress!, count: width) }
-        }
     }
 }
 

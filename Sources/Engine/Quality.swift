@@ -56,6 +56,8 @@ public struct QualityFixture: Codable, Sendable {
     public var modelSHA256: String?
     /// The llama.cpp build that made it.
     public var reference: String
+    /// How the exact run was computed (llama.cpp on F32 weights, or the float64 NumPy pass).
+    public var exactMethod: String?
     public var passages: [Passage]
 
     public init(model: String, modelSHA256: String? = nil, reference: String, passages: [Passage]) {
@@ -68,6 +70,7 @@ public struct QualityFixture: Codable, Sendable {
     enum CodingKeys: String, CodingKey {
         case model, reference, passages
         case modelSHA256 = "model_sha256"
+        case exactMethod = "exact_method"
     }
 
     public static func load(path: String) throws -> QualityFixture {

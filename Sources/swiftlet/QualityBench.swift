@@ -51,7 +51,8 @@ struct QualityBench {
         }
         func row(_ name: String, _ f: (QualityMetrics) -> String) -> String { line(name, [s, l, e].map(f)) }
         var out = "\(report.model): closeness to exact arithmetic on \(s.tokens) tokens in \(report.passages) passages\n"
-        out += "(exact: the dequantized weights in f32 with an f32 KV cache; llama.cpp: \(report.reference) on the quantized file)\n"
+        out += "(exact: \(fixture.exactMethod ?? "the dequantized weights in f32 with an f32 KV cache"); "
+            + "llama.cpp: \(report.reference) on the quantized file)\n"
         out += line("", ["Swiftlet", "llama.cpp", "exact"])
         out += row("mean |ΔNLL| (nats/token)") { String(format: "%.4f", $0.meanAbsDeltaNLL) }
         out += row("top-1 agreement") { String(format: "%.2f%%", $0.top1Agreement * 100) }

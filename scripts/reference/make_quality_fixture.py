@@ -60,13 +60,15 @@ def llama_logprobs(llm, tokens):
     return log_softmax(np.array(llm.scores[:len(tokens)], dtype=np.float32).astype(np.float64))
 
 
-def passages(llm):
-    """Corpus files in name order; a file longer than MAX_PASSAGE tokens is cut at paragraph breaks."""
+def passages(llm, join=False):
+    """Corpus files in name order; a file longer than MAX_PASSAGE tokens is cut at paragraph breaks.
+    join: the whole corpus as one text (cut the same way), for passages longer than a sliding window."""
     out = []
-    for name in sorted(os.listdir(CORPUS)):
-        if not name.endswith(".txt"):
-            continue
-        text = open(os.path.join(CORPUS, name), encoding="utf-8").read()
+    files = [n for n in sorted(os.listdir(CORPUS)) if n.endswith(".txt")]
+    texts = [(n, open(os.path.join(CORPUS, n), encoding="utf-8").read()) for n in files]
+    if join:
+        texts = [("corpus.txt", "\n\n".join(t for _, t in texts))]
+    for name, text in texts:
         pieces = [text]
         while True:
             long = [p for p in pieces if len(tokenize(llm, p)) > MAX_PASSAGE]
@@ -95,22 +97,26 @@ def r(x):
 
 
 def main():
+    global MAX_PASSAGE
     ap = argparse.ArgumentParser()
     ap.add_argument("model")
     ap.add_argument("out")
     ap.add_argument("--f32", help="where to write the F32 GGUF (default: next to OUT, deleted after)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--skip-numpy", action="store_true", help="skip check (b)")
+    ap.add_argument("--max-passage", type=int, default=512, help="longest passage in tokens")
+    ap.add_argument("--join", action="store_true", help="cut the corpus joined into one text (long passages)")
     ap.add_argument("--numpy-exact", action="store_true",
                     help="take (b), the float64 NumPy pass, as exact and (a) as its check: for architectures where "
                          "llama.cpp's F32 path still rounds (gemma3's GELU reads an f16 table)")
     args = ap.parse_args()
+    MAX_PASSAGE = args.max_passage
 
     f32 = args.f32 or args.out + ".f32.gguf"
     if not os.path.exists(f32):
         make_f32(args.model, f32)
     exact_llm = load(f32, args.threads, f32_cache=True)
-    texts = passages(exact_llm)
+    texts = passages(exact_llm, join=args.join)
     tokens = [tokenize(exact_llm, t) for _, t in texts]
     print(f"{len(texts)} passages, {sum(map(len, tokens))} tokens", file=sys.stderr)
     exact = [llama_logprobs(exact_llm, t) for t in tokens]

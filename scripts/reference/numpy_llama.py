@@ -82,6 +82,8 @@ class NumpyLlama:
         # (x[i], x[i + d/2]).
         d = self.rope_dim
         inv = base ** (-np.arange(0, d, 2, dtype=np.float64) / d)
+        if "rope_freqs.weight" in self.w:  # Llama 3's scaling: a divisor per frequency
+            inv = inv / self.w["rope_freqs.weight"]
         ang = positions[:, None].astype(np.float64) * inv[None, :]  # (n, d/2)
         cos, sin = np.cos(ang)[:, None, :], np.sin(ang)[:, None, :]
         out = x.copy()

@@ -29,8 +29,10 @@ def model_args():
 class Server:
     """A running `swiftlet serve`: its base URL, and its stderr log as lines."""
 
-    def __init__(self, *extra_args, api_key=None):
-        args = [BIN, "serve", "--host", "127.0.0.1", "--port", "0", "--threads", THREADS, *model_args(), *extra_args]
+    def __init__(self, *extra_args, api_key=None, model=None):
+        """model: a known name or path instead of the default test model."""
+        chosen = ["--model", model] if model else model_args()
+        args = [BIN, "serve", "--host", "127.0.0.1", "--port", "0", "--threads", THREADS, *chosen, *extra_args]
         if api_key:
             args += ["--api-key", api_key]
         env = {k: v for k, v in os.environ.items() if k != "SWIFTLET_API_KEY"}

@@ -63,15 +63,15 @@ static void dq_q8_0(const void *vx, float *y, int n) {
     }
 }
 
-static const int8_t iq4nl_values[16] = { -127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113 };
+const int8_t ck_iq4nl_values[16] = { -127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113 };
 
 static void dq_iq4_nl(const void *vx, float *y, int n) {
     const uint8_t *b = vx;
     for (int i = 0; i < n / QK; i++, b += 18) {
         const float d = h2f(b);
         for (int j = 0; j < QK / 2; j++) {
-            y[i * QK + j] = d * (float)iq4nl_values[b[2 + j] & 0x0F];
-            y[i * QK + j + QK / 2] = d * (float)iq4nl_values[b[2 + j] >> 4];
+            y[i * QK + j] = d * (float)ck_iq4nl_values[b[2 + j] & 0x0F];
+            y[i * QK + j + QK / 2] = d * (float)ck_iq4nl_values[b[2 + j] >> 4];
         }
     }
 }
@@ -168,14 +168,14 @@ static const ck_type_traits table[] = {
     { CK_TYPE_Q4_0, "Q4_0", QK, 18, 1, dq_q4_0 },
     { CK_TYPE_Q4_1, "Q4_1", QK, 20, 1, dq_q4_1 },
     { CK_TYPE_Q5_0, "Q5_0", QK, 22, 1, dq_q5_0 },
-    { CK_TYPE_Q5_1, "Q5_1", QK, 24, 0, dq_q5_1 },
+    { CK_TYPE_Q5_1, "Q5_1", QK, 24, 1, dq_q5_1 },
     { CK_TYPE_Q8_0, "Q8_0", QK, 34, 1, dq_q8_0 },
     { CK_TYPE_Q2_K, "Q2_K", QK_K, 84, 0, dq_q2_k },
     { CK_TYPE_Q3_K, "Q3_K", QK_K, 110, 0, dq_q3_k },
     { CK_TYPE_Q4_K, "Q4_K", QK_K, 144, 1, dq_q4_k },
     { CK_TYPE_Q5_K, "Q5_K", QK_K, 176, 1, dq_q5_k },
     { CK_TYPE_Q6_K, "Q6_K", QK_K, 210, 1, dq_q6_k },
-    { CK_TYPE_IQ4_NL, "IQ4_NL", QK, 18, 0, dq_iq4_nl },
+    { CK_TYPE_IQ4_NL, "IQ4_NL", QK, 18, 1, dq_iq4_nl },
     { CK_TYPE_A8, "A8", QK, sizeof(block_a8), 2, dq_a8 },
     { CK_TYPE_A16, "A16", QK, sizeof(block_a16), 2, dq_a16 },
 };

@@ -29,6 +29,11 @@ _Static_assert(sizeof(block_q8_0x8) == 8 * 34, "q8_0x8 size");
 // Q5_0: the 8 rows' scales, their 32-bit masks of fifth bits, then the nibbles as for Q4_0.
 typedef struct { uint16_t d[8]; uint32_t qh[8]; uint8_t qs[4][8][4]; } block_q5_0x8;
 _Static_assert(sizeof(block_q5_0x8) == 8 * 22, "q5_0x8 size");
+// Q5_1: Q5_0's layout with the 8 rows' minimums after their scales.
+typedef struct { uint16_t d[8]; uint16_t m[8]; uint32_t qh[8]; uint8_t qs[4][8][4]; } block_q5_1x8;
+_Static_assert(sizeof(block_q5_1x8) == 8 * 24, "q5_1x8 size");
+// IQ4_NL packs as Q4_0 (same block: an f16 scale and 16 bytes of nibbles); its nibbles index this table.
+extern const int8_t ck_iq4nl_values[16];
 // Q4_K super-blocks of 8 rows: their d and dmin, their 12 scale bytes transposed (byte b of row r at
 // sc[b][r]), and per pair of sub-blocks the quant bytes dealt 4 at a time as above (low nibbles:
 // sub-block 2p, high nibbles: 2p + 1).

@@ -34,6 +34,8 @@ int ck_packed_type(int wt) {
     case CK_TYPE_Q4_1: return CK_TYPE_Q4_1_X8;
     case CK_TYPE_Q8_0: return CK_TYPE_Q8_0_X8;
     case CK_TYPE_Q5_0: return CK_TYPE_Q5_0_X8;
+    case CK_TYPE_Q5_1: return CK_TYPE_Q5_1_X8;
+    case CK_TYPE_IQ4_NL: return CK_TYPE_IQ4_NL_X8;
     case CK_TYPE_Q4_K: return CK_TYPE_Q4_K_X8;
     case CK_TYPE_Q5_K: return CK_TYPE_Q5_K_X8;
     case CK_TYPE_Q6_K: return CK_TYPE_Q6_K_X8;
@@ -59,7 +61,7 @@ void ck_pack_rows(int wt, const void *w, size_t w_stride, int rows, int k, void 
                 }
             break;
         }
-        case CK_TYPE_Q4_0: {
+        case CK_TYPE_Q4_0: case CK_TYPE_IQ4_NL: {
             block_q4_0x8 *dst = (block_q4_0x8 *)out + (size_t)g * nb;
             for (int i = 0; i < nb; i++)
                 for (int r = 0; r < 8; r++) {
@@ -77,6 +79,18 @@ void ck_pack_rows(int wt, const void *w, size_t w_stride, int rows, int k, void 
                     memcpy(&dst[i].d[r], b, 2);
                     memcpy(&dst[i].qh[r], b + 2, 4);
                     for (int t = 0; t < 4; t++) memcpy(dst[i].qs[t][r], b + 6 + 4 * t, 4);
+                }
+            break;
+        }
+        case CK_TYPE_Q5_1: {
+            block_q5_1x8 *dst = (block_q5_1x8 *)out + (size_t)g * nb;
+            for (int i = 0; i < nb; i++)
+                for (int r = 0; r < 8; r++) {
+                    const uint8_t *b = (const uint8_t *)(src + (size_t)r * w_stride) + (size_t)i * 24;
+                    memcpy(&dst[i].d[r], b, 2);
+                    memcpy(&dst[i].m[r], b + 2, 2);
+                    memcpy(&dst[i].qh[r], b + 4, 4);
+                    for (int t = 0; t < 4; t++) memcpy(dst[i].qs[t][r], b + 8 + 4 * t, 4);
                 }
             break;
         }
@@ -149,7 +163,7 @@ void ck_unpack_row(int pt, const void *packed, int k, int row, void *out) {
         }
         return;
     }
-    case CK_TYPE_Q4_0_X8: {
+    case CK_TYPE_Q4_0_X8: case CK_TYPE_IQ4_NL_X8: {
         const block_q4_0x8 *src = (const block_q4_0x8 *)packed + (size_t)g * nb;
         block_q4_0 *dst = out;
         for (int i = 0; i < nb; i++) {
@@ -165,6 +179,17 @@ void ck_unpack_row(int pt, const void *packed, int k, int row, void *out) {
             memcpy(dst, &src[i].d[r], 2);
             memcpy(dst + 2, &src[i].qh[r], 4);
             for (int t = 0; t < 4; t++) memcpy(dst + 6 + 4 * t, src[i].qs[t][r], 4);
+        }
+        return;
+    }
+    case CK_TYPE_Q5_1_X8: {
+        const block_q5_1x8 *src = (const block_q5_1x8 *)packed + (size_t)g * nb;
+        uint8_t *dst = out;
+        for (int i = 0; i < nb; i++, dst += 24) {
+            memcpy(dst, &src[i].d[r], 2);
+            memcpy(dst + 2, &src[i].m[r], 2);
+            memcpy(dst + 4, &src[i].qh[r], 4);
+            for (int t = 0; t < 4; t++) memcpy(dst + 8 + 4 * t, src[i].qs[t][r], 4);
         }
         return;
     }

@@ -39,12 +39,18 @@ TILE __m256i NAME(bcast4)(const int8_t *p) {
         _mm256_add_epi32(a_, b_);                                                                      \
     })
 
-// WT: CK_TYPE_Q4_0, Q4_1 or Q8_0 (the packed group's base type); A16: 16-bit activations.
+// WT: the packed group's base type (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL); A16: 16-bit activations.
+// IQ4_NL's nibbles become their table values + 128 and then run as Q8_0's stored bytes.
 TILE void NAME(tile)(const int WT, const int A16, int nb, const uint8_t *w, const char *const *x, float *const *y,
                      const int NC) {
-    const size_t wbytes = WT == CK_TYPE_Q4_1 ? sizeof(block_q4_1x8) : WT == CK_TYPE_Q4_0 ? sizeof(block_q4_0x8)
-                        : WT == CK_TYPE_Q5_0 ? sizeof(block_q5_0x8) : sizeof(block_q8_0x8);
-    const size_t qoff = WT == CK_TYPE_Q4_1 ? 32 : WT == CK_TYPE_Q5_0 ? 48 : 16;
+    const int MIN = WT == CK_TYPE_Q4_1 || WT == CK_TYPE_Q5_1, FIVE = WT == CK_TYPE_Q5_0 || WT == CK_TYPE_Q5_1;
+    const int SIGNED = WT == CK_TYPE_Q8_0 || WT == CK_TYPE_IQ4_NL;
+    const size_t wbytes = WT == CK_TYPE_Q4_1 ? sizeof(block_q4_1x8)
+                        : WT == CK_TYPE_Q4_0 || WT == CK_TYPE_IQ4_NL ? sizeof(block_q4_0x8)
+                        : WT == CK_TYPE_Q5_0 ? sizeof(block_q5_0x8) : WT == CK_TYPE_Q5_1 ? sizeof(block_q5_1x8)
+                        : sizeof(block_q8_0x8);
+    const size_t qoff = WT == CK_TYPE_Q4_1 ? 32 : WT == CK_TYPE_Q5_0 ? 48 : WT == CK_TYPE_Q5_1 ? 64 : 16;
+    const size_t qhoff = WT == CK_TYPE_Q5_1 ? 32 : 16;
     const size_t xbytes = A16 ? sizeof(block_a16) : sizeof(block_a8);
     __m256 acc[MAX_COLS], sm[MAX_COLS];
     for (int c = 0; c < NC; c++) acc[c] = sm[c] = _mm256_setzero_ps();
@@ -53,7 +59,7 @@ TILE void NAME(tile)(const int WT, const int A16, int nb, const uint8_t *w, cons
         const uint8_t *b = w + (size_t)i * wbytes;
         NAME(prefetch_ahead)(b, (int)wbytes);
         const __m256 d8 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)b));
-        const __m256 m8 = WT == CK_TYPE_Q4_1 ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(b + 16))) : d8;
+        const __m256 m8 = MIN ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(b + 16))) : d8;
         __m256i u[8];
         if (WT == CK_TYPE_Q8_0) {
             for (int j = 0; j < 8; j++) u[j] = _mm256_loadu_si256((const __m256i *)(b + qoff + 32 * j));
@@ -63,9 +69,14 @@ TILE void NAME(tile)(const int WT, const int A16, int nb, const uint8_t *w, cons
                 u[t] = _mm256_and_si256(v, low);
                 u[4 + t] = _mm256_and_si256(_mm256_srli_epi16(v, 4), low);
             }
-            if (WT == CK_TYPE_Q5_0) {
+            if (WT == CK_TYPE_IQ4_NL) {
+                const __m256i table = _mm256_setr_epi8(1, 24, 45, 63, 79, 93, 106, 118, -127, -115, -103, -90, -75, -59, -39, -15,
+                                                       1, 24, 45, 63, 79, 93, 106, 118, -127, -115, -103, -90, -75, -59, -39, -15);
+                for (int j = 0; j < 8; j++) u[j] = _mm256_shuffle_epi8(table, u[j]);
+            }
+            if (FIVE) {
                 // Fifth bits: bit e of row r's mask is element e's; spread 4 of them over 4 bytes.
-                const __m256i qh = _mm256_loadu_si256((const __m256i *)(b + 16));
+                const __m256i qh = _mm256_loadu_si256((const __m256i *)(b + qhoff));
                 const __m256i spread = _mm256_setr_epi8(0, 0, 0, 0, 4, 4, 4, 4, 8, 8, 8, 8, 12, 12, 12, 12,
                                                         0, 0, 0, 0, 4, 4, 4, 4, 8, 8, 8, 8, 12, 12, 12, 12);
                 const __m256i bits = _mm256_set1_epi32(0x08040201), five = _mm256_set1_epi8(0x10);
@@ -82,7 +93,7 @@ TILE void NAME(tile)(const int WT, const int A16, int nb, const uint8_t *w, cons
             const int32_t sum = ((const int32_t *)xb)[2];
             const int8_t *q = (const int8_t *)(xb + 16);
             __m256i isum;
-            if (WT == CK_TYPE_Q8_0) {
+            if (SIGNED) {
                 isum = BLOCK_DOT(DOT4_Q8, u, q);
                 if (A16) isum = _mm256_add_epi32(_mm256_slli_epi32(isum, 8), BLOCK_DOT(DOT4_Q8, u, q + QK));
                 if (Q8_CORR) isum = _mm256_sub_epi32(isum, _mm256_set1_epi32(128 * sum));
@@ -93,11 +104,11 @@ TILE void NAME(tile)(const int WT, const int A16, int nb, const uint8_t *w, cons
                 if (WT == CK_TYPE_Q5_0) isum = _mm256_sub_epi32(isum, _mm256_set1_epi32(16 * sum));
             }
             acc[c] = _mm256_fmadd_ps(_mm256_mul_ps(d8, _mm256_set1_ps(dx)), _mm256_cvtepi32_ps(isum), acc[c]);
-            if (WT == CK_TYPE_Q4_1) sm[c] = _mm256_fmadd_ps(m8, _mm256_set1_ps(sx), sm[c]);
+            if (MIN) sm[c] = _mm256_fmadd_ps(m8, _mm256_set1_ps(sx), sm[c]);
         }
     }
     for (int c = 0; c < NC; c++)
-        _mm256_storeu_ps(y[c], WT == CK_TYPE_Q4_1 ? _mm256_add_ps(acc[c], sm[c]) : acc[c]);
+        _mm256_storeu_ps(y[c], MIN ? _mm256_add_ps(acc[c], sm[c]) : acc[c]);
 }
 // Q4_K and Q5_K: per super-block the 8 sub-blocks' 6-bit scales and mins of the 8 rows as floats
 // (d * sc, dmin * m), then each sub-block as a Q4_1 block with those (Q5_K: plus bit j of each
@@ -266,6 +277,8 @@ TARGET static void NAME(group)(int pt, int vt, int nb, const void *w, const char
     case CK_TYPE_Q4_0_X8: PLAIN(CK_TYPE_Q4_0); break;
     case CK_TYPE_Q8_0_X8: PLAIN(CK_TYPE_Q8_0); break;
     case CK_TYPE_Q5_0_X8: PLAIN(CK_TYPE_Q5_0); break;
+    case CK_TYPE_Q5_1_X8: PLAIN(CK_TYPE_Q5_1); break;
+    case CK_TYPE_IQ4_NL_X8: PLAIN(CK_TYPE_IQ4_NL); break;
     case CK_TYPE_Q4_K_X8: KQUANT(q4k_tiles); break;
     case CK_TYPE_Q5_K_X8: KQUANT(q5k_tiles); break;
     case CK_TYPE_Q6_K_X8: KQUANT(q6k_tiles); break;

@@ -28,7 +28,8 @@ void ck_set_activation_bits(int bits) { atomic_store(&activation_bits, bits == 8
 
 int ck_vec_dot_type(int wt) {
     switch (ck_base_type(wt)) {
-    case CK_TYPE_Q4_0: case CK_TYPE_Q4_1: case CK_TYPE_Q5_0: case CK_TYPE_Q8_0: case CK_TYPE_Q4_K: case CK_TYPE_Q5_K: case CK_TYPE_Q6_K:
+    case CK_TYPE_Q4_0: case CK_TYPE_Q4_1: case CK_TYPE_Q5_0: case CK_TYPE_Q5_1: case CK_TYPE_Q8_0: case CK_TYPE_IQ4_NL:
+    case CK_TYPE_Q4_K: case CK_TYPE_Q5_K: case CK_TYPE_Q6_K:
         return atomic_load_explicit(&activation_bits, memory_order_relaxed) == 8 ? CK_TYPE_A8 : CK_TYPE_A16;
     case CK_TYPE_F16: return CK_TYPE_F16;
     default: return CK_TYPE_F32;
@@ -258,15 +259,24 @@ static float dot_quantized(int wt, int vt, int n, const void *w, const void *x) 
             dw = fp16_to_fp32(b->d);
             break;
         }
-        case CK_TYPE_Q5_0: {
-            const uint8_t *b = (const uint8_t *)w + (size_t)i * 22;
+        case CK_TYPE_Q5_0: case CK_TYPE_Q5_1: {
+            const int one = wt == CK_TYPE_Q5_1;
+            const uint8_t *b = (const uint8_t *)w + (size_t)i * (one ? 24 : 22), *qs = b + (one ? 8 : 6);
             uint32_t qh;
-            memcpy(&qh, b + 2, 4);
+            memcpy(&qh, b + (one ? 4 : 2), 4);
             for (int j = 0; j < QK; j++) {
-                const int lo = j < 16 ? b[6 + j] & 0x0F : b[6 + j - 16] >> 4;
-                isum += ((lo | (int)((qh >> j) & 1) << 4) - 16) * q[j];
+                const int lo = j < 16 ? qs[j] & 0x0F : qs[j - 16] >> 4;
+                isum += ((lo | (int)((qh >> j) & 1) << 4) - (one ? 0 : 16)) * q[j];
             }
             dw = fp16_to_fp32((uint16_t)(b[0] | b[1] << 8));
+            if (one) m = __builtin_fmaf(fp16_to_fp32((uint16_t)(b[2] | b[3] << 8)), sx, m);
+            break;
+        }
+        case CK_TYPE_IQ4_NL: {
+            const block_q4_0 *b = (const block_q4_0 *)w + i;
+            for (int j = 0; j < QK / 2; j++)
+                isum += ck_iq4nl_values[b->qs[j] & 0x0F] * q[j] + ck_iq4nl_values[b->qs[j] >> 4] * q[j + QK / 2];
+            dw = fp16_to_fp32(b->d);
             break;
         }
         case CK_TYPE_Q4_1: {
@@ -286,7 +296,7 @@ static float dot_quantized(int wt, int vt, int n, const void *w, const void *x) 
         const float scale = dw * dx;
         acc = __builtin_fmaf(scale, (float)isum, acc);
     }
-    return wt == CK_TYPE_Q4_1 ? acc + m : acc;
+    return wt == CK_TYPE_Q4_1 || wt == CK_TYPE_Q5_1 ? acc + m : acc;
 }
 
 float ck_dot_f16_f16_scalar(int n, const void *vw, const void *vx) {
@@ -310,7 +320,8 @@ float ck_dot_bf16_f32_scalar(int n, const void *vw, const void *vx) {
 
 float ck_vec_dot(int wt, int vt, int n, const void *w, const void *x) {
     switch (wt) {
-    case CK_TYPE_Q4_0: case CK_TYPE_Q4_1: case CK_TYPE_Q5_0: case CK_TYPE_Q8_0: case CK_TYPE_Q4_K: case CK_TYPE_Q5_K: case CK_TYPE_Q6_K:
+    case CK_TYPE_Q4_0: case CK_TYPE_Q4_1: case CK_TYPE_Q5_0: case CK_TYPE_Q5_1: case CK_TYPE_Q8_0: case CK_TYPE_IQ4_NL:
+    case CK_TYPE_Q4_K: case CK_TYPE_Q5_K: case CK_TYPE_Q6_K:
         return vt == CK_TYPE_A8 || vt == CK_TYPE_A16 ? dot_quantized(wt, vt, n, w, x) : NAN;
     default: break;
     }

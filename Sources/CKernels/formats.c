@@ -97,10 +97,7 @@ static void dq_q3_k(const void *vx, float *y, int n) {
         const uint8_t *hmask = b, *qs = b + 32, *sc = b + 96;
         const float d = h2f(b + 108);
         float dl[16];
-        for (int s = 0; s < 16; s++) {
-            const int lo = s < 8 ? sc[s] & 0x0F : sc[s - 8] >> 4, hi = (sc[8 + s % 4] >> (2 * (s / 4))) & 3;
-            dl[s] = d * (float)((lo | hi << 4) - 32);
-        }
+        for (int s = 0; s < 16; s++) dl[s] = d * (float)ck_q3_k_scale(sc, s);
         for (int e = 0; e < QK_K; e++) {
             const int h = e / 128, k = (e % 128) / 32, l = e % 32;
             const int q = ((qs[h * 32 + l] >> (2 * k)) & 3) - (((hmask[l] >> (e / 32)) & 1) ? 0 : 4);
@@ -170,8 +167,8 @@ static const ck_type_traits table[] = {
     { CK_TYPE_Q5_0, "Q5_0", QK, 22, 1, dq_q5_0 },
     { CK_TYPE_Q5_1, "Q5_1", QK, 24, 1, dq_q5_1 },
     { CK_TYPE_Q8_0, "Q8_0", QK, 34, 1, dq_q8_0 },
-    { CK_TYPE_Q2_K, "Q2_K", QK_K, 84, 0, dq_q2_k },
-    { CK_TYPE_Q3_K, "Q3_K", QK_K, 110, 0, dq_q3_k },
+    { CK_TYPE_Q2_K, "Q2_K", QK_K, 84, 1, dq_q2_k },
+    { CK_TYPE_Q3_K, "Q3_K", QK_K, 110, 1, dq_q3_k },
     { CK_TYPE_Q4_K, "Q4_K", QK_K, 144, 1, dq_q4_k },
     { CK_TYPE_Q5_K, "Q5_K", QK_K, 176, 1, dq_q5_k },
     { CK_TYPE_Q6_K, "Q6_K", QK_K, 210, 1, dq_q6_k },

@@ -48,6 +48,17 @@ _Static_assert(sizeof(block_q5_Kx8) == 8 * 176, "q5_Kx8 size");
 // time: ql's four 32-byte runs (nibbles) and qh's two (2-bit pairs), as they lie in the row.
 typedef struct { uint16_t d[8]; int8_t sc[16][8]; uint8_t ql[4][8][8][4]; uint8_t qh[2][8][8][4]; } block_q6_Kx8;
 _Static_assert(sizeof(block_q6_Kx8) == 8 * 210, "q6_Kx8 size");
+// Q3_K and Q2_K super-blocks of 8 rows: the scale bytes transposed, and the quant bytes dealt 4 at a
+// time as for Q6_K (Q3_K's 32 bytes of high bits, both formats' two 32-byte runs of 2-bit quants).
+typedef struct { uint16_t d[8]; uint8_t sc[12][8]; uint8_t hm[8][8][4]; uint8_t qs[2][8][8][4]; } block_q3_Kx8;
+_Static_assert(sizeof(block_q3_Kx8) == 8 * 110, "q3_Kx8 size");
+typedef struct { uint16_t d[8]; uint16_t dmin[8]; uint8_t sc[16][8]; uint8_t qs[2][8][8][4]; } block_q2_Kx8;
+_Static_assert(sizeof(block_q2_Kx8) == 8 * 84, "q2_Kx8 size");
+// Q3_K's 6-bit scale of 16-element sub-block s from its 12 packed bytes (stored + 32).
+static inline int ck_q3_k_scale(const uint8_t *sc, int s) {
+    const int lo = s < 8 ? sc[s] & 0x0F : sc[s - 8] >> 4, hi = (sc[8 + s % 4] >> (2 * (s / 4))) & 3;
+    return (lo | hi << 4) - 32;
+}
 #define QK_K 256
 
 _Static_assert(sizeof(block_q4_0) == 18, "q4_0 size");

@@ -36,6 +36,8 @@ int ck_packed_type(int wt) {
     case CK_TYPE_Q5_0: return CK_TYPE_Q5_0_X8;
     case CK_TYPE_Q5_1: return CK_TYPE_Q5_1_X8;
     case CK_TYPE_IQ4_NL: return CK_TYPE_IQ4_NL_X8;
+    case CK_TYPE_Q2_K: return CK_TYPE_Q2_K_X8;
+    case CK_TYPE_Q3_K: return CK_TYPE_Q3_K_X8;
     case CK_TYPE_Q4_K: return CK_TYPE_Q4_K_X8;
     case CK_TYPE_Q5_K: return CK_TYPE_Q5_K_X8;
     case CK_TYPE_Q6_K: return CK_TYPE_Q6_K_X8;
@@ -91,6 +93,33 @@ void ck_pack_rows(int wt, const void *w, size_t w_stride, int rows, int k, void 
                     memcpy(&dst[i].m[r], b + 2, 2);
                     memcpy(&dst[i].qh[r], b + 4, 4);
                     for (int t = 0; t < 4; t++) memcpy(dst[i].qs[t][r], b + 8 + 4 * t, 4);
+                }
+            break;
+        }
+        case CK_TYPE_Q3_K: {
+            block_q3_Kx8 *dst = (block_q3_Kx8 *)out + (size_t)g * (nb / 8);
+            for (int i = 0; i < nb / 8; i++)
+                for (int r = 0; r < 8; r++) {
+                    const uint8_t *b = (const uint8_t *)(src + (size_t)r * w_stride) + (size_t)i * 110;
+                    memcpy(&dst[i].d[r], b + 108, 2);
+                    for (int k = 0; k < 12; k++) dst[i].sc[k][r] = b[96 + k];
+                    for (int t = 0; t < 8; t++) {
+                        memcpy(dst[i].hm[t][r], b + 4 * t, 4);
+                        for (int h = 0; h < 2; h++) memcpy(dst[i].qs[h][t][r], b + 32 + 32 * h + 4 * t, 4);
+                    }
+                }
+            break;
+        }
+        case CK_TYPE_Q2_K: {
+            block_q2_Kx8 *dst = (block_q2_Kx8 *)out + (size_t)g * (nb / 8);
+            for (int i = 0; i < nb / 8; i++)
+                for (int r = 0; r < 8; r++) {
+                    const uint8_t *b = (const uint8_t *)(src + (size_t)r * w_stride) + (size_t)i * 84;
+                    memcpy(&dst[i].d[r], b + 80, 2);
+                    memcpy(&dst[i].dmin[r], b + 82, 2);
+                    for (int k = 0; k < 16; k++) dst[i].sc[k][r] = b[k];
+                    for (int t = 0; t < 8; t++)
+                        for (int h = 0; h < 2; h++) memcpy(dst[i].qs[h][t][r], b + 16 + 32 * h + 4 * t, 4);
                 }
             break;
         }
@@ -190,6 +219,31 @@ void ck_unpack_row(int pt, const void *packed, int k, int row, void *out) {
             memcpy(dst + 2, &src[i].m[r], 2);
             memcpy(dst + 4, &src[i].qh[r], 4);
             for (int t = 0; t < 4; t++) memcpy(dst + 8 + 4 * t, src[i].qs[t][r], 4);
+        }
+        return;
+    }
+    case CK_TYPE_Q3_K_X8: {
+        const block_q3_Kx8 *src = (const block_q3_Kx8 *)packed + (size_t)g * (nb / 8);
+        uint8_t *dst = out;
+        for (int i = 0; i < nb / 8; i++, dst += 110) {
+            memcpy(dst + 108, &src[i].d[r], 2);
+            for (int k = 0; k < 12; k++) dst[96 + k] = src[i].sc[k][r];
+            for (int t = 0; t < 8; t++) {
+                memcpy(dst + 4 * t, src[i].hm[t][r], 4);
+                for (int h = 0; h < 2; h++) memcpy(dst + 32 + 32 * h + 4 * t, src[i].qs[h][t][r], 4);
+            }
+        }
+        return;
+    }
+    case CK_TYPE_Q2_K_X8: {
+        const block_q2_Kx8 *src = (const block_q2_Kx8 *)packed + (size_t)g * (nb / 8);
+        uint8_t *dst = out;
+        for (int i = 0; i < nb / 8; i++, dst += 84) {
+            memcpy(dst + 80, &src[i].d[r], 2);
+            memcpy(dst + 82, &src[i].dmin[r], 2);
+            for (int k = 0; k < 16; k++) dst[k] = src[i].sc[k][r];
+            for (int t = 0; t < 8; t++)
+                for (int h = 0; h < 2; h++) memcpy(dst + 16 + 32 * h + 4 * t, src[i].qs[h][t][r], 4);
         }
         return;
     }

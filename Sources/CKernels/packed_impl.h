@@ -216,6 +216,81 @@ TILE void NAME(q6k_tile)(const int A16, int nsb, const block_q6_Kx8 *w, const ch
     }
     for (int c = 0; c < NC; c++) _mm256_storeu_ps(y[c], acc[c]);
 }
+// Q3_K and Q2_K: per 32-element block two halves of 16 with their own scales (and Q2_K's minimums),
+// 2-bit quants (Q3_K: plus a high bit, 0..7 for -4..3, corrected with -4 * the half's activation sum).
+TILE void NAME(q23k_tile)(const int THREE, const int A16, int nsb, const uint8_t *w, const char *const *x,
+                          float *const *y, const int NC) {
+    const size_t xbytes = A16 ? sizeof(block_a16) : sizeof(block_a8);
+    const size_t bytes = THREE ? sizeof(block_q3_Kx8) : sizeof(block_q2_Kx8);
+    __m256 acc[MAX_COLS], sm[MAX_COLS];
+    for (int c = 0; c < NC; c++) acc[c] = sm[c] = _mm256_setzero_ps();
+    const __m256i two = _mm256_set1_epi8(3), one = _mm256_set1_epi8(1), nib = _mm256_set1_epi32(0x0F);
+    for (int i = 0; i < nsb; i++) {
+        const uint8_t *b = w + (size_t)i * bytes;
+        const block_q3_Kx8 *b3 = (const block_q3_Kx8 *)b;
+        const block_q2_Kx8 *b2 = (const block_q2_Kx8 *)b;
+        NAME(prefetch_ahead)(b, (int)bytes);
+        const __m256 d8 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(THREE ? b3->d : b2->d)));
+        const __m256 dmin8 = THREE ? d8 : _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)b2->dmin));
+        for (int j = 0; j < 8; j++) {
+            const __m128i sq = _mm_cvtsi32_si128(2 * (j % 4)), sj = _mm_cvtsi32_si128(j);
+            __m256i u[8];
+            for (int t = 0; t < 8; t++) {
+                const __m256i v = _mm256_loadu_si256((const __m256i *)(THREE ? b3->qs[j / 4][t] : b2->qs[j / 4][t]));
+                u[t] = _mm256_and_si256(_mm256_srl_epi16(v, sq), two);
+                if (THREE) {
+                    const __m256i h = _mm256_and_si256(_mm256_srl_epi16(_mm256_loadu_si256((const __m256i *)b3->hm[t]), sj), one);
+                    u[t] = _mm256_or_si256(u[t], _mm256_slli_epi16(h, 2));
+                }
+            }
+            __m256i sc[2], mn[2];
+            for (int half = 0; half < 2; half++) {
+                const int s = 2 * j + half;
+                if (THREE) {
+                    const __m256i lo = s < 8 ? _mm256_and_si256(NAME(bytes8)(b3->sc[s]), nib)
+                                             : _mm256_srli_epi32(NAME(bytes8)(b3->sc[s - 8]), 4);
+                    const __m256i hi = _mm256_and_si256(_mm256_srli_epi32(NAME(bytes8)(b3->sc[8 + s % 4]), 2 * (s / 4)),
+                                                        _mm256_set1_epi32(3));
+                    sc[half] = _mm256_sub_epi32(_mm256_or_si256(lo, _mm256_slli_epi32(hi, 4)), _mm256_set1_epi32(32));
+                } else {
+                    const __m256i v = NAME(bytes8)(b2->sc[s]);
+                    sc[half] = _mm256_and_si256(v, nib);
+                    mn[half] = _mm256_srli_epi32(v, 4);
+                }
+            }
+            const __m256 dlo = _mm256_mul_ps(d8, _mm256_cvtepi32_ps(sc[0])), dhi = _mm256_mul_ps(d8, _mm256_cvtepi32_ps(sc[1]));
+            const __m256 mlo = THREE ? dlo : _mm256_mul_ps(dmin8, _mm256_cvtepi32_ps(mn[0]));
+            const __m256 mhi = THREE ? dhi : _mm256_mul_ps(dmin8, _mm256_cvtepi32_ps(mn[1]));
+            for (int c = 0; c < NC; c++) {
+                const char *xb = x[c] + (size_t)(i * 8 + j) * xbytes;
+                const float dx = ((const float *)xb)[0];
+                const int32_t sum = ((const int32_t *)xb)[2], sum_lo = ((const int32_t *)xb)[3];
+                const int8_t *q = (const int8_t *)(xb + 16);
+                __m256i lo = HALF_DOT(DOT4, u, q, 0), hi = HALF_DOT(DOT4, u, q, 4);
+                if (A16) {
+                    lo = _mm256_add_epi32(_mm256_slli_epi32(lo, 8), HALF_DOT(DOT4, u, q + QK, 0));
+                    hi = _mm256_add_epi32(_mm256_slli_epi32(hi, 8), HALF_DOT(DOT4, u, q + QK, 4));
+                }
+                if (THREE) {
+                    lo = _mm256_sub_epi32(lo, _mm256_set1_epi32(4 * sum_lo));
+                    hi = _mm256_sub_epi32(hi, _mm256_set1_epi32(4 * (sum - sum_lo)));
+                }
+                const __m256 vdx = _mm256_set1_ps(dx);
+                acc[c] = _mm256_fmadd_ps(_mm256_mul_ps(dlo, vdx), _mm256_cvtepi32_ps(lo), acc[c]);
+                if (!THREE) sm[c] = _mm256_fmadd_ps(mlo, _mm256_set1_ps(dx * (float)sum_lo), sm[c]);
+                acc[c] = _mm256_fmadd_ps(_mm256_mul_ps(dhi, vdx), _mm256_cvtepi32_ps(hi), acc[c]);
+                if (!THREE) sm[c] = _mm256_fmadd_ps(mhi, _mm256_set1_ps(dx * (float)(sum - sum_lo)), sm[c]);
+            }
+        }
+    }
+    for (int c = 0; c < NC; c++) _mm256_storeu_ps(y[c], THREE ? acc[c] : _mm256_sub_ps(acc[c], sm[c]));
+}
+TILE void NAME(q3k_tile)(const int A16, int nsb, const uint8_t *w, const char *const *x, float *const *y, const int NC) {
+    NAME(q23k_tile)(1, A16, nsb, w, x, y, NC);
+}
+TILE void NAME(q2k_tile)(const int A16, int nsb, const uint8_t *w, const char *const *x, float *const *y, const int NC) {
+    NAME(q23k_tile)(0, A16, nsb, w, x, y, NC);
+}
 #undef HALF_DOT
 #undef BLOCK_DOT
 
@@ -242,6 +317,8 @@ TILE void NAME(q4k_tile)(const int A16, int nsb, const uint8_t *w, const char *c
 TILE void NAME(q5k_tile)(const int A16, int nsb, const uint8_t *w, const char *const *x, float *const *y, const int NC) {
     NAME(kq_tile)(1, A16, nsb, w, x, y, NC);
 }
+K_TILES(q2k_tile, uint8_t)
+K_TILES(q3k_tile, uint8_t)
 K_TILES(q4k_tile, uint8_t)
 K_TILES(q5k_tile, uint8_t)
 K_TILES(q6k_tile, block_q6_Kx8)
@@ -279,6 +356,8 @@ TARGET static void NAME(group)(int pt, int vt, int nb, const void *w, const char
     case CK_TYPE_Q5_0_X8: PLAIN(CK_TYPE_Q5_0); break;
     case CK_TYPE_Q5_1_X8: PLAIN(CK_TYPE_Q5_1); break;
     case CK_TYPE_IQ4_NL_X8: PLAIN(CK_TYPE_IQ4_NL); break;
+    case CK_TYPE_Q2_K_X8: KQUANT(q2k_tiles); break;
+    case CK_TYPE_Q3_K_X8: KQUANT(q3k_tiles); break;
     case CK_TYPE_Q4_K_X8: KQUANT(q4k_tiles); break;
     case CK_TYPE_Q5_K_X8: KQUANT(q5k_tiles); break;
     case CK_TYPE_Q6_K_X8: KQUANT(q6k_tiles); break;

@@ -29,7 +29,7 @@ void ck_set_activation_bits(int bits) { atomic_store(&activation_bits, bits == 8
 int ck_vec_dot_type(int wt) {
     switch (ck_base_type(wt)) {
     case CK_TYPE_Q4_0: case CK_TYPE_Q4_1: case CK_TYPE_Q5_0: case CK_TYPE_Q5_1: case CK_TYPE_Q8_0: case CK_TYPE_IQ4_NL:
-    case CK_TYPE_Q4_K: case CK_TYPE_Q5_K: case CK_TYPE_Q6_K:
+    case CK_TYPE_Q2_K: case CK_TYPE_Q3_K: case CK_TYPE_Q4_K: case CK_TYPE_Q5_K: case CK_TYPE_Q6_K:
         return atomic_load_explicit(&activation_bits, memory_order_relaxed) == 8 ? CK_TYPE_A8 : CK_TYPE_A16;
     case CK_TYPE_F16: return CK_TYPE_F16;
     default: return CK_TYPE_F32;
@@ -241,8 +241,43 @@ static float dot_q6_k(int vt, int n, const uint8_t *w, const void *x) {
     return acc;
 }
 
+// Q3_K (110 bytes per 256: 32 bytes of high bits, 64 of 2-bit quants, 12 of scales, d) and Q2_K (84:
+// 16 scale/min bytes, 64 of 2-bit quants, d, dmin) by 32-element blocks, each two halves of 16 with
+// their own scale: Q3_K's quants are 0..7 stored for -4..3, Q2_K's minimum is dmin * m times the
+// half's activation sum.
+static float dot_q23_k(int vt, int n, const uint8_t *w, const void *x, int three) {
+    float acc = 0, m = 0;
+    for (int i = 0; i < n / QK_K; i++, w += three ? 110 : 84) {
+        const uint8_t *qs = w + (three ? 32 : 16);
+        const float d = fp16_to_fp32((uint16_t)(three ? w[108] | w[109] << 8 : w[80] | w[81] << 8));
+        const float dmin = three ? 0 : fp16_to_fp32((uint16_t)(w[82] | w[83] << 8));
+        for (int j = 0; j < 8; j++) {
+            int32_t q[QK];
+            float dx, sx;
+            activation_quants(vt, x, i * 8 + j, q, &dx, &sx);
+            for (int half = 0; half < 2; half++) {
+                const int s = 2 * j + half;
+                int32_t isum = 0, hs = 0;
+                for (int t = 16 * half; t < 16 * half + 16; t++) {
+                    int u = (qs[(j / 4) * 32 + t] >> (2 * (j % 4))) & 3;
+                    if (three) u = (u | ((w[t] >> j) & 1) << 2) - 4;
+                    isum += u * q[t];
+                    hs += q[t];
+                }
+                const int sc = three ? ck_q3_k_scale(w + 96, s) : w[s] & 0x0F;
+                const float dl = d * (float)sc;
+                const float scale = dl * dx;
+                acc = __builtin_fmaf(scale, (float)isum, acc);
+                if (!three) m = __builtin_fmaf(dmin * (float)(w[s] >> 4), dx * (float)hs, m);
+            }
+        }
+    }
+    return acc - m;
+}
+
 // The definition in ckernels.h, one block at a time.
 static float dot_quantized(int wt, int vt, int n, const void *w, const void *x) {
+    if (wt == CK_TYPE_Q2_K || wt == CK_TYPE_Q3_K) return dot_q23_k(vt, n, w, x, wt == CK_TYPE_Q3_K);
     if (wt == CK_TYPE_Q4_K || wt == CK_TYPE_Q5_K) return dot_q4_k(vt, n, w, x, wt == CK_TYPE_Q5_K);
     if (wt == CK_TYPE_Q6_K) return dot_q6_k(vt, n, w, x);
     float acc = 0, m = 0;
@@ -321,7 +356,7 @@ float ck_dot_bf16_f32_scalar(int n, const void *vw, const void *vx) {
 float ck_vec_dot(int wt, int vt, int n, const void *w, const void *x) {
     switch (wt) {
     case CK_TYPE_Q4_0: case CK_TYPE_Q4_1: case CK_TYPE_Q5_0: case CK_TYPE_Q5_1: case CK_TYPE_Q8_0: case CK_TYPE_IQ4_NL:
-    case CK_TYPE_Q4_K: case CK_TYPE_Q5_K: case CK_TYPE_Q6_K:
+    case CK_TYPE_Q2_K: case CK_TYPE_Q3_K: case CK_TYPE_Q4_K: case CK_TYPE_Q5_K: case CK_TYPE_Q6_K:
         return vt == CK_TYPE_A8 || vt == CK_TYPE_A16 ? dot_quantized(wt, vt, n, w, x) : NAN;
     default: break;
     }

@@ -172,8 +172,8 @@ import Testing
     }
 
     static let weightTypes = [Int32(CK_TYPE_Q4_1), Int32(CK_TYPE_Q8_0), Int32(CK_TYPE_Q4_0), Int32(CK_TYPE_Q5_0),
-                              Int32(CK_TYPE_Q5_1), Int32(CK_TYPE_IQ4_NL), Int32(CK_TYPE_Q4_K), Int32(CK_TYPE_Q5_K),
-                              Int32(CK_TYPE_Q6_K)]
+                              Int32(CK_TYPE_Q5_1), Int32(CK_TYPE_IQ4_NL), Int32(CK_TYPE_Q2_K), Int32(CK_TYPE_Q3_K),
+                              Int32(CK_TYPE_Q4_K), Int32(CK_TYPE_Q5_K), Int32(CK_TYPE_Q6_K)]
     static let activationTypes = [Int32(CK_TYPE_A8), Int32(CK_TYPE_A16)]
 
     /// A matmul over plain (unpacked) rows on the pool gives exactly the single-row definition.

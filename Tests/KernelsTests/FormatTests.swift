@@ -59,21 +59,21 @@ import Testing
         var types = [Int32](repeating: 0, count: 32)
         let n = Int(ck_weight_types(&types, 32))
         #expect(Set(types[..<n]) == Set([CK_TYPE_F32, CK_TYPE_F16, CK_TYPE_BF16, CK_TYPE_Q4_0, CK_TYPE_Q4_1, CK_TYPE_Q8_0,
-                                         CK_TYPE_Q5_0, CK_TYPE_Q5_1, CK_TYPE_IQ4_NL, CK_TYPE_Q4_K, CK_TYPE_Q5_K,
-                                         CK_TYPE_Q6_K].map { Int32($0) }))
+                                         CK_TYPE_Q5_0, CK_TYPE_Q5_1, CK_TYPE_IQ4_NL, CK_TYPE_Q2_K, CK_TYPE_Q3_K,
+                                         CK_TYPE_Q4_K, CK_TYPE_Q5_K, CK_TYPE_Q6_K].map { Int32($0) }))
         #expect(types[..<n].allSatisfy { ck_type_supported($0) != 0 })
-        #expect(ck_type_supported(Int32(CK_TYPE_Q3_K)) == 0 && ck_type_supported(Int32(CK_TYPE_A16)) == 0)
+        #expect(ck_type_supported(Int32(GGMLType.q8_K.rawValue)) == 0 && ck_type_supported(Int32(CK_TYPE_A16)) == 0)
     }
 
     /// A format without matrix products is refused by name, listing the ones that have them.
     @Test func weightsWithoutKernelsAreRefusedClearly() {
-        let block = [UInt8](repeating: 0, count: 110)
+        let block = [UInt8](repeating: 0, count: 292)
         block.withUnsafeBytes { raw in
             do {
-                _ = try WeightMatrix(name: "blk.0.ffn_down.weight", type: .q3_K, rows: 1, columns: 256, data: raw.baseAddress!)
-                Issue.record("a Q3_K matrix was accepted")
+                _ = try WeightMatrix(name: "blk.0.ffn_down.weight", type: .q8_K, rows: 1, columns: 256, data: raw.baseAddress!)
+                Issue.record("a Q8_K matrix was accepted")
             } catch {
-                #expect("\(error)" == "tensor 'blk.0.ffn_down.weight' has type Q3_K, which has no compute kernel (supported: F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K, IQ4_NL)")
+                #expect("\(error)" == "tensor 'blk.0.ffn_down.weight' has type Q8_K, which has no compute kernel (supported: F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_NL)")
             }
         }
     }

@@ -20,8 +20,8 @@ func quantize(_ type: Int32, _ x: [Float]) -> [UInt8] {
 
 /// Formats the kernels cannot quantize to (Q5_0, Q5_1, IQ4_NL and the K-quants): rows of random quants and
 /// sub-block scales, with finite f16 block scales (and Q5_1's minimums) of either sign.
-let randomlyFilledTypes = [Int32(CK_TYPE_Q5_0), Int32(CK_TYPE_Q5_1), Int32(CK_TYPE_IQ4_NL), Int32(CK_TYPE_Q4_K),
-                           Int32(CK_TYPE_Q5_K), Int32(CK_TYPE_Q6_K)]
+let randomlyFilledTypes = [Int32(CK_TYPE_Q5_0), Int32(CK_TYPE_Q5_1), Int32(CK_TYPE_IQ4_NL), Int32(CK_TYPE_Q2_K),
+                           Int32(CK_TYPE_Q3_K), Int32(CK_TYPE_Q4_K), Int32(CK_TYPE_Q5_K), Int32(CK_TYPE_Q6_K)]
 
 func randomQuantized(_ type: Int32, rows: Int, k: Int, seed: UInt64) -> [UInt8] {
     var state = seed
@@ -30,6 +30,8 @@ func randomQuantized(_ type: Int32, rows: Int, k: Int, seed: UInt64) -> [UInt8] 
     case Int32(CK_TYPE_Q4_K): (256, 144, [(0, 0.02), (2, 0.01)])
     case Int32(CK_TYPE_Q5_K): (256, 176, [(0, 0.01), (2, 0.01)])
     case Int32(CK_TYPE_Q6_K): (256, 210, [(208, 0.002)])
+    case Int32(CK_TYPE_Q3_K): (256, 110, [(108, 0.005)])
+    case Int32(CK_TYPE_Q2_K): (256, 84, [(80, 0.02), (82, 0.01)])
     case Int32(CK_TYPE_Q5_1): (32, 24, [(0, 0.05), (2, 0.5)])
     case Int32(CK_TYPE_IQ4_NL): (32, 18, [(0, 0.01)])
     default: (32, 22, [(0, 0.05)])
@@ -88,6 +90,7 @@ func dequantize(_ type: Int32, _ q: [UInt8], _ n: Int) -> [Float] {
             (CK_TYPE_Q8_0, CK_TYPE_A8), (CK_TYPE_Q8_0, CK_TYPE_A16), (CK_TYPE_F16, CK_TYPE_F16), (CK_TYPE_F32, CK_TYPE_F32),
             (CK_TYPE_Q4_K, CK_TYPE_A8), (CK_TYPE_Q4_K, CK_TYPE_A16), (CK_TYPE_Q6_K, CK_TYPE_A8), (CK_TYPE_Q6_K, CK_TYPE_A16),
             (CK_TYPE_Q5_0, CK_TYPE_A8), (CK_TYPE_Q5_0, CK_TYPE_A16), (CK_TYPE_Q5_K, CK_TYPE_A8), (CK_TYPE_Q5_K, CK_TYPE_A16),
+            (CK_TYPE_Q2_K, CK_TYPE_A8), (CK_TYPE_Q2_K, CK_TYPE_A16), (CK_TYPE_Q3_K, CK_TYPE_A8), (CK_TYPE_Q3_K, CK_TYPE_A16),
             (CK_TYPE_Q5_1, CK_TYPE_A8), (CK_TYPE_Q5_1, CK_TYPE_A16), (CK_TYPE_IQ4_NL, CK_TYPE_A8), (CK_TYPE_IQ4_NL, CK_TYPE_A16),
             (CK_TYPE_BF16, CK_TYPE_F32),
         ].map { (Int32($0.0), Int32($0.1)) }

@@ -52,7 +52,8 @@ import Testing
         #expect(gguf.tensors.contains { $0.type == .q4_K } && gguf.tensors.contains { $0.type == .q6_K })
     }
 
-    @Test(arguments: architectures)
+    /// Each architecture as Q4_K_M, and the llama model as Q2_K (its tensors Q2_K, Q3_K and Q6_K).
+    @Test(arguments: architectures + ["llama-q2_k"])
     func atLeastAsCloseToExactAsLlamaCpp(_ arch: String) throws {
         let f = try QualityFixture.load(path: Self.fixtures.appendingPathComponent("quality-tiny-\(arch).json").path)
         let engine = try Self.engine(arch)

@@ -47,6 +47,7 @@ public final class BatchEngine: GenerationService, @unchecked Sendable {
     /// Tokens of KV cache one request may use at most (prompt + generated).
     public let maxSequenceTokens: Int
     private let model: any LanguageModel
+    private let storage: KVBlockStorage
     private let pool: BlockPool
     private let scheduler: Scheduler
     private let vocab: Int
@@ -84,20 +85,38 @@ public final class BatchEngine: GenerationService, @unchecked Sendable {
             throw EngineError.invalidParameter("max_sequences", "must be positive")
         }
         let bytes = options.kvCacheBytes ?? Options.defaultKVCacheBytes
-        let perBlock = KVBlockStorage.bytesPerBlock(
-            layers: model.config.layerCount, blockSize: options.blockSize, kvDim: model.config.kvDim)
-        let blocks = bytes / perBlock
+        let bs = options.blockSize, layers = model.config.layerCount, kvDim = model.config.kvDim
+        let perBlock = KVBlockStorage.bytesPerBlock(layers: layers, blockSize: bs, kvDim: kvDim)
+        var blocks = bytes / perBlock
         guard blocks >= 1 else {
             throw EngineError.invalidParameter(
-                "kv_cache_memory", "\(bytes) bytes hold no block of \(options.blockSize) tokens (\(perBlock) bytes)")
+                "kv_cache_memory", "\(bytes) bytes hold no block of \(bs) tokens (\(perBlock) bytes)")
         }
-        pool = BlockPool(storage: model.makeStorage(blocks: blocks, blockSize: options.blockSize),
-                         prefixCaching: options.prefixCaching)
-        maxSequenceTokens = min(engine.contextLength, blocks * options.blockSize)
-        scheduler = Scheduler(pool: pool, maxBatchTokens: min(options.maxBatchTokens, model.maxBatchTokens),
+        let batchTokens = min(options.maxBatchTokens, model.maxBatchTokens)
+        // Sliding-window layers get blocks of their own, enough for every sequence's window plus a
+        // step's new tokens, when that leaves the full-attention layers more positions than one pool.
+        var slidingPool: (pool: BlockPool, window: Int)?
+        var storage: KVBlockStorage?
+        if let window = model.slidingWindow {
+            let slidingLayers = model.slidingLayerCount
+            let slidingBlocks = options.maxSequences * ((window + bs - 1) / bs + 2) + (batchTokens + bs - 1) / bs
+            let slidingBytes = slidingBlocks * KVBlockStorage.bytesPerBlock(layers: slidingLayers, blockSize: bs, kvDim: kvDim)
+            let fullBlocks = max(0, bytes - slidingBytes)
+                / KVBlockStorage.bytesPerBlock(layers: layers - slidingLayers, blockSize: bs, kvDim: kvDim)
+            if slidingLayers > 0, slidingLayers < layers, fullBlocks > blocks {
+                blocks = fullBlocks
+                storage = model.makeStorage(blocks: blocks, slidingBlocks: slidingBlocks, blockSize: bs)
+                slidingPool = (BlockPool(capacity: slidingBlocks, blockSize: bs, prefixCaching: options.prefixCaching), window)
+            }
+        }
+        self.storage = storage ?? model.makeStorage(blocks: blocks, blockSize: bs)
+        pool = BlockPool(capacity: blocks, blockSize: bs, prefixCaching: options.prefixCaching)
+        maxSequenceTokens = min(engine.contextLength, blocks * bs)
+        scheduler = Scheduler(pool: pool, sliding: slidingPool, maxBatchTokens: batchTokens,
                               maxSequences: options.maxSequences)
         logitCapacity = options.maxSequences + Scheduler.promptLogprobChunk
         snapshot.kvBlocksTotal = blocks
+        snapshot.kvSlidingBlocksTotal = slidingPool?.pool.capacity ?? 0
         snapshot.kvBlockSize = options.blockSize
         let vocabularySize = vocab
         scratches = (0..<engine.model.pool.threadCount).map { _ in SamplerScratch(vocabularySize: vocabularySize) }
@@ -212,10 +231,10 @@ public final class BatchEngine: GenerationService, @unchecked Sendable {
                 let echo = s.request.promptLogprobs && c.start < s.promptCount
                 batch.append(s.tokens[c.start..<(c.start + c.count)], as: BatchSequence(
                     tokenCount: c.count, startPosition: c.start, blockTable: s.blocks,
-                    logitCount: echo ? c.count : (c.wantsLogits ? 1 : 0)))
+                    logitCount: echo ? c.count : (c.wantsLogits ? 1 : 0), slidingBlockTable: s.slidingBlocks))
             }
             do {
-                try model.forward(batch, storage: pool.storage, logits: logits)
+                try model.forward(batch, storage: storage, logits: logits)
             } catch {
                 for c in chunks { fail(c.sequence, error) }
                 publish(nil)
@@ -317,6 +336,8 @@ public final class BatchEngine: GenerationService, @unchecked Sendable {
         s.kvBlocksUsed = pool.used
         s.kvBlocksCached = pool.cachedBlocks
         s.kvBlockSize = pool.blockSize
+        s.kvSlidingBlocksTotal = scheduler.sliding?.pool.capacity ?? 0
+        s.kvSlidingBlocksUsed = scheduler.sliding?.pool.used ?? 0
         s.prefixLookups = pool.lookups
         s.prefixHits = pool.hits
         condition.lock()

@@ -8,9 +8,8 @@ import Models
 /// until a new block is needed and it is the least recently used. Not thread-safe: the engine's
 /// loop owns it.
 final class BlockPool {
-    let storage: KVBlockStorage
-    var blockSize: Int { storage.blockSize }
-    var capacity: Int { storage.blockCount }
+    let blockSize: Int
+    let capacity: Int
     let prefixCaching: Bool
 
     private var refCount: [Int32]
@@ -29,13 +28,14 @@ final class BlockPool {
         var tokens: [Int]
     }
 
-    init(storage: KVBlockStorage, prefixCaching: Bool) {
-        self.storage = storage
+    init(capacity: Int, blockSize: Int, prefixCaching: Bool) {
+        self.capacity = capacity
+        self.blockSize = blockSize
         self.prefixCaching = prefixCaching
-        refCount = [Int32](repeating: 0, count: storage.blockCount)
-        key = [CacheKey?](repeating: nil, count: storage.blockCount)
-        free = (0..<Int32(storage.blockCount)).reversed()
-        evictable = LRUList(capacity: storage.blockCount)
+        refCount = [Int32](repeating: 0, count: capacity)
+        key = [CacheKey?](repeating: nil, count: capacity)
+        free = (0..<Int32(capacity)).reversed()
+        evictable = LRUList(capacity: capacity)
     }
 
     /// Blocks a new allocation could get: free ones plus cached ones nobody holds.
@@ -57,9 +57,9 @@ final class BlockPool {
         return victim
     }
 
-    /// Gives back one reference to each block.
+    /// Gives back one reference to each block (entries below 0 stand for none).
     func release(_ blocks: [Int32]) {
-        for b in blocks {
+        for b in blocks where b >= 0 {
             let i = Int(b)
             precondition(refCount[i] > 0, "block \(b) released more often than held")
             refCount[i] -= 1
@@ -83,10 +83,11 @@ final class BlockPool {
     }
 
     /// The cached blocks of the longest run of leading full blocks of `tokens`, at most `limit`
-    /// blocks, each now held once more. Returns the blocks and the hash after the last of them.
-    func lookupPrefix(_ tokens: [Int], limit: Int) -> (blocks: [Int32], hash: UInt64) {
-        guard prefixCaching else { return ([], 0) }
-        var blocks: [Int32] = []
+    /// blocks, each now held once more. Returns the blocks, each one's parent hash, and the hash after
+    /// the last of them.
+    func lookupPrefix(_ tokens: [Int], limit: Int) -> (blocks: [Int32], parents: [UInt64], hash: UInt64) {
+        guard prefixCaching else { return ([], [], 0) }
+        var blocks: [Int32] = [], parents: [UInt64] = []
         var parent: UInt64 = 0
         let bs = blockSize
         while blocks.count < limit, (blocks.count + 1) * bs <= tokens.count {
@@ -98,9 +99,23 @@ final class BlockPool {
             if refCount[Int(b)] == 0 { evictable.remove(b) }
             refCount[Int(b)] += 1
             blocks.append(b)
+            parents.append(parent)
             parent = h
         }
-        return (blocks, parent)
+        return (blocks, parents, parent)
+    }
+
+    /// The cached block of `tokens` after a prefix hashed `parent`, if any (not held).
+    func cachedBlock(parent: UInt64, tokens: ArraySlice<Int>) -> Int32? {
+        guard prefixCaching, let b = cached[Self.hash(parent: parent, tokens: tokens)],
+              key[Int(b)] == CacheKey(parent: parent, tokens: Array(tokens)) else { return nil }
+        return b
+    }
+
+    /// Holds a block found by `cachedBlock` once more.
+    func hold(_ b: Int32) {
+        if refCount[Int(b)] == 0 { evictable.remove(b) }
+        refCount[Int(b)] += 1
     }
 
     /// Registers `block`, now full with prompt positions `tokens` after a prefix hashed `parent`.

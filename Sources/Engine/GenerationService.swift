@@ -20,6 +20,9 @@ public struct ServiceStats: Sendable, Equatable {
     /// Blocks in the prefix cache (held by sequences or not).
     public var kvBlocksCached = 0
     public var kvBlockSize = 0
+    /// Blocks of the sliding-window layers, for models that have them (0 when they share the others').
+    public var kvSlidingBlocksTotal = 0
+    public var kvSlidingBlocksUsed = 0
     /// Full prompt blocks looked up in the prefix cache, and found.
     public var prefixLookups = 0
     public var prefixHits = 0

@@ -14,6 +14,9 @@ final class EngineSequence {
     /// Positions whose keys and values are in `blocks`.
     var computed = 0
     var blocks: [Int32] = []
+    /// With a sliding-window pool: its blocks for the sliding-window layers, -1 where given back
+    /// (positions every later row's window has passed).
+    var slidingBlocks: [Int32] = []
     /// Leading blocks that are in the prefix cache (taken from it or registered), and the hash after them.
     var cachedBlocks = 0
     var prefixHash: UInt64 = 0
@@ -65,6 +68,9 @@ struct ScheduledChunk {
 /// again; since it keeps its place, nothing starves. Not thread-safe: the engine's loop owns it.
 final class Scheduler {
     let pool: BlockPool
+    /// Blocks of the sliding-window layers and their window, for models with such layers and split
+    /// storage: a sequence holds only the blocks of its last window of positions.
+    let sliding: (pool: BlockPool, window: Int)?
     let maxBatchTokens: Int
     let maxSequences: Int
     /// Prompt tokens per step of a request that wants logprobs for its prompt (one such chunk a step,
@@ -74,8 +80,9 @@ final class Scheduler {
     private(set) var running: [EngineSequence] = []
     private(set) var preemptionCount = 0
 
-    init(pool: BlockPool, maxBatchTokens: Int, maxSequences: Int) {
+    init(pool: BlockPool, sliding: (pool: BlockPool, window: Int)? = nil, maxBatchTokens: Int, maxSequences: Int) {
         self.pool = pool
+        self.sliding = sliding
         self.maxBatchTokens = maxBatchTokens
         self.maxSequences = maxSequences
     }
@@ -91,8 +98,18 @@ final class Scheduler {
     func remove(_ s: EngineSequence) {
         waiting.removeAll { $0 === s }
         running.removeAll { $0 === s }
+        giveBack(s)
+    }
+
+    /// Releases all of `s`'s blocks and forgets what it computed.
+    private func giveBack(_ s: EngineSequence) {
         pool.release(s.blocks)
         s.blocks = []
+        sliding?.pool.release(s.slidingBlocks)
+        s.slidingBlocks = []
+        s.computed = 0
+        s.cachedBlocks = 0
+        s.prefixHash = 0
     }
 
     /// The next step's chunks.
@@ -127,21 +144,19 @@ final class Scheduler {
             if s.computed == 0 && s.blocks.isEmpty && !s.request.promptLogprobs {
                 // At least the last token is always computed, to get its logits.
                 let reusable = min(s.promptCount, s.tokens.count - 1) / pool.blockSize
-                let (blocks, hash) = pool.lookupPrefix(s.tokens, limit: reusable)
-                s.blocks = blocks
-                s.cachedBlocks = blocks.count
-                s.prefixHash = hash
-                s.computed = blocks.count * pool.blockSize
+                let (blocks, parents, hash) = pool.lookupPrefix(s.tokens, limit: reusable)
+                let usable = takeSlidingPrefix(s, blocks: blocks.count, parents: parents)
+                s.blocks = Array(blocks[..<usable])
+                pool.release(Array(blocks[usable...]))
+                s.cachedBlocks = usable
+                s.prefixHash = usable == blocks.count ? hash : usable < parents.count ? parents[usable] : 0
+                s.computed = usable * pool.blockSize
                 s.cachedPromptTokens = s.computed
             }
             let n = share(s)
             guard n > 0, grow(s, to: s.computed + n) else {
                 // Not enough free blocks to start it: it waits, holding nothing.
-                pool.release(s.blocks)
-                s.blocks = []
-                s.computed = 0
-                s.cachedBlocks = 0
-                s.prefixHash = 0
+                giveBack(s)
                 break
             }
             waiting.removeFirst()
@@ -152,7 +167,8 @@ final class Scheduler {
         return chunks
     }
 
-    /// After a step computed `chunk`: registers the prompt blocks it filled in the prefix cache.
+    /// After a step computed `chunk`: registers the prompt blocks it filled in the prefix cache (with
+    /// their sliding-window blocks), then gives back the sliding-window blocks no later row will read.
     func completed(_ chunk: ScheduledChunk) {
         let s = chunk.sequence
         s.computed = chunk.start + chunk.count
@@ -160,16 +176,55 @@ final class Scheduler {
         // Only blocks made of prompt positions: generated ones use another attention layout.
         while (s.cachedBlocks + 1) * bs <= min(s.computed, s.promptCount) {
             let b = s.cachedBlocks
-            s.prefixHash = pool.register(s.blocks[b], parent: s.prefixHash, tokens: s.tokens[(b * bs)..<((b + 1) * bs)])
+            let tokens = s.tokens[(b * bs)..<((b + 1) * bs)]
+            if let sliding, s.slidingBlocks[b] >= 0 {
+                sliding.pool.register(s.slidingBlocks[b], parent: s.prefixHash, tokens: tokens)
+            }
+            s.prefixHash = pool.register(s.blocks[b], parent: s.prefixHash, tokens: tokens)
             s.cachedBlocks += 1
+        }
+        if let sliding {
+            // The next row, at position `computed`, reads from computed - window + 1 on.
+            let passed = min(max(0, s.computed + 1 - sliding.window) / bs, s.slidingBlocks.count)
+            for b in 0..<passed where s.slidingBlocks[b] >= 0 {
+                sliding.pool.release([s.slidingBlocks[b]])
+                s.slidingBlocks[b] = -1
+            }
         }
     }
 
-    /// Makes `s`'s blocks cover `positions`; false if the pool ran out (it keeps what it got).
+    /// Of a cached prefix of `blocks` blocks (with their parent hashes), how many can be used: those
+    /// whose sliding-window blocks for the window before the first computed row are still cached too.
+    /// Holds those sliding blocks and leaves -1 for the earlier ones.
+    private func takeSlidingPrefix(_ s: EngineSequence, blocks: Int, parents: [UInt64]) -> Int {
+        guard let sliding, blocks > 0 else { return blocks }
+        let bs = pool.blockSize
+        func slice(_ b: Int) -> ArraySlice<Int> { s.tokens[(b * bs)..<((b + 1) * bs)] }
+        let found = (0..<blocks).map { sliding.pool.cachedBlock(parent: parents[$0], tokens: slice($0)) }
+        var usable = blocks
+        while usable > 0 {
+            let first = max(0, usable * bs + 1 - sliding.window) / bs
+            if (first..<usable).allSatisfy({ found[$0] != nil }) { break }
+            usable -= 1
+        }
+        let first = max(0, usable * bs + 1 - sliding.window) / bs
+        s.slidingBlocks = (0..<usable).map { $0 >= first ? found[$0]! : -1 }
+        for b in s.slidingBlocks where b >= 0 { sliding.pool.hold(b) }
+        return usable
+    }
+
+    /// Makes `s`'s blocks (and sliding-window blocks) cover `positions`; false if a pool ran out (it
+    /// keeps what it got).
     private func grow(_ s: EngineSequence, to positions: Int) -> Bool {
         while s.blocks.count * pool.blockSize < positions {
             guard let b = pool.allocate() else { return false }
             s.blocks.append(b)
+        }
+        if let sliding {
+            while s.slidingBlocks.count * pool.blockSize < positions {
+                guard let b = sliding.pool.allocate() else { return false }
+                s.slidingBlocks.append(b)
+            }
         }
         return true
     }
@@ -183,11 +238,7 @@ final class Scheduler {
 
     private func preempt(_ s: EngineSequence) {
         running.removeAll { $0 === s }
-        pool.release(s.blocks)
-        s.blocks = []
-        s.computed = 0
-        s.cachedBlocks = 0
-        s.prefixHash = 0
+        giveBack(s)
         s.preemptions += 1
         preemptionCount += 1
         enqueue(s)

@@ -151,6 +151,15 @@ public final class DecoderModel: LanguageModel, @unchecked Sendable {
         KVBlockStorage(layers: config.layerCount, blocks: blocks, blockSize: blockSize, kvDim: config.kvDim)
     }
 
+    public var slidingWindow: Int? { spec.layerWindow.max().flatMap { $0 > 0 ? $0 : nil } }
+    public var slidingLayerCount: Int { spec.layerWindow.filter { $0 > 0 }.count }
+
+    public func makeStorage(blocks: Int, slidingBlocks: Int, blockSize: Int) -> KVBlockStorage {
+        guard slidingWindow != nil else { return makeStorage(blocks: blocks, blockSize: blockSize) }
+        return KVBlockStorage(layers: config.layerCount, blocks: blocks, blockSize: blockSize, kvDim: config.kvDim,
+                              sliding: spec.layerWindow.map { $0 > 0 }, slidingBlocks: slidingBlocks)
+    }
+
     public var maxBatchTokens: Int { maxChunk }
 
     @discardableResult
@@ -196,7 +205,8 @@ public final class DecoderModel: LanguageModel, @unchecked Sendable {
         guard batch.tokens.count <= maxChunk else {
             throw ModelError.batchTooLarge(tokens: batch.tokens.count, limit: maxChunk)
         }
-        guard storage.layers == config.layerCount, storage.kvDim == config.kvDim else {
+        guard storage.layers == config.layerCount, storage.kvDim == config.kvDim,
+              !storage.isSplit || storage.sliding == spec.layerWindow.map({ $0 > 0 }) else {
             throw ModelError.storageMismatch
         }
         guard batch.sequences.reduce(0, { $0 + $1.tokenCount }) == batch.tokens.count else {
@@ -208,6 +218,14 @@ public final class DecoderModel: LanguageModel, @unchecked Sendable {
                   sq.startPosition + sq.tokenCount <= sq.blockTable.count * storage.blockSize,
                   sq.blockTable.allSatisfy({ $0 >= 0 && Int($0) < storage.blockCount }) else {
                 throw ModelError.invalidBatch("a sequence's block table does not cover its positions")
+            }
+            if storage.isSplit, let window = slidingWindow {
+                // The blocks its rows' windows read: positions from start - window + 1 to its last.
+                let bs = storage.blockSize, table = sq.slidingBlockTable
+                let first = max(0, sq.startPosition - window + 1) / bs, last = (sq.startPosition + sq.tokenCount - 1) / bs
+                guard last < table.count, table[first...last].allSatisfy({ $0 >= 0 && Int($0) < storage.slidingBlockCount }) else {
+                    throw ModelError.invalidBatch("a sequence's sliding-window block table does not cover its window")
+                }
             }
         }
         lock.lock()
@@ -235,23 +253,34 @@ public final class DecoderModel: LanguageModel, @unchecked Sendable {
         let x = s.x, xn = s.xn, q = s.q, k = s.k, v = s.v, att = s.att, tmp = s.tmp, gate = s.gate, up = s.up
         let quant = s.quant
 
-        // Per row: its position and KV slot offset; per sequence: the attention descriptor.
+        // Per row: its position and KV slot offsets; per sequence: the attention descriptors (with split
+        // storage, a second set for the sliding-window layers' blocks).
+        let split = storage.isSplit
         var longest = 0
-        s.prepare(sequences: sequences.count, tableEntries: sequences.reduce(0) { $0 + $1.blockTable.count })
+        s.prepare(sequences: 2 * sequences.count,
+                  tableEntries: sequences.reduce(0) { $0 + $1.blockTable.count + (split ? $1.slidingBlockTable.count : 0) })
         var row = 0, tableOffset = 0
         for (i, sq) in sequences.enumerated() {
             let table = s.tables + tableOffset
             sq.blockTable.withUnsafeBufferPointer { table.update(from: $0.baseAddress!, count: $0.count) }
+            tableOffset += sq.blockTable.count
+            let slidingTable = s.tables + tableOffset
+            if split {
+                sq.slidingBlockTable.withUnsafeBufferPointer { slidingTable.update(from: $0.baseAddress!, count: $0.count) }
+                tableOffset += sq.slidingBlockTable.count
+            }
             for j in 0..<sq.tokenCount {
                 let pos = sq.startPosition + j
                 s.positions[row + j] = Int32(pos)
                 s.slots[row + j] = storage.slot(table, pos)
+                if split { s.slidingSlots[row + j] = storage.slot(slidingTable, pos) }
             }
             s.attentionSequences[i] = ck_attn_seq(
                 n_q: Int32(sq.tokenCount), row0: Int32(row), pos0: Int32(sq.startPosition), blocks: table)
+            s.attentionSequences[sequences.count + i] = ck_attn_seq(
+                n_q: Int32(sq.tokenCount), row0: Int32(row), pos0: Int32(sq.startPosition), blocks: split ? slidingTable : table)
             longest = max(longest, sq.startPosition + sq.tokenCount)
             row += sq.tokenCount
-            tableOffset += sq.blockTable.count
         }
         s.ensureAttentionCapacity(longest, threads: pool.threadCount, headDim: c.headDim)
 
@@ -281,13 +310,16 @@ public final class DecoderModel: LanguageModel, @unchecked Sendable {
             a.kNorm?(pool, k, out: k, rows: n * c.kvHeadCount, ld: c.headDim)
 
             let keys = storage.keyLayer(layer), values = storage.valueLayer(layer)
+            // Sliding-window layers of split storage address their own blocks.
+            let own = split && storage.sliding[layer]
             withFreqFactors { ff in
                 Ops.ropeAndStore(pool, q: q, qStride: qDim, k: k, v: v, kvStride: kvDim, rows: n, positions: s.positions,
-                                 slots: s.slots, keys: keys, values: values, heads: c.headCount, kvHeads: c.kvHeadCount,
+                                 slots: own ? s.slidingSlots : s.slots, keys: keys, values: values, heads: c.headCount, kvHeads: c.kvHeadCount,
                                  headDim: c.headDim, ropeDim: a.rope.dimensions, freqBase: a.rope.base,
                                  freqScale: a.rope.scale, freqFactors: ff, neox: a.rope.neox)
             }
-            Ops.attention(pool, q: q, out: att, sequences: UnsafeBufferPointer(start: s.attentionSequences, count: sequences.count),
+            Ops.attention(pool, q: q, out: att,
+                          sequences: UnsafeBufferPointer(start: s.attentionSequences + (own ? sequences.count : 0), count: sequences.count),
                           keys: keys, values: values, blockSizeLog2: storage.blockSizeLog2,
                           heads: c.headCount, kvHeads: c.kvHeadCount, headDim: c.headDim, scale: spec.attentionScale,
                           window: a.window, scratch: s.attentionScratch, scratchPerThread: s.attentionScratchPerThread)
@@ -347,6 +379,8 @@ final class Scratch {
     /// Per row of the chunk: position and KV slot offset.
     let positions: UnsafeMutablePointer<Int32>
     let slots: UnsafeMutablePointer<Int>
+    /// Per row: its KV slot offset in the sliding-window layers' own blocks (split storage).
+    let slidingSlots: UnsafeMutablePointer<Int>
     private(set) var attentionScratch: UnsafeMutablePointer<Float>
     private(set) var attentionScratchPerThread = 0
     private(set) var attentionSequences: UnsafeMutablePointer<ck_attn_seq>
@@ -371,6 +405,7 @@ final class Scratch {
         quant = .allocate(byteCount: n * activationBytes, alignment: 64)
         positions = .allocate(capacity: n)
         slots = .allocate(capacity: n)
+        slidingSlots = .allocate(capacity: n)
         attentionScratch = buf(1)
         attentionSequences = .allocate(capacity: 1)
         tables = .allocate(capacity: 1)
@@ -403,6 +438,7 @@ final class Scratch {
         quant.deallocate()
         positions.deallocate()
         slots.deallocate()
+        slidingSlots.deallocate()
         attentionSequences.deallocate()
         tables.deallocate()
     }

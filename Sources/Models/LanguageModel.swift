@@ -16,12 +16,16 @@ public struct BatchSequence: Sendable {
     public var blockTable: [Int32]
     /// How many of its last tokens to return logits for (usually 0 or 1).
     public var logitCount: Int
+    /// With split storage: its blocks of the sliding-window layers. Only the entries of its last window
+    /// of positions (from `startPosition - slidingWindow + 1` on) are read; earlier ones may be -1.
+    public var slidingBlockTable: [Int32]
 
-    public init(tokenCount: Int, startPosition: Int, blockTable: [Int32], logitCount: Int) {
+    public init(tokenCount: Int, startPosition: Int, blockTable: [Int32], logitCount: Int, slidingBlockTable: [Int32] = []) {
         self.tokenCount = tokenCount
         self.startPosition = startPosition
         self.blockTable = blockTable
         self.logitCount = logitCount
+        self.slidingBlockTable = slidingBlockTable
     }
 }
 
@@ -56,8 +60,15 @@ public protocol LanguageModel: AnyObject, Sendable {
     var maxBatchTokens: Int { get }
     /// A fresh KV cache for one sequence of at most `capacity` positions.
     func makeCache(capacity: Int) -> KVCache
-    /// Block storage for the KV caches of many sequences.
+    /// Block storage for the KV caches of many sequences (sliding-window layers in the same blocks).
     func makeStorage(blocks: Int, blockSize: Int) -> KVBlockStorage
+    /// The longest sliding window of its layers; nil when every layer attends to the whole context.
+    var slidingWindow: Int? { get }
+    /// How many of its layers have a sliding window.
+    var slidingLayerCount: Int { get }
+    /// Split block storage: `blocks` for the full-attention layers, `slidingBlocks` for the sliding-window
+    /// ones (see `BatchSequence.slidingBlockTable`). Without sliding layers, the same as `makeStorage`.
+    func makeStorage(blocks: Int, slidingBlocks: Int, blockSize: Int) -> KVBlockStorage
     /// Runs the batch, writing its sequences' keys and values into `storage` through their block
     /// tables, and `batch.logitRows` rows of logits (`vocabularySize` floats each) to `logits`.
     func forward(_ batch: ForwardBatch, storage: KVBlockStorage, logits: UnsafeMutablePointer<Float>) throws

@@ -23,6 +23,8 @@ public final class ServerMetrics: Sendable {
     private let kvBlocksUsed: CoreMetrics.Gauge
     private let kvBlocksFree: CoreMetrics.Gauge
     private let kvBlocksCached: CoreMetrics.Gauge
+    private let kvSlidingBlocksTotal: CoreMetrics.Gauge
+    private let kvSlidingBlocksUsed: CoreMetrics.Gauge
     private let prefixHitRate: CoreMetrics.Gauge
     private let batchSequences: CoreMetrics.Recorder
     private let batchTokens: CoreMetrics.Recorder
@@ -55,6 +57,8 @@ public final class ServerMetrics: Sendable {
         kvBlocksUsed = CoreMetrics.Gauge(label: "swiftlet_kv_blocks_used", factory: factory)
         kvBlocksFree = CoreMetrics.Gauge(label: "swiftlet_kv_blocks_free", factory: factory)
         kvBlocksCached = CoreMetrics.Gauge(label: "swiftlet_kv_blocks_cached", factory: factory)
+        kvSlidingBlocksTotal = CoreMetrics.Gauge(label: "swiftlet_kv_sliding_blocks_total", factory: factory)
+        kvSlidingBlocksUsed = CoreMetrics.Gauge(label: "swiftlet_kv_sliding_blocks_used", factory: factory)
         prefixHitRate = CoreMetrics.Gauge(label: "swiftlet_prefix_cache_hit_rate", factory: factory)
         batchSequences = CoreMetrics.Recorder(label: "swiftlet_batch_sequences", factory: factory)
         batchTokens = CoreMetrics.Recorder(label: "swiftlet_batch_tokens", factory: factory)
@@ -126,6 +130,8 @@ public final class ServerMetrics: Sendable {
         kvBlocksUsed.record(s.kvBlocksUsed)
         kvBlocksFree.record(s.kvBlocksTotal - s.kvBlocksUsed)
         kvBlocksCached.record(s.kvBlocksCached)
+        kvSlidingBlocksTotal.record(s.kvSlidingBlocksTotal)
+        kvSlidingBlocksUsed.record(s.kvSlidingBlocksUsed)
         prefixHitRate.record(s.prefixHitRate)
         let deltas = totalsSeen.withLockedValue { seen in
             totals.indices.map { i in

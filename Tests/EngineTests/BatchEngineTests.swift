@@ -114,10 +114,11 @@ import Testing
         options.kvCacheBytes = 64 << 20
         let engine = try BatchEngine(engine: e, options: options)
         defer { engine.shutdown() }
-        // Consumers that stop reading after a few tokens, and ones cancelled before they start.
+        // Consumers that stop reading after a few tokens, and ones cancelled before they start. (2,000
+        // tokens each: however loaded the machine, the engine cannot finish them before the consumers go.)
         try await withThrowingTaskGroup(of: Void.self) { group in
             for (i, p) in Self.prompts.prefix(8).enumerated() {
-                let stream = try engine.submit(GenerationRequest(promptTokens: e.encode(p), maxTokens: 500, ignoreEOS: true))
+                let stream = try engine.submit(GenerationRequest(promptTokens: e.encode(p), maxTokens: 2000, ignoreEOS: true))
                 group.addTask {
                     var seen = 0
                     for try await event in stream {
@@ -226,4 +227,122 @@ import Testing
         #expect(order.first == 3 || order.first == 0, "the first may already be running; then the urgent one is next")
         if order.first == 0 { #expect(order[1] == 3) }
     }
+}
+
+/// Gemma 3's sliding-window layers keep their keys and values in blocks of their own, given back as a
+/// sequence's window moves on: batched, preempted and prefix-cached sequences still get exactly the
+/// tokens and logprobs they get alone (where every layer keeps every position).
+@Suite(.serialized) struct SlidingWindowEngineTests {
+    static let long = String(repeating: "The tide comes in and the tide goes out, and the gulls follow the boats home. ", count: 40)
+
+    @Test func slidingBlocksAreBoundedByTheWindowAndChangeNothing() async throws {
+        guard !TestModel.skipped else { return }
+        let e = try TestModel.engine(.gemma3)
+        let window = try #require(e.model.slidingWindow)
+        let prompts = [Self.long, "The capital of France is", "Once upon a time" + Self.long.prefix(1500),
+                       String(Self.long.prefix(2000)) + " In the end,"]
+        let requests = prompts.map {
+            GenerationRequest(promptTokens: e.encode($0), maxTokens: 20, ignoreEOS: true, logprobs: 2)
+        }
+        #expect(requests[0].promptTokens.count > window + 200)
+        let alone = try requests.map { try e.generate($0) }
+        var options = BatchEngine.Options()
+        options.kvCacheBytes = 256 << 20
+        options.maxSequences = 4
+        options.maxBatchTokens = 256
+        // After every step, the sliding blocks in use (they must stay within each sequence's window plus a step).
+        let peak = PeakCounter()
+        let box = EngineBox()
+        let engine = try BatchEngine(engine: e, options: options) { _ in
+            if let engine = box.engine { peak.record(engine.stats.kvSlidingBlocksUsed) }
+        }
+        box.engine = engine
+        defer { engine.shutdown() }
+        let stats = engine.stats
+        #expect(stats.kvSlidingBlocksTotal > 0, "the sliding-window layers have blocks of their own")
+        let bs = stats.kvBlockSize
+        let bound = options.maxSequences * ((window + bs - 1) / bs + 2) + options.maxBatchTokens / bs
+        for round in 0..<2 {  // the second round takes the prompts' blocks from the prefix cache
+            let batched = try await BatchEngineTests.runAll(engine, requests)
+            for i in requests.indices {
+                #expect(batched[i].tokens == alone[i].tokens, "round \(round) request \(i)")
+                #expect(batched[i].logprobs == alone[i].logprobs, "round \(round) request \(i): logprobs to the bit")
+            }
+        }
+        #expect(engine.stats.prefixHits > 0)
+        #expect(peak.value > 0 && peak.value <= bound, "peak \(peak.value) of \(bound)")
+        // A full pool would hold every position of the longest prompt in every layer.
+        #expect(peak.value < requests.map(\.promptTokens.count).reduce(0, +) / bs)
+        try await BatchEngineTests.waitUntilIdle(engine)
+        #expect(engine.stats.kvBlocksUsed == 0 && engine.stats.kvSlidingBlocksUsed == 0)
+    }
+
+    @Test func preemptedSequencesRecomputeTheirWindow() async throws {
+        guard !TestModel.skipped else { return }
+        let e = try TestModel.engine(.gemma3)
+        // Four prompts of ~2,100 tokens: more positions than the full-attention layers' blocks hold.
+        let requests = (0..<4).map { i in
+            GenerationRequest(promptTokens: e.encode("\(i). " + Self.long + Self.long + Self.long), maxTokens: 12,
+                              ignoreEOS: true, logprobs: 1)
+        }
+        let alone = try requests.map { try e.generate($0) }
+        var options = BatchEngine.Options()
+        options.kvCacheBytes = 50 << 20  // the full-attention layers' blocks hold ~3,600 positions
+        options.maxSequences = 4
+        options.prefixCaching = false
+        let engine = try BatchEngine(engine: e, options: options)
+        defer { engine.shutdown() }
+        let batched = try await BatchEngineTests.runAll(engine, requests)
+        for i in requests.indices {
+            #expect(batched[i].tokens == alone[i].tokens && batched[i].logprobs == alone[i].logprobs, "request \(i)")
+        }
+        #expect(engine.stats.kvSlidingBlocksTotal > 0 && engine.stats.preemptions > 0, "\(engine.stats) \(requests.map(\.promptTokens.count))")
+        try await BatchEngineTests.waitUntilIdle(engine)
+        #expect(engine.stats.kvBlocksUsed == 0 && engine.stats.kvSlidingBlocksUsed == 0)
+    }
+}
+
+extension SlidingWindowEngineTests {
+    /// A batch whose sliding-window table lacks a block of its window is refused, not read out of bounds.
+    @Test func aSlidingTableMissingItsWindowIsRefused() throws {
+        guard !TestModel.skipped else { return }
+        let model = try TestModel.engine(.gemma3).model
+        let storage = model.makeStorage(blocks: 48, slidingBlocks: 48, blockSize: 16)
+        #expect(storage.isSplit && storage.sliding.filter { $0 }.count == model.slidingLayerCount)
+        var logits = [Float](repeating: 0, count: model.config.vocabularySize)
+        func run(start: Int, _ table: [Int32]) throws {
+            var batch = ForwardBatch()
+            batch.append([1, 2], as: BatchSequence(tokenCount: 2, startPosition: start, blockTable: Array(0..<48),
+                                                   logitCount: 1, slidingBlockTable: table))
+            try logits.withUnsafeMutableBufferPointer { try model.forward(batch, storage: storage, logits: $0.baseAddress!) }
+        }
+        // Positions 110 and 111 read blocks 0 to 6 of the window.
+        for table: [Int32] in [[-1, -1, -1, -1, -1, -1, -1, 3], [0, 1, 2, 3, 4, 5], [0, 1, 2, 3, 4, 5, 48]] {
+            do {
+                try run(start: 110, table)
+                Issue.record("table \(table) was accepted")
+            } catch {
+                #expect("\(error)".contains("sliding-window block table"), "\(error)")
+            }
+        }
+        // Positions 600 and 601 read from 89 on: blocks before 5 may be given back.
+        try run(start: 600, [-1, -1, -1, -1, -1] + (5..<38).map(Int32.init))
+    }
+}
+
+/// The engine, for its own step observer (set once it exists).
+final class EngineBox: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value: BatchEngine?
+    var engine: BatchEngine? {
+        get { lock.lock(); defer { lock.unlock() }; return value }
+        set { lock.lock(); value = newValue; lock.unlock() }
+    }
+}
+
+final class PeakCounter: @unchecked Sendable {
+    private let lock = NSLock()
+    private var peak = 0
+    func record(_ v: Int) { lock.lock(); peak = max(peak, v); lock.unlock() }
+    var value: Int { lock.lock(); defer { lock.unlock() }; return peak }
 }

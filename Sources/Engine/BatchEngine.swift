@@ -93,17 +93,20 @@ public final class BatchEngine: GenerationService, @unchecked Sendable {
                 "kv_cache_memory", "\(bytes) bytes hold no block of \(bs) tokens (\(perBlock) bytes)")
         }
         let batchTokens = min(options.maxBatchTokens, model.maxBatchTokens)
-        // Sliding-window layers get blocks of their own, enough for every sequence's window plus a
-        // step's new tokens, when that leaves the full-attention layers more positions than one pool.
+        // Sliding-window layers get blocks of their own: enough for every sequence's window plus a step's
+        // new tokens, or half the memory if that is less (the scheduler preempts when they run out), when
+        // that leaves the full-attention layers more positions than one pool would.
         var slidingPool: (pool: BlockPool, window: Int)?
         var storage: KVBlockStorage?
         if let window = model.slidingWindow {
             let slidingLayers = model.slidingLayerCount
-            let slidingBlocks = options.maxSequences * ((window + bs - 1) / bs + 2) + (batchTokens + bs - 1) / bs
-            let slidingBytes = slidingBlocks * KVBlockStorage.bytesPerBlock(layers: slidingLayers, blockSize: bs, kvDim: kvDim)
+            let perSliding = KVBlockStorage.bytesPerBlock(layers: slidingLayers, blockSize: bs, kvDim: kvDim)
+            let perSequence = (window + bs - 1) / bs + 2, step = (batchTokens + bs - 1) / bs
+            let slidingBlocks = min(options.maxSequences * perSequence + step, bytes / 2 / max(perSliding, 1))
+            let slidingBytes = slidingBlocks * perSliding
             let fullBlocks = max(0, bytes - slidingBytes)
                 / KVBlockStorage.bytesPerBlock(layers: layers - slidingLayers, blockSize: bs, kvDim: kvDim)
-            if slidingLayers > 0, slidingLayers < layers, fullBlocks > blocks {
+            if slidingLayers > 0, slidingLayers < layers, slidingBlocks >= perSequence + step, fullBlocks > blocks {
                 blocks = fullBlocks
                 storage = model.makeStorage(blocks: blocks, slidingBlocks: slidingBlocks, blockSize: bs)
                 slidingPool = (BlockPool(capacity: slidingBlocks, blockSize: bs, prefixCaching: options.prefixCaching), window)

@@ -82,4 +82,68 @@ import Testing
             #expect(subject.firstDifference(got, reference) == nil, "\(arch): chunks of \(chunk)")
         }
     }
+
+    /// The tiny file rewritten in memory: `change` may edit its metadata and tensors.
+    static func rewritten(_ arch: String, _ change: (inout [(String, GGUFValue)], inout [GGUFWriter.Tensor]) -> Void) throws -> GGUFFile {
+        let f = try GGUFFile(path: fixtures.appendingPathComponent("tiny-\(arch).gguf").path)
+        var metadata = f.metadataKeys.map { ($0, f.metadata[$0]!) }
+        var tensors = f.tensors.map { GGUFWriter.Tensor(name: $0.name, shape: $0.shape, type: $0.type, data: Array(f.tensorData($0))) }
+        change(&metadata, &tensors)
+        var w = GGUFWriter()
+        for (k, v) in metadata { w.add(k, v) }
+        for t in tensors { w.add(tensor: t) }
+        return try GGUFFile(bytes: w.bytes())
+    }
+
+    /// A file whose tensors disagree with its metadata fails at load, naming the tensor; the unchanged
+    /// rewrite loads (so the failures come from the changes).
+    @Test func mismatchedTensorsAreNamed() throws {
+        _ = try ModelRegistry.load(try Self.rewritten("qwen2") { _, _ in }, threads: 1)
+        let missing = try Self.rewritten("qwen2") { _, t in t.removeAll { $0.name == "blk.1.ffn_down.weight" } }
+        #expect(throws: GGUFError.missingTensor("blk.1.ffn_down.weight")) { try ModelRegistry.load(missing, threads: 1) }
+        // blk.0.attn_k.weight as 256 x 256 (the Q rows' count) instead of 256 x 128.
+        let shape = try Self.rewritten("qwen2") { _, t in
+            let q = t.first { $0.name == "blk.0.attn_q.weight" }!
+            let i = t.firstIndex { $0.name == "blk.0.attn_k.weight" }!
+            t[i] = GGUFWriter.Tensor(name: t[i].name, shape: q.shape, type: q.type, data: q.data)
+        }
+        do {
+            _ = try ModelRegistry.load(shape, threads: 1)
+            Issue.record("a wrong shape was accepted")
+        } catch {
+            #expect("\(error)".contains("blk.0.attn_k.weight") && "\(error)".contains("[256, 128]"), "\(error)")
+        }
+        // A bias of the wrong length.
+        let bias = try Self.rewritten("qwen2") { _, t in
+            let i = t.firstIndex { $0.name == "blk.0.attn_v.bias" }!
+            t[i] = GGUFWriter.Tensor(name: t[i].name, shape: [64], type: .f32, data: Array(t[i].data.prefix(256)))
+        }
+        do {
+            _ = try ModelRegistry.load(bias, threads: 1)
+            Issue.record("a short bias was accepted")
+        } catch {
+            #expect("\(error)".contains("blk.0.attn_v.bias"), "\(error)")
+        }
+    }
+
+    /// Gemma 3's window metadata is checked: a pattern of 3 flags for 2 layers and a window of 0 are refused.
+    @Test func badSlidingWindowMetadataIsRefused() throws {
+        let cases: [(String, GGUFValue)] = [("gemma3.attention.sliding_window", .uint32(0)),
+                                            ("gemma3.attention.sliding_window_pattern", .array(.bool, [.bool(true), .bool(false), .bool(true)]))]
+        for (key, value) in cases {
+            let f = try Self.rewritten("llama") { m, _ in
+                m = m.map { ($0.0.hasPrefix("llama.") ? "gemma3." + String($0.0.dropFirst(6)) : $0.0, $0.1) }
+                m = m.map { $0.0 == "general.architecture" ? ($0.0, .string("gemma3")) : $0 }
+                m.append(("gemma3.attention.sliding_window", .uint32(512)))
+                m.removeAll { $0.0 == key }
+                m.append((key, value))
+            }
+            do {
+                _ = try ModelRegistry.load(f, threads: 1)
+                Issue.record("\(key) = \(value) was accepted")
+            } catch {
+                #expect("\(error)".contains(key), "\(error)")
+            }
+        }
+    }
 }

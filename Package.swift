@@ -98,7 +98,7 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
         // Shared test support: locates the real model and fixtures.
-        .target(name: "SwiftletTesting", dependencies: ["Engine"], path: "Sources/SwiftletTesting"),
+        .target(name: "SwiftletTesting", dependencies: ["Engine", "Models"], path: "Sources/SwiftletTesting"),
 
         .testTarget(name: "GGUFTests", dependencies: ["GGUF"]),
         .testTarget(name: "KernelsTests", dependencies: ["Kernels", "CKernels", "GGUF"], resources: [.copy("Fixtures")]),

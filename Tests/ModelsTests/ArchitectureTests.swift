@@ -73,9 +73,9 @@ import Testing
     /// whole prompt (the shared batch-invariance check, on each architecture's own parts).
     @Test(arguments: architectures)
     func batchInvariant(_ arch: String) throws {
-        let subject = try BatchInvarianceTests.Subject(engine: try Self.engine(arch), long: false)
+        let subject = try BatchInvarianceCheck(engine: try Self.engine(arch), long: false)
         let storage = subject.model.makeStorage(blocks: 64, blockSize: 16)
-        let blocks = BatchInvarianceTests.Blocks(storage)
+        let blocks = BlockAllocator(storage)
         let reference = try subject.chunked(subject.target.count, storage, blocks.take(subject.target.count))
         for chunk in [1, 5, 16] {
             let got = try subject.chunked(chunk, storage, blocks.take(subject.target.count))

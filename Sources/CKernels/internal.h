@@ -27,10 +27,25 @@ _Static_assert(sizeof(block_q4_1x8) == 8 * 20, "q4_1x8 size");
 _Static_assert(sizeof(block_q4_0x8) == 8 * 18, "q4_0x8 size");
 _Static_assert(sizeof(block_q8_0x8) == 8 * 34, "q8_0x8 size");
 // Q5_0: the 8 rows' scales, their 32-bit masks of fifth bits, then the nibbles as for Q4_0.
-typedef struct { uint16_t d[8]; uint32_t qh[8]; uint8_t qs[4][8][4]; } block_q5_0x8;
+// Fifth bits regrouped for the kernels: bit j of hb[r][e] is that of row r's element 4j + e, so the byte
+// lanes of one shift give the fifth bits of the 4 elements of each row that a 32-byte load of nibbles holds.
+typedef struct { uint16_t d[8]; uint8_t hb[8][4]; uint8_t qs[4][8][4]; } block_q5_0x8;
 _Static_assert(sizeof(block_q5_0x8) == 8 * 22, "q5_0x8 size");
 // Q5_1: Q5_0's layout with the 8 rows' minimums after their scales.
-typedef struct { uint16_t d[8]; uint16_t m[8]; uint32_t qh[8]; uint8_t qs[4][8][4]; } block_q5_1x8;
+typedef struct { uint16_t d[8]; uint16_t m[8]; uint8_t hb[8][4]; uint8_t qs[4][8][4]; } block_q5_1x8;
+// A row's 32-bit mask of fifth bits (bit e: element e) as hb bytes, and back.
+static inline void ck_q5_regroup(uint32_t qh, uint8_t hb[4]) {
+    for (int e = 0; e < 4; e++) {
+        hb[e] = 0;
+        for (int j = 0; j < 8; j++) hb[e] |= (uint8_t)(((qh >> (4 * j + e)) & 1) << j);
+    }
+}
+static inline uint32_t ck_q5_ungroup(const uint8_t hb[4]) {
+    uint32_t qh = 0;
+    for (int e = 0; e < 4; e++)
+        for (int j = 0; j < 8; j++) qh |= (uint32_t)((hb[e] >> j) & 1) << (4 * j + e);
+    return qh;
+}
 _Static_assert(sizeof(block_q5_1x8) == 8 * 24, "q5_1x8 size");
 // IQ4_NL packs as Q4_0 (same block: an f16 scale and 16 bytes of nibbles); its nibbles index this table.
 extern const int8_t ck_iq4nl_values[16];

@@ -1,6 +1,7 @@
 // Matmul tiles over the 8-row interleaved layouts, included by packed.c once per instruction set.
 // The includer defines NAME(x) (the variant's function names), TARGET (its target attribute),
-// MAX_COLS (activation rows per tile), DOT4(acc, u, s): acc + the 8 int32 lane sums of 4 unsigned
+// MAX_COLS (activation rows per tile; NARROW_COLS for Q4_0, Q4_1 and Q8_0, whose blocks cost little to
+// unpack, so that wider tiles only add register pressure), DOT4(acc, u, s): acc + the 8 int32 lane sums of 4 unsigned
 // bytes of u times 4 signed bytes of s, and DOT4_Q8(acc, u, s) likewise for Q8_0's stored weights
 // (signed + 128), with Q8_CORR saying whether the result still needs -128 * (sum of s).
 //
@@ -75,15 +76,13 @@ TILE void NAME(tile)(const int WT, const int A16, int nb, const uint8_t *w, cons
                 for (int j = 0; j < 8; j++) u[j] = _mm256_shuffle_epi8(table, u[j]);
             }
             if (FIVE) {
-                // Fifth bits: bit e of row r's mask is element e's; spread 4 of them over 4 bytes.
-                const __m256i qh = _mm256_loadu_si256((const __m256i *)(b + qhoff));
-                const __m256i spread = _mm256_setr_epi8(0, 0, 0, 0, 4, 4, 4, 4, 8, 8, 8, 8, 12, 12, 12, 12,
-                                                        0, 0, 0, 0, 4, 4, 4, 4, 8, 8, 8, 8, 12, 12, 12, 12);
-                const __m256i bits = _mm256_set1_epi32(0x08040201), five = _mm256_set1_epi8(0x10);
+                // Fifth bits (regrouped at packing): bit j of each byte is the one u[j]'s byte needs, moved
+                // to bit 4 by one shift (16-bit lanes: what crosses a byte boundary never reaches bit 4).
+                const __m256i hb = _mm256_loadu_si256((const __m256i *)(b + qhoff));
+                const __m256i five = _mm256_set1_epi8(0x10);
                 for (int j = 0; j < 8; j++) {
-                    const __m256i s = _mm256_shuffle_epi8(_mm256_srl_epi32(qh, _mm_cvtsi32_si128(4 * j)), spread);
-                    const __m256i set = _mm256_cmpeq_epi8(_mm256_and_si256(s, bits), bits);
-                    u[j] = _mm256_or_si256(u[j], _mm256_and_si256(set, five));
+                    const __m256i s = j <= 4 ? _mm256_slli_epi16(hb, 4 - j) : _mm256_srli_epi16(hb, j - 4);
+                    u[j] = _mm256_or_si256(u[j], _mm256_and_si256(s, five));
                 }
             }
         }
@@ -328,10 +327,11 @@ TILE void NAME(tiles)(const int WT, const int A16, int nb, const uint8_t *w, con
                       float *y, int ldy) {
     const char *xs[MAX_COLS];
     float *ys[MAX_COLS];
+    const int width = WT == CK_TYPE_Q4_0 || WT == CK_TYPE_Q4_1 || WT == CK_TYPE_Q8_0 ? NARROW_COLS : MAX_COLS;
     int c = 0;
-    for (; c + MAX_COLS <= cols; c += MAX_COLS) {
-        for (int j = 0; j < MAX_COLS; j++) { xs[j] = x + (size_t)(c + j) * x_stride; ys[j] = y + (size_t)(c + j) * ldy; }
-        NAME(tile)(WT, A16, nb, w, xs, ys, MAX_COLS);
+    for (; c + width <= cols; c += width) {
+        for (int j = 0; j < width; j++) { xs[j] = x + (size_t)(c + j) * x_stride; ys[j] = y + (size_t)(c + j) * ldy; }
+        NAME(tile)(WT, A16, nb, w, xs, ys, width);
     }
     for (; c < cols; c++) {
         xs[0] = x + (size_t)c * x_stride;

@@ -12,6 +12,8 @@
 // each output is the number ck_vec_dot defines, whatever the tile, batch or instruction set.
 
 #define TILE static inline __attribute__((always_inline)) TARGET
+// Column loops unrolled whole (NC is a constant at every call), so that the accumulators stay in registers.
+#define EACH_COL _Pragma("clang loop unroll(full)") for (int c = 0; c < NC; c++)
 
 // Every cache line of the block PACKED_PREFETCH bytes ahead in this group's weight stream.
 TILE void NAME(prefetch_ahead)(const void *block, const int bytes) {
@@ -54,7 +56,7 @@ TILE void NAME(tile)(const int WT, const int A16, int nb, const uint8_t *w, cons
     const size_t qhoff = WT == CK_TYPE_Q5_1 ? 32 : 16;
     const size_t xbytes = A16 ? sizeof(block_a16) : sizeof(block_a8);
     __m256 acc[MAX_COLS], sm[MAX_COLS];
-    for (int c = 0; c < NC; c++) acc[c] = sm[c] = _mm256_setzero_ps();
+    EACH_COL acc[c] = sm[c] = _mm256_setzero_ps();
     const __m256i low = _mm256_set1_epi8(0x0F);
     for (int i = 0; i < nb; i++) {
         const uint8_t *b = w + (size_t)i * wbytes;
@@ -86,7 +88,7 @@ TILE void NAME(tile)(const int WT, const int A16, int nb, const uint8_t *w, cons
                 }
             }
         }
-        for (int c = 0; c < NC; c++) {
+        EACH_COL {
             const char *xb = x[c] + (size_t)i * xbytes;
             const float dx = ((const float *)xb)[0], sx = ((const float *)xb)[1];
             const int32_t sum = ((const int32_t *)xb)[2];
@@ -106,7 +108,7 @@ TILE void NAME(tile)(const int WT, const int A16, int nb, const uint8_t *w, cons
             if (MIN) sm[c] = _mm256_fmadd_ps(m8, _mm256_set1_ps(sx), sm[c]);
         }
     }
-    for (int c = 0; c < NC; c++)
+    EACH_COL
         _mm256_storeu_ps(y[c], MIN ? _mm256_add_ps(acc[c], sm[c]) : acc[c]);
 }
 // Q4_K and Q5_K: per super-block the 8 sub-blocks' 6-bit scales and mins of the 8 rows as floats
@@ -119,7 +121,7 @@ TILE void NAME(kq_tile)(const int FIVE, const int A16, int nsb, const uint8_t *w
     const size_t bytes = FIVE ? sizeof(block_q5_Kx8) : sizeof(block_q4_Kx8);
     const size_t xbytes = A16 ? sizeof(block_a16) : sizeof(block_a8);
     __m256 acc[MAX_COLS], sm[MAX_COLS];
-    for (int c = 0; c < NC; c++) acc[c] = sm[c] = _mm256_setzero_ps();
+    EACH_COL acc[c] = sm[c] = _mm256_setzero_ps();
     const __m256i low = _mm256_set1_epi8(0x0F), six = _mm256_set1_epi32(63), four = _mm256_set1_epi32(0x0F);
     for (int i = 0; i < nsb; i++) {
         // Both layouts begin with d[8], dmin[8] and sc[12][8]; Q5_K's fifth bits come next.
@@ -149,7 +151,7 @@ TILE void NAME(kq_tile)(const int FIVE, const int A16, int nsb, const uint8_t *w
                     u[t] = _mm256_or_si256(u[t], _mm256_slli_epi16(bit, 4));
                 }
             }
-            for (int c = 0; c < NC; c++) {
+            EACH_COL {
                 const char *xb = x[c] + (size_t)(i * 8 + j) * xbytes;
                 const float dx = ((const float *)xb)[0], sx = ((const float *)xb)[1];
                 const int8_t *q = (const int8_t *)(xb + 16);
@@ -160,7 +162,7 @@ TILE void NAME(kq_tile)(const int FIVE, const int A16, int nsb, const uint8_t *w
             }
         }
     }
-    for (int c = 0; c < NC; c++) _mm256_storeu_ps(y[c], _mm256_sub_ps(acc[c], sm[c]));
+    EACH_COL _mm256_storeu_ps(y[c], _mm256_sub_ps(acc[c], sm[c]));
 }
 // The exact integer dot of the 8 rows' elements 4b..4b+15 (u[b..b+3]) with quants q.
 #define HALF_DOT(dot, u, q, b)                                                                        \
@@ -178,7 +180,7 @@ TILE void NAME(q6k_tile)(const int A16, int nsb, const block_q6_Kx8 *w, const ch
                          const int NC) {
     const size_t xbytes = A16 ? sizeof(block_a16) : sizeof(block_a8);
     __m256 acc[MAX_COLS];
-    for (int c = 0; c < NC; c++) acc[c] = _mm256_setzero_ps();
+    EACH_COL acc[c] = _mm256_setzero_ps();
     const __m256i low = _mm256_set1_epi8(0x0F), two = _mm256_set1_epi8(3);
     for (int i = 0; i < nsb; i++) {
         const block_q6_Kx8 *b = w + i;
@@ -195,7 +197,7 @@ TILE void NAME(q6k_tile)(const int A16, int nsb, const block_q6_Kx8 *w, const ch
             }
             const __m256 dlo = _mm256_mul_ps(d8, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)b->sc[2 * j]))));
             const __m256 dhi = _mm256_mul_ps(d8, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)b->sc[2 * j + 1]))));
-            for (int c = 0; c < NC; c++) {
+            EACH_COL {
                 const char *xb = x[c] + (size_t)(i * 8 + j) * xbytes;
                 const float dx = ((const float *)xb)[0];
                 const int32_t sum = ((const int32_t *)xb)[2], sum_lo = ((const int32_t *)xb)[3];
@@ -213,7 +215,7 @@ TILE void NAME(q6k_tile)(const int A16, int nsb, const block_q6_Kx8 *w, const ch
             }
         }
     }
-    for (int c = 0; c < NC; c++) _mm256_storeu_ps(y[c], acc[c]);
+    EACH_COL _mm256_storeu_ps(y[c], acc[c]);
 }
 // Q3_K and Q2_K: per 32-element block two halves of 16 with their own scales (and Q2_K's minimums),
 // 2-bit quants (Q3_K: plus a high bit, 0..7 for -4..3, corrected with -4 * the half's activation sum).
@@ -222,7 +224,7 @@ TILE void NAME(q23k_tile)(const int THREE, const int A16, int nsb, const uint8_t
     const size_t xbytes = A16 ? sizeof(block_a16) : sizeof(block_a8);
     const size_t bytes = THREE ? sizeof(block_q3_Kx8) : sizeof(block_q2_Kx8);
     __m256 acc[MAX_COLS], sm[MAX_COLS];
-    for (int c = 0; c < NC; c++) acc[c] = sm[c] = _mm256_setzero_ps();
+    EACH_COL acc[c] = sm[c] = _mm256_setzero_ps();
     const __m256i two = _mm256_set1_epi8(3), one = _mm256_set1_epi8(1), nib = _mm256_set1_epi32(0x0F);
     for (int i = 0; i < nsb; i++) {
         const uint8_t *b = w + (size_t)i * bytes;
@@ -260,7 +262,7 @@ TILE void NAME(q23k_tile)(const int THREE, const int A16, int nsb, const uint8_t
             const __m256 dlo = _mm256_mul_ps(d8, _mm256_cvtepi32_ps(sc[0])), dhi = _mm256_mul_ps(d8, _mm256_cvtepi32_ps(sc[1]));
             const __m256 mlo = THREE ? dlo : _mm256_mul_ps(dmin8, _mm256_cvtepi32_ps(mn[0]));
             const __m256 mhi = THREE ? dhi : _mm256_mul_ps(dmin8, _mm256_cvtepi32_ps(mn[1]));
-            for (int c = 0; c < NC; c++) {
+            EACH_COL {
                 const char *xb = x[c] + (size_t)(i * 8 + j) * xbytes;
                 const float dx = ((const float *)xb)[0];
                 const int32_t sum = ((const int32_t *)xb)[2], sum_lo = ((const int32_t *)xb)[3];
@@ -282,7 +284,7 @@ TILE void NAME(q23k_tile)(const int THREE, const int A16, int nsb, const uint8_t
             }
         }
     }
-    for (int c = 0; c < NC; c++) _mm256_storeu_ps(y[c], THREE ? acc[c] : _mm256_sub_ps(acc[c], sm[c]));
+    EACH_COL _mm256_storeu_ps(y[c], THREE ? acc[c] : _mm256_sub_ps(acc[c], sm[c]));
 }
 TILE void NAME(q3k_tile)(const int A16, int nsb, const uint8_t *w, const char *const *x, float *const *y, const int NC) {
     NAME(q23k_tile)(1, A16, nsb, w, x, y, NC);
@@ -367,3 +369,4 @@ TARGET static void NAME(group)(int pt, int vt, int nb, const void *w, const char
 #undef KQUANT
 }
 #undef TILE
+#undef EACH_COL

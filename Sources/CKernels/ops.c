@@ -153,67 +153,40 @@ void ck_rope(float *x, int n_heads, int head_dim, int n_rot, int pos, float freq
     }
 }
 
-#define SWIGLU_BODY                                                              \
-    int i = 0;                                                                   \
-    for (; i + 7 < n; i += 8)                                                    \
-        for (int l = 0; l < 8; l++) {                                            \
-            const float g = gate[i + l];                                         \
-            out[i + l] = (g / (1.0f + ck_expf(0.0f - g))) * up[i + l];          \
-        }                                                                        \
-    for (; i < n; i++) out[i] = (gate[i] / (1.0f + ck_expf(0.0f - gate[i]))) * up[i];
-
-#ifdef CK_X86
-AVX2 static void swiglu_fast(const float *gate, const float *up, float *out, int n) {
-    const __m256 one = _mm256_set1_ps(1.0f), zero = _mm256_setzero_ps();
-    int i = 0;
-    for (; i + 7 < n; i += 8) {
-        const __m256 g = _mm256_loadu_ps(gate + i);
-        const __m256 silu = _mm256_div_ps(g, _mm256_add_ps(one, v_expf(_mm256_sub_ps(zero, g))));
-        _mm256_storeu_ps(out + i, _mm256_mul_ps(silu, _mm256_loadu_ps(up + i)));
-    }
-    for (; i < n; i++) out[i] = (gate[i] / (1.0f + ck_expf(0.0f - gate[i]))) * up[i];
-}
-#endif
-static void swiglu_generic(const float *gate, const float *up, float *out, int n) { SWIGLU_BODY }
-void ck_swiglu_portable(const float *gate, const float *up, float *out, int n) { swiglu_generic(gate, up, out, n); }
-
-void ck_swiglu(const float *gate, const float *up, float *out, int n) {
-#ifdef CK_X86
-    if (ck_has_avx2()) { swiglu_fast(gate, up, out, n); return; }
-#endif
-    swiglu_generic(gate, up, out, n);
-}
-
-// gelu(g) with tanh's approximation, written as g * sigmoid(2u): 0.5 (1 + tanh u) = 1 / (1 + exp(-2u)),
-// u = sqrt(2/pi) (g + 0.044715 g^3). The same exp as SiLU, so the AVX2 twin gives the same bits.
+// Gated units: out = act(g) * up with act(g) = g / (1 + exp(-z)): z = g for SiLU; for GELU with tanh's
+// approximation z = 2u, u = sqrt(2/pi) (g + 0.044715 g^3), since 0.5 (1 + tanh u) = 1 / (1 + exp(-2u)).
+// One exp for both, and the AVX2 twin does the same operations, so both give the same bits.
 #define GELU_C1 1.5957691216057308f   /* 2 sqrt(2/pi) */
 #define GELU_C2 0.0713548162726009f   /* 2 sqrt(2/pi) 0.044715 */
-#define GELU(g) ((g) / (1.0f + ck_expf(0.0f - (g) * __builtin_fmaf(GELU_C2, (g) * (g), GELU_C1))))
-static void geglu_generic(const float *gate, const float *up, float *out, int n) {
-    for (int i = 0; i < n; i++) out[i] = GELU(gate[i]) * up[i];
+static inline float glu_z(float g, int gelu) { return gelu ? g * __builtin_fmaf(GELU_C2, g * g, GELU_C1) : g; }
+
+static void glu_generic(const float *gate, const float *up, float *out, int n, int gelu) {
+    for (int i = 0; i < n; i++) out[i] = (gate[i] / (1.0f + ck_expf(0.0f - glu_z(gate[i], gelu)))) * up[i];
 }
 #ifdef CK_X86
-AVX2 static void geglu_fast(const float *gate, const float *up, float *out, int n) {
+AVX2 static void glu_fast(const float *gate, const float *up, float *out, int n, int gelu) {
     const __m256 one = _mm256_set1_ps(1.0f), zero = _mm256_setzero_ps();
     const __m256 c1 = _mm256_set1_ps(GELU_C1), c2 = _mm256_set1_ps(GELU_C2);
     int i = 0;
     for (; i + 7 < n; i += 8) {
         const __m256 g = _mm256_loadu_ps(gate + i);
-        const __m256 z = _mm256_mul_ps(g, _mm256_fmadd_ps(c2, _mm256_mul_ps(g, g), c1));
-        const __m256 gelu = _mm256_div_ps(g, _mm256_add_ps(one, v_expf(_mm256_sub_ps(zero, z))));
-        _mm256_storeu_ps(out + i, _mm256_mul_ps(gelu, _mm256_loadu_ps(up + i)));
+        const __m256 z = gelu ? _mm256_mul_ps(g, _mm256_fmadd_ps(c2, _mm256_mul_ps(g, g), c1)) : g;
+        const __m256 act = _mm256_div_ps(g, _mm256_add_ps(one, v_expf(_mm256_sub_ps(zero, z))));
+        _mm256_storeu_ps(out + i, _mm256_mul_ps(act, _mm256_loadu_ps(up + i)));
     }
-    for (; i < n; i++) out[i] = GELU(gate[i]) * up[i];
+    glu_generic(gate + i, up + i, out + i, n - i, gelu);
 }
 #endif
-void ck_geglu_portable(const float *gate, const float *up, float *out, int n) { geglu_generic(gate, up, out, n); }
-
-void ck_geglu(const float *gate, const float *up, float *out, int n) {
+static void glu(const float *gate, const float *up, float *out, int n, int gelu) {
 #ifdef CK_X86
-    if (ck_has_avx2()) { geglu_fast(gate, up, out, n); return; }
+    if (ck_has_avx2()) { glu_fast(gate, up, out, n, gelu); return; }
 #endif
-    geglu_generic(gate, up, out, n);
+    glu_generic(gate, up, out, n, gelu);
 }
+void ck_swiglu(const float *gate, const float *up, float *out, int n) { glu(gate, up, out, n, 0); }
+void ck_geglu(const float *gate, const float *up, float *out, int n) { glu(gate, up, out, n, 1); }
+void ck_swiglu_portable(const float *gate, const float *up, float *out, int n) { glu_generic(gate, up, out, n, 0); }
+void ck_geglu_portable(const float *gate, const float *up, float *out, int n) { glu_generic(gate, up, out, n, 1); }
 
 void ck_add(float *y, const float *x, int n) {
     for (int i = 0; i < n; i++) y[i] += x[i];

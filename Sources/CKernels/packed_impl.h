@@ -174,6 +174,24 @@ TILE void NAME(kq_tile)(const int FIVE, const int A16, int nsb, const uint8_t *w
         _mm256_add_epi32(a_, b_);                                                                      \
     })
 
+// Both halves' exact integer dots of the 8 rows with the activation block at xb (both passes of 16-bit
+// activations), less `offset` times each half's activation sum (for quants stored + offset).
+TILE void NAME(half_dots)(const __m256i *u, const char *xb, const int A16, const int offset, __m256i *lo, __m256i *hi) {
+    const int32_t sum = ((const int32_t *)xb)[2], sum_lo = ((const int32_t *)xb)[3];
+    const int8_t *q = (const int8_t *)(xb + 16);
+    __m256i l = HALF_DOT(DOT4, u, q, 0), h = HALF_DOT(DOT4, u, q, 4);
+    if (A16) {
+        l = _mm256_add_epi32(_mm256_slli_epi32(l, 8), HALF_DOT(DOT4, u, q + QK, 0));
+        h = _mm256_add_epi32(_mm256_slli_epi32(h, 8), HALF_DOT(DOT4, u, q + QK, 4));
+    }
+    if (offset) {
+        l = _mm256_sub_epi32(l, _mm256_set1_epi32(offset * sum_lo));
+        h = _mm256_sub_epi32(h, _mm256_set1_epi32(offset * (sum - sum_lo)));
+    }
+    *lo = l;
+    *hi = h;
+}
+
 // Q6_K: per 32-element block two halves of 16, each with its own int8 scale; quants stored + 32
 // (0..63, unsigned) and corrected with -32 * the half's activation sum.
 TILE void NAME(q6k_tile)(const int A16, int nsb, const block_q6_Kx8 *w, const char *const *x, float *const *y,
@@ -200,15 +218,8 @@ TILE void NAME(q6k_tile)(const int A16, int nsb, const block_q6_Kx8 *w, const ch
             EACH_COL {
                 const char *xb = x[c] + (size_t)(i * 8 + j) * xbytes;
                 const float dx = ((const float *)xb)[0];
-                const int32_t sum = ((const int32_t *)xb)[2], sum_lo = ((const int32_t *)xb)[3];
-                const int8_t *q = (const int8_t *)(xb + 16);
-                __m256i lo = HALF_DOT(DOT4, u, q, 0), hi = HALF_DOT(DOT4, u, q, 4);
-                if (A16) {
-                    lo = _mm256_add_epi32(_mm256_slli_epi32(lo, 8), HALF_DOT(DOT4, u, q + QK, 0));
-                    hi = _mm256_add_epi32(_mm256_slli_epi32(hi, 8), HALF_DOT(DOT4, u, q + QK, 4));
-                }
-                lo = _mm256_sub_epi32(lo, _mm256_set1_epi32(32 * sum_lo));
-                hi = _mm256_sub_epi32(hi, _mm256_set1_epi32(32 * (sum - sum_lo)));
+                __m256i lo, hi;
+                NAME(half_dots)(u, xb, A16, 32, &lo, &hi);
                 const __m256 vdx = _mm256_set1_ps(dx);
                 acc[c] = _mm256_fmadd_ps(_mm256_mul_ps(dlo, vdx), _mm256_cvtepi32_ps(lo), acc[c]);
                 acc[c] = _mm256_fmadd_ps(_mm256_mul_ps(dhi, vdx), _mm256_cvtepi32_ps(hi), acc[c]);
@@ -266,16 +277,8 @@ TILE void NAME(q23k_tile)(const int THREE, const int A16, int nsb, const uint8_t
                 const char *xb = x[c] + (size_t)(i * 8 + j) * xbytes;
                 const float dx = ((const float *)xb)[0];
                 const int32_t sum = ((const int32_t *)xb)[2], sum_lo = ((const int32_t *)xb)[3];
-                const int8_t *q = (const int8_t *)(xb + 16);
-                __m256i lo = HALF_DOT(DOT4, u, q, 0), hi = HALF_DOT(DOT4, u, q, 4);
-                if (A16) {
-                    lo = _mm256_add_epi32(_mm256_slli_epi32(lo, 8), HALF_DOT(DOT4, u, q + QK, 0));
-                    hi = _mm256_add_epi32(_mm256_slli_epi32(hi, 8), HALF_DOT(DOT4, u, q + QK, 4));
-                }
-                if (THREE) {
-                    lo = _mm256_sub_epi32(lo, _mm256_set1_epi32(4 * sum_lo));
-                    hi = _mm256_sub_epi32(hi, _mm256_set1_epi32(4 * (sum - sum_lo)));
-                }
+                __m256i lo, hi;
+                NAME(half_dots)(u, xb, A16, THREE ? 4 : 0, &lo, &hi);
                 const __m256 vdx = _mm256_set1_ps(dx);
                 acc[c] = _mm256_fmadd_ps(_mm256_mul_ps(dlo, vdx), _mm256_cvtepi32_ps(lo), acc[c]);
                 if (!THREE) sm[c] = _mm256_fmadd_ps(mlo, _mm256_set1_ps(dx * (float)sum_lo), sm[c]);

@@ -96,6 +96,47 @@ def r(x):
     return round(float(x), 7)
 
 
+def score(passages, exact, quant):
+    """The fixture's passages and summary: per (name, text, token ids) with exact and llama.cpp's
+    log-probabilities (positions x vocabulary), the exact top-5 and NLLs beside llama.cpp's."""
+    out = []
+    tot = {"n": 0, "dnll": 0.0, "agree": 0, "kl": 0.0, "nll": 0.0, "nll_exact": 0.0}
+    for (name, text, t), e, q in zip(passages, exact, quant):
+        n = len(t) - 1
+        idx = np.arange(n)
+        top = np.argsort(-e[:n], axis=1, kind="stable")[:, :TOP]
+        e_top = np.take_along_axis(e[:n], top, 1)
+        q_top = np.take_along_axis(q[:n], top, 1)
+        e_nll, q_nll = -e[idx, t[1:]], -q[idx, t[1:]]
+        q_top1 = q[:n].argmax(axis=1)
+        # The same bucketed KL as QualityMetrics (Sources/Engine/Quality.swift), as a cross-check.
+        p, qq = np.exp(e_top), np.exp(q_top)
+        pt, qt = np.clip(1 - p.sum(1), 0, None), np.clip(1 - qq.sum(1), 1e-300, None)
+        kl = (p * (e_top - q_top)).sum(1) + np.where(pt > 0, pt * np.log(np.where(pt > 0, pt, 1) / qt), 0)
+        tot["n"] += n
+        tot["dnll"] += float(np.abs(q_nll - e_nll).sum())
+        tot["agree"] += int((q_top1 == top[:, 0]).sum())
+        tot["kl"] += float(kl.sum())
+        tot["nll"] += float(q_nll.sum())
+        tot["nll_exact"] += float(e_nll.sum())
+        out.append({
+            "name": name,
+            "text": text,
+            "token_ids": [int(x) for x in t],
+            "top_ids": top.tolist(),
+            "exact": {"nll": [r(x) for x in e_nll], "top1": top[:, 0].tolist(),
+                      "top_logprobs": [[r(x) for x in row] for row in e_top]},
+            "llamacpp": {"nll": [r(x) for x in q_nll], "top1": q_top1.tolist(),
+                         "top_logprobs": [[r(x) for x in row] for row in q_top]},
+        })
+    n = tot["n"]
+    summary = {"positions": n,
+               "llamacpp": {"mean_abs_delta_nll": tot["dnll"] / n, "top1_agreement": tot["agree"] / n,
+                            "approximate_kl": tot["kl"] / n, "perplexity": float(np.exp(tot["nll"] / n))},
+               "exact": {"perplexity": float(np.exp(tot["nll_exact"] / n))}}
+    return out, summary
+
+
 def main():
     global MAX_PASSAGE
     ap = argparse.ArgumentParser()
@@ -152,41 +193,7 @@ def main():
     quant_llm = load(args.model, args.threads, f32_cache=False)
     quant = [llama_logprobs(quant_llm, t) for t in tokens]
 
-    out = []
-    tot = {"n": 0, "dnll": 0.0, "agree": 0, "kl": 0.0, "nll": 0.0, "nll_exact": 0.0}
-    for (name, text), t, e, q in zip(texts, tokens, exact, quant):
-        n = len(t) - 1
-        idx = np.arange(n)
-        top = np.argsort(-e[:n], axis=1, kind="stable")[:, :TOP]
-        e_top = np.take_along_axis(e[:n], top, 1)
-        q_top = np.take_along_axis(q[:n], top, 1)
-        e_nll, q_nll = -e[idx, t[1:]], -q[idx, t[1:]]
-        q_top1 = q[:n].argmax(axis=1)
-        # The same bucketed KL as QualityMetrics (Sources/Engine/Quality.swift), as a cross-check.
-        p, qq = np.exp(e_top), np.exp(q_top)
-        pt, qt = np.clip(1 - p.sum(1), 0, None), np.clip(1 - qq.sum(1), 1e-300, None)
-        kl = (p * (e_top - q_top)).sum(1) + np.where(pt > 0, pt * np.log(np.where(pt > 0, pt, 1) / qt), 0)
-        tot["n"] += n
-        tot["dnll"] += float(np.abs(q_nll - e_nll).sum())
-        tot["agree"] += int((q_top1 == top[:, 0]).sum())
-        tot["kl"] += float(kl.sum())
-        tot["nll"] += float(q_nll.sum())
-        tot["nll_exact"] += float(e_nll.sum())
-        out.append({
-            "name": name,
-            "text": text,
-            "token_ids": [int(x) for x in t],
-            "top_ids": top.tolist(),
-            "exact": {"nll": [r(x) for x in e_nll], "top1": top[:, 0].tolist(),
-                      "top_logprobs": [[r(x) for x in row] for row in e_top]},
-            "llamacpp": {"nll": [r(x) for x in q_nll], "top1": q_top1.tolist(),
-                         "top_logprobs": [[r(x) for x in row] for row in q_top]},
-        })
-    n = tot["n"]
-    summary = {"positions": n,
-               "llamacpp": {"mean_abs_delta_nll": tot["dnll"] / n, "top1_agreement": tot["agree"] / n,
-                            "approximate_kl": tot["kl"] / n, "perplexity": float(np.exp(tot["nll"] / n))},
-               "exact": {"perplexity": float(np.exp(tot["nll_exact"] / n))}}
+    out, summary = score([(name, text, t) for (name, text), t in zip(texts, tokens)], exact, quant)
     print(json.dumps(summary, indent=1), file=sys.stderr)
     with open(args.model, "rb") as f:
         sha = hashlib.sha256(f.read()).hexdigest()

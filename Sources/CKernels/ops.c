@@ -188,6 +188,27 @@ void ck_geglu(const float *gate, const float *up, float *out, int n) { glu(gate,
 void ck_swiglu_portable(const float *gate, const float *up, float *out, int n) { glu_generic(gate, up, out, n, 0); }
 void ck_geglu_portable(const float *gate, const float *up, float *out, int n) { glu_generic(gate, up, out, n, 1); }
 
+void ck_moe_route(const float *logits, int n_expert, int k, int32_t *ids, float *weights) {
+    float max = -INFINITY, p[256], sum = 0;
+    for (int e = 0; e < n_expert; e++) max = logits[e] > max ? logits[e] : max;
+    for (int e = 0; e < n_expert; e++) { p[e] = ck_expf(logits[e] - max); sum += p[e]; }
+    for (int e = 0; e < n_expert; e++) p[e] /= sum;
+    float picked = 0;
+    for (int j = 0; j < k; j++) {
+        int best = -1;
+        for (int e = 0; e < n_expert; e++) {
+            int taken = 0;
+            for (int i = 0; i < j; i++) taken |= ids[i] == e;
+            if (!taken && (best < 0 || p[e] > p[best])) best = e;
+        }
+        ids[j] = best;
+        weights[j] = p[best];
+        picked += p[best];
+    }
+    if (picked < 6.103515625e-5f) picked = 6.103515625e-5f;
+    for (int j = 0; j < k; j++) weights[j] /= picked;
+}
+
 void ck_add(float *y, const float *x, int n) {
     for (int i = 0; i < n; i++) y[i] += x[i];
 }

@@ -65,13 +65,28 @@ struct FeedForward {
     }
 }
 
+/// Mixture of experts (Mixtral): a router picks `used` of the experts for each token (softmax, top-k,
+/// weights renormalised) and the token's output is their gated feed-forwards' weighted sum, in the
+/// order picked. Each expert runs once per step over the rows routed to it.
+struct MixtureOfExperts {
+    let router: WeightMatrix
+    let experts: [FeedForward]
+    let used: Int
+}
+
+/// A layer's feed-forward: one for every token, or a mixture of experts.
+enum FeedForwardBlock {
+    case dense(FeedForward)
+    case experts(MixtureOfExperts)
+}
+
 /// One pre-norm decoder layer: x += [postNorm](attention(norm x)); x += [postNorm](ffn(norm x)).
 struct DecoderLayer {
     let attentionNorm: RMSNorm
     let attention: Attention
     let postAttentionNorm: RMSNorm?
     let feedForwardNorm: RMSNorm
-    let feedForward: FeedForward
+    let feedForward: FeedForwardBlock
     let postFeedForwardNorm: RMSNorm?
 }
 

@@ -51,6 +51,15 @@ public final class DecoderModel: LanguageModel, @unchecked Sendable {
                 first += r
             }
         }
+        /// A 3-D expert tensor [columns, rows, experts] as one matrix per expert, named `name#e`.
+        func splitExperts(_ name: String, columns: Int, rows: Int) throws {
+            guard let info = gguf.tensorInfo(name) else { throw GGUFError.missingTensor(name) }
+            guard info.shape == [columns, rows, c.expertCount] else {
+                throw KernelError.shapeMismatch(tensor: name, expected: [columns, rows, c.expertCount], found: info.shape)
+            }
+            let whole = try gguf.weightMatrix(name)
+            for e in 0..<c.expertCount { plain["\(name)#\(e)"] = try whole.rows(e * rows..<(e + 1) * rows) }
+        }
         let outputName = gguf.tensorInfo("output.weight") != nil ? "output.weight" : "token_embd.weight"
         try load(outputName, columns: c.embeddingLength, rows: c.vocabularySize)
         let qkvNames = spec.fusedQKV ? ["attn_qkv.weight#0", "attn_qkv.weight#1", "attn_qkv.weight#2"]
@@ -66,6 +75,13 @@ public final class DecoderModel: LanguageModel, @unchecked Sendable {
                 try load(p + qkvNames[2], columns: c.embeddingLength, rows: c.kvDim)
             }
             try load(p + "attn_output.weight", columns: c.qDim, rows: c.embeddingLength)
+            if c.expertCount > 0 {
+                try load(p + "ffn_gate_inp.weight", columns: c.embeddingLength, rows: c.expertCount)
+                try splitExperts(p + "ffn_gate_exps.weight", columns: c.embeddingLength, rows: c.feedForwardLength)
+                try splitExperts(p + "ffn_up_exps.weight", columns: c.embeddingLength, rows: c.feedForwardLength)
+                try splitExperts(p + "ffn_down_exps.weight", columns: c.feedForwardLength, rows: c.embeddingLength)
+                continue
+            }
             if spec.fusedGateUp {
                 try split(p + "ffn_up.weight", columns: c.embeddingLength, rows: [c.feedForwardLength, c.feedForwardLength])
             } else {
@@ -117,9 +133,17 @@ public final class DecoderModel: LanguageModel, @unchecked Sendable {
                 qNorm: try optionalNorm(p + "attn_q_norm.weight", c.headDim),
                 kNorm: try optionalNorm(p + "attn_k_norm.weight", c.headDim),
                 rope: spec.layerRoPE[i], window: spec.layerWindow[i])
-            let ffn = FeedForward(
-                gate: matrix(p + gateUpNames[0]), up: matrix(p + gateUpNames[1]), down: matrix(p + "ffn_down.weight"),
-                activation: spec.activation)
+            let ffn: FeedForwardBlock = c.expertCount > 0
+                ? .experts(MixtureOfExperts(
+                    router: matrix(p + "ffn_gate_inp.weight"),
+                    experts: (0..<c.expertCount).map { e in
+                        FeedForward(gate: matrix(p + "ffn_gate_exps.weight#\(e)"), up: matrix(p + "ffn_up_exps.weight#\(e)"),
+                                    down: matrix(p + "ffn_down_exps.weight#\(e)"), activation: spec.activation)
+                    },
+                    used: c.expertUsedCount))
+                : .dense(FeedForward(
+                    gate: matrix(p + gateUpNames[0]), up: matrix(p + gateUpNames[1]), down: matrix(p + "ffn_down.weight"),
+                    activation: spec.activation))
             layers.append(DecoderLayer(
                 attentionNorm: try norm(p + "attn_norm.weight", c.embeddingLength),
                 attention: attention,
@@ -130,16 +154,25 @@ public final class DecoderModel: LanguageModel, @unchecked Sendable {
         }
         self.layers = layers
         pool = ThreadPool(threads: threads)
-        let inputs = layers.flatMap { l in [l.attention.q.weight, l.attention.o.weight, l.feedForward.gate, l.feedForward.down] }
+        let inputs = layers.flatMap { l -> [WeightMatrix] in
+            let ffn: [WeightMatrix] = switch l.feedForward {
+            case .dense(let f): [f.gate, f.down]
+            case .experts(let m): [m.router] + m.experts.flatMap { [$0.gate, $0.down] }
+            }
+            return [l.attention.q.weight, l.attention.o.weight] + ffn
+        }
         let activationBytes = max((inputs + [output]).map(\.activationRowBytes).max()!, c.feedForwardLength * 4)
         let scratch = Scratch(config: c, maxTokens: maxChunk, threads: pool.threadCount, activationBytes: activationBytes)
         self.scratch = scratch
         fused = layers.map { l in
-            let a = l.attention, f = l.feedForward
+            let a = l.attention
+            var gateUp: FusedMatmul?
+            if case .dense(let f) = l.feedForward {
+                gateUp = FusedMatmul([f.gate, f.up], outputs: [scratch.gate, scratch.up],
+                                     ldys: [c.feedForwardLength, c.feedForwardLength])
+            }
             return (FusedMatmul([a.q.weight, a.k.weight, a.v.weight], outputs: [scratch.q, scratch.k, scratch.v],
-                                ldys: [c.qDim, c.kvDim, c.kvDim]),
-                    FusedMatmul([f.gate, f.up], outputs: [scratch.gate, scratch.up],
-                                ldys: [c.feedForwardLength, c.feedForwardLength]))
+                                ldys: [c.qDim, c.kvDim, c.kvDim]), gateUp)
         }
     }
 
@@ -329,20 +362,24 @@ public final class DecoderModel: LanguageModel, @unchecked Sendable {
             l.postAttentionNorm?(pool, tmp, out: tmp, rows: n, ld: dim)
             Ops.add(pool, x, tmp, rows: n, count: dim)
 
-            let f = l.feedForward
             l.feedForwardNorm(pool, x, out: xn, rows: n, ld: dim)
-            Ops.quantizeActivations(pool, for: f.gate, x: xn, ldx: dim, count: n, out: quant)
-            if let gateUp = fused[layer].gateUp {
-                gateUp.run(pool, quantized: quant, count: n)
-                Ops.prefetch(pool, f.down)
-            } else {
-                Ops.matmul(pool, f.gate, quantized: quant, count: n, y: gate, ldy: ff)
-                Ops.quantizeActivations(pool, for: f.up, x: xn, ldx: dim, count: n, out: quant)
-                Ops.matmul(pool, f.up, quantized: quant, count: n, y: up, ldy: ff)
+            switch l.feedForward {
+            case .dense(let f):
+                Ops.quantizeActivations(pool, for: f.gate, x: xn, ldx: dim, count: n, out: quant)
+                if let gateUp = fused[layer].gateUp {
+                    gateUp.run(pool, quantized: quant, count: n)
+                    Ops.prefetch(pool, f.down)
+                } else {
+                    Ops.matmul(pool, f.gate, quantized: quant, count: n, y: gate, ldy: ff)
+                    Ops.quantizeActivations(pool, for: f.up, x: xn, ldx: dim, count: n, out: quant)
+                    Ops.matmul(pool, f.up, quantized: quant, count: n, y: up, ldy: ff)
+                }
+                f.activate(pool, gate: gate, up: up, rows: n)
+                Ops.quantizeActivations(pool, for: f.down, x: gate, ldx: ff, count: n, out: quant)
+                Ops.matmul(pool, f.down, quantized: quant, count: n, y: tmp, ldy: dim)
+            case .experts(let m):
+                mixture(m, rows: n, out: tmp)
             }
-            f.activate(pool, gate: gate, up: up, rows: n)
-            Ops.quantizeActivations(pool, for: f.down, x: gate, ldx: ff, count: n, out: quant)
-            Ops.matmul(pool, f.down, quantized: quant, count: n, y: tmp, ldy: dim)
             if layer + 1 < layers.count { fused[layer + 1].qkv?.prefetch(pool) } else { Ops.prefetch(pool, output) }
             l.postFeedForwardNorm?(pool, tmp, out: tmp, rows: n, ld: dim)
             Ops.add(pool, x, tmp, rows: n, count: dim)
@@ -366,6 +403,48 @@ public final class DecoderModel: LanguageModel, @unchecked Sendable {
         Ops.matmul(pool, output, quantized: quant, count: rows, y: logitsOut, ldy: c.vocabularySize)
     }
 
+    /// The experts' sum for rows 0..<n of the normalised activations (scratch `xn`) into `out`: route every
+    /// row, then run each expert once over the rows routed to it, and add each row's picks in their order.
+    private func mixture(_ m: MixtureOfExperts, rows n: Int, out: UnsafeMutablePointer<Float>) {
+        let c = config, s = scratch, dim = c.embeddingLength, ff = c.feedForwardLength, k = m.used
+        let experts = m.experts.count
+        Ops.quantizeActivations(pool, for: m.router, x: s.xn, ldx: dim, count: n, out: s.quant)
+        Ops.matmul(pool, m.router, quantized: s.quant, count: n, y: s.routerLogits, ldy: experts)
+        for r in 0..<n {
+            ck_moe_route(s.routerLogits + r * experts, Int32(experts), Int32(k), s.routeIDs + r * k, s.routeWeights + r * k)
+        }
+        for (e, f) in m.experts.enumerated() {
+            // The rows (and which of their picks) routed to e, gathered side by side.
+            var count = 0
+            for r in 0..<n {
+                for j in 0..<k where s.routeIDs[r * k + j] == Int32(e) {
+                    s.routeRows[count] = Int32(r * k + j)
+                    (s.moeIn + count * dim).update(from: s.xn + r * dim, count: dim)
+                    count += 1
+                }
+            }
+            guard count > 0 else { continue }
+            Ops.quantizeActivations(pool, for: f.gate, x: s.moeIn, ldx: dim, count: count, out: s.quant)
+            Ops.matmul(pool, f.gate, quantized: s.quant, count: count, y: s.gate, ldy: ff)
+            Ops.quantizeActivations(pool, for: f.up, x: s.moeIn, ldx: dim, count: count, out: s.quant)
+            Ops.matmul(pool, f.up, quantized: s.quant, count: count, y: s.up, ldy: ff)
+            f.activate(pool, gate: s.gate, up: s.up, rows: count)
+            Ops.quantizeActivations(pool, for: f.down, x: s.gate, ldx: ff, count: count, out: s.quant)
+            Ops.matmul(pool, f.down, quantized: s.quant, count: count, y: s.moeIn, ldy: dim)
+            for i in 0..<count {
+                (s.expertOut + Int(s.routeRows[i]) * dim).update(from: s.moeIn + i * dim, count: dim)
+            }
+        }
+        for r in 0..<n {
+            let o = out + r * dim
+            o.update(repeating: 0, count: dim)
+            for j in 0..<k {
+                let w = s.routeWeights[r * k + j], y = s.expertOut + (r * k + j) * dim
+                for d in 0..<dim { o[d] += w * y[d] }
+            }
+        }
+    }
+
     @inline(__always)
     private func withFreqFactors(_ body: (UnsafePointer<Float>?) -> Void) {
         if let f = ropeFreqFactors { f.withUnsafeBufferPointer { body($0.baseAddress) } } else { body(nil) }
@@ -381,6 +460,10 @@ final class Scratch {
     let slots: UnsafeMutablePointer<Int>
     /// Per row: its KV slot offset in the sliding-window layers' own blocks (split storage).
     let slidingSlots: UnsafeMutablePointer<Int>
+    /// Mixture of experts: router logits, each row's picks and weights, the rows gathered for one expert,
+    /// which pick each gathered row is, and every pick's output (1-element buffers for dense models).
+    let routerLogits, routeWeights, moeIn, expertOut: UnsafeMutablePointer<Float>
+    let routeIDs, routeRows: UnsafeMutablePointer<Int32>
     private(set) var attentionScratch: UnsafeMutablePointer<Float>
     private(set) var attentionScratchPerThread = 0
     private(set) var attentionSequences: UnsafeMutablePointer<ck_attn_seq>
@@ -406,6 +489,13 @@ final class Scratch {
         positions = .allocate(capacity: n)
         slots = .allocate(capacity: n)
         slidingSlots = .allocate(capacity: n)
+        let e = c.expertCount, k = max(c.expertUsedCount, 1), moe = e > 0
+        routerLogits = buf(moe ? n * e : 1)
+        routeWeights = buf(moe ? n * k : 1)
+        moeIn = buf(moe ? n * max(c.embeddingLength, 1) : 1)
+        expertOut = buf(moe ? n * k * c.embeddingLength : 1)
+        routeIDs = .allocate(capacity: moe ? n * k : 1)
+        routeRows = .allocate(capacity: moe ? n * k : 1)
         attentionScratch = buf(1)
         attentionSequences = .allocate(capacity: 1)
         tables = .allocate(capacity: 1)
@@ -439,6 +529,9 @@ final class Scratch {
         positions.deallocate()
         slots.deallocate()
         slidingSlots.deallocate()
+        for p in [routerLogits, routeWeights, moeIn, expertOut] { p.deallocate() }
+        routeIDs.deallocate()
+        routeRows.deallocate()
         attentionSequences.deallocate()
         tables.deallocate()
     }

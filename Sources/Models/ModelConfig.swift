@@ -17,6 +17,9 @@ public struct ModelConfig: Sendable, Equatable {
     public var ropeNeox: Bool
     public var rmsNormEps: Float
     public var vocabularySize: Int
+    /// Mixture of experts: experts per layer and how many each token uses (0: a dense feed-forward).
+    public var expertCount: Int
+    public var expertUsedCount: Int
 
     public init(gguf: GGUFFile) throws {
         guard let arch = try gguf.string("general.architecture") else { throw GGUFError.missingMetadata("general.architecture") }
@@ -31,6 +34,11 @@ public struct ModelConfig: Sendable, Equatable {
         contextLength = try req("context_length")
         embeddingLength = try req("embedding_length")
         feedForwardLength = try req("feed_forward_length")
+        expertCount = try gguf.int("\(arch).expert_count") ?? 0
+        expertUsedCount = try gguf.int("\(arch).expert_used_count") ?? 0
+        guard (0...256).contains(expertCount), expertCount == 0 || (1...expertCount).contains(expertUsedCount) else {
+            throw ModelError.invalidHyperparameter("\(arch).expert_count / expert_used_count", "\(expertCount) / \(expertUsedCount)")
+        }
         headCount = try req("attention.head_count")
         kvHeadCount = try gguf.int("\(arch).attention.head_count_kv") ?? headCount
         guard kvHeadCount > 0, headCount % kvHeadCount == 0 else {

@@ -52,8 +52,9 @@ import Testing
         #expect(gguf.tensors.contains { $0.type == .q4_K } && gguf.tensors.contains { $0.type == .q6_K })
     }
 
-    /// Each architecture as Q4_K_M, and the llama model as Q2_K (its tensors Q2_K, Q3_K and Q6_K).
-    @Test(arguments: architectures + ["llama-q2_k"])
+    /// Each architecture as Q4_K_M, the llama model as Q2_K (its tensors Q2_K, Q3_K and Q6_K), and a
+    /// Mixtral-style llama with 4 experts, 2 used per token.
+    @Test(arguments: architectures + ["llama-q2_k", "llama-moe"])
     func atLeastAsCloseToExactAsLlamaCpp(_ arch: String) throws {
         let f = try QualityFixture.load(path: Self.fixtures.appendingPathComponent("quality-tiny-\(arch).json").path)
         let engine = try Self.engine(arch)
@@ -71,7 +72,7 @@ import Testing
 
     /// Prompt chunks of any size and decode rows beside other sequences give the same bits as the
     /// whole prompt (the shared batch-invariance check, on each architecture's own parts).
-    @Test(arguments: architectures)
+    @Test(arguments: architectures + ["llama-moe"])
     func batchInvariant(_ arch: String) throws {
         let subject = try BatchInvarianceCheck(engine: try Self.engine(arch), long: false)
         let storage = subject.model.makeStorage(blocks: 64, blockSize: 16)
@@ -144,6 +145,29 @@ import Testing
             } catch {
                 #expect("\(error)".contains(key), "\(error)")
             }
+        }
+    }
+
+    /// The mixture of experts reads its routing from the file, and a sequence's logits do not depend on
+    /// what else is routed to the same experts in its step: alone, and beside 7 others at each place.
+    @Test func expertsAreRoutedPerTokenWhateverElseIsInTheStep() throws {
+        let gguf = try GGUFFile(path: Self.fixtures.appendingPathComponent("tiny-llama-moe.gguf").path)
+        let config = try ModelConfig(gguf: gguf)
+        #expect(config.expertCount == 4 && config.expertUsedCount == 2)
+        let subject = try BatchInvarianceCheck(engine: try Self.engine("llama-moe"), long: false)
+        let storage = subject.model.makeStorage(blocks: 256, blockSize: 16)
+        let blocks = BlockAllocator(storage)
+        let target = subject.target, vocab = subject.vocab
+        let alone = try subject.chunked(target.count, storage, blocks.take(target.count))
+        var rng = SystemRandomNumberGenerator()
+        for at in [0, 3, 7] {
+            var parts: [(tokens: [Int], start: Int, table: [Int32], logits: Int)] = (0..<7).map { _ in
+                let len = Int.random(in: 1...20, using: &rng)
+                return ((0..<len).map { _ in Int.random(in: 0..<vocab, using: &rng) }, 0, blocks.take(len), 1)
+            }
+            parts.insert((target, 0, blocks.take(target.count), target.count), at: at)
+            let got = try subject.run(parts, storage)[at]
+            #expect(subject.firstDifference(got, alone) == nil, "target at \(at)")
         }
     }
 }

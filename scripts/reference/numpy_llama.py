@@ -39,6 +39,9 @@ class NumpyLlama:
         self.head_dim = int(_field(r, p + "attention.key_length", self.n_embd // self.n_head))
         self.rope_dim = int(_field(r, p + "rope.dimension_count", self.head_dim))
         self.neox = arch != "llama"
+        # Mixtral-style experts (llama): softmax router, top-k, weights renormalised to sum 1.
+        self.n_expert = int(_field(r, p + "expert_count", 0))
+        self.n_expert_used = int(_field(r, p + "expert_used_count", 0))
         if _field(r, p + "rope.scaling.type") not in (None, "none"):
             raise ValueError("rope scaling is not implemented")
         # Per layer: RoPE base and sliding window (0: global).
@@ -68,7 +71,7 @@ class NumpyLlama:
             if b + "attn_qkv.weight" in w:
                 qkv = w.pop(b + "attn_qkv.weight")
                 w[b + "attn_q.weight"], w[b + "attn_k.weight"], w[b + "attn_v.weight"] = np.split(qkv, [q_dim, q_dim + kv_dim])
-            if b + "ffn_gate.weight" not in w:
+            if b + "ffn_gate.weight" not in w and b + "ffn_up.weight" in w:
                 w[b + "ffn_gate.weight"], w[b + "ffn_up.weight"] = np.split(w[b + "ffn_up.weight"], 2)
         self.w = w
         self.output = w.get("output.weight", w["token_embd.weight"])  # tied embeddings
@@ -150,6 +153,9 @@ class NumpyLlama:
             a = np.einsum("hqk,khd->qhd", self.round_probs(p), v).reshape(n, nh * hd)
             x = x + self._maybe_norm(self._linear(a, b + "attn_output"), b + "post_attention_norm.weight")
             h = self._rms_norm(x, self.w[b + "ffn_norm.weight"], self.eps)
+            if self.n_expert > 0:
+                x = x + self._moe(h, b)
+                continue
             g = self.mm(h, b + "ffn_gate.weight")
             u = self.mm(h, b + "ffn_up.weight")
             if self.arch == "gemma3":
@@ -159,6 +165,26 @@ class NumpyLlama:
             x = x + self._maybe_norm(self.mm(act * u, b + "ffn_down.weight"), b + "post_ffw_norm.weight")
         x = self._rms_norm(x, self.w["output_norm.weight"], self.eps)
         return self.mm(x, "output")
+
+
+def _moe_impl(self, h, b):
+    """Each row through its top-k experts (by softmax probability, lower index first on ties), weighted by
+    their probabilities renormalised to sum 1."""
+    logits = h @ self.w[b + "ffn_gate_inp.weight"].T  # (n, n_expert)
+    p = np.exp(logits - logits.max(axis=1, keepdims=True))
+    p /= p.sum(axis=1, keepdims=True)
+    out = np.zeros_like(h)
+    gate, up, down = (self.w[b + n + ".weight"] for n in ("ffn_gate_exps", "ffn_up_exps", "ffn_down_exps"))
+    for i in range(h.shape[0]):
+        top = np.argsort(-p[i], kind="stable")[:self.n_expert_used]
+        w = p[i, top] / p[i, top].sum()
+        for e, we in zip(top, w):
+            g, u = gate[e] @ h[i], up[e] @ h[i]
+            out[i] += we * (down[e] @ (g / (1 + np.exp(-g)) * u))
+    return out
+
+
+NumpyLlama._moe = _moe_impl
 
 
 def log_softmax(logits):

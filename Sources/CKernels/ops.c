@@ -188,7 +188,7 @@ void ck_geglu(const float *gate, const float *up, float *out, int n) { glu(gate,
 void ck_swiglu_portable(const float *gate, const float *up, float *out, int n) { glu_generic(gate, up, out, n, 0); }
 void ck_geglu_portable(const float *gate, const float *up, float *out, int n) { glu_generic(gate, up, out, n, 1); }
 
-void ck_moe_route(const float *logits, int n_expert, int k, int32_t *ids, float *weights) {
+void ck_moe_route(const float *logits, int n_expert, int k, int normalize, int32_t *ids, float *weights) {
     float max = -INFINITY, p[256], sum = 0;
     for (int e = 0; e < n_expert; e++) max = logits[e] > max ? logits[e] : max;
     for (int e = 0; e < n_expert; e++) { p[e] = ck_expf(logits[e] - max); sum += p[e]; }
@@ -205,8 +205,15 @@ void ck_moe_route(const float *logits, int n_expert, int k, int32_t *ids, float 
         weights[j] = p[best];
         picked += p[best];
     }
+    if (!normalize) return;
     if (picked < 6.103515625e-5f) picked = 6.103515625e-5f;
     for (int j = 0; j < k; j++) weights[j] /= picked;
+}
+
+float ck_sigmoid_dot(const float *x, const float *w, int n) {
+    double s = 0;
+    for (int i = 0; i < n; i++) s += (double)x[i] * (double)w[i];
+    return 1.0f / (1.0f + ck_expf(-(float)s));
 }
 
 void ck_add(float *y, const float *x, int n) {

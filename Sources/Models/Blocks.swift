@@ -72,6 +72,11 @@ struct MixtureOfExperts {
     let router: WeightMatrix
     let experts: [FeedForward]
     let used: Int
+    /// Renormalise the picked experts' weights to sum 1 (all but Qwen 2 MoE).
+    let normalize: Bool
+    /// Qwen 2 MoE: a shared expert every token runs, weighted by sigmoid(x . sharedGate).
+    let shared: FeedForward?
+    let sharedGate: [Float]?
 }
 
 /// A layer's feed-forward: one for every token, or a mixture of experts.
@@ -104,6 +109,8 @@ public struct DecoderSpec: Sendable {
     /// Tensor layouts: Q, K and V in one `attn_qkv` tensor; gate and up stacked in `ffn_up` (Phi-3).
     public var fusedQKV = false
     public var fusedGateUp = false
+    /// Mixture of experts: renormalise the picked experts' weights to sum 1.
+    public var normalizeExpertWeights = true
 
     public enum Activation: Sendable { case silu, gelu }
 

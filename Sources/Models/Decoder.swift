@@ -77,9 +77,15 @@ public final class DecoderModel: LanguageModel, @unchecked Sendable {
             try load(p + "attn_output.weight", columns: c.qDim, rows: c.embeddingLength)
             if c.expertCount > 0 {
                 try load(p + "ffn_gate_inp.weight", columns: c.embeddingLength, rows: c.expertCount)
-                try splitExperts(p + "ffn_gate_exps.weight", columns: c.embeddingLength, rows: c.feedForwardLength)
-                try splitExperts(p + "ffn_up_exps.weight", columns: c.embeddingLength, rows: c.feedForwardLength)
-                try splitExperts(p + "ffn_down_exps.weight", columns: c.feedForwardLength, rows: c.embeddingLength)
+                let eff = c.expertFeedForwardLength, sff = c.sharedExpertFeedForwardLength
+                try splitExperts(p + "ffn_gate_exps.weight", columns: c.embeddingLength, rows: eff)
+                try splitExperts(p + "ffn_up_exps.weight", columns: c.embeddingLength, rows: eff)
+                try splitExperts(p + "ffn_down_exps.weight", columns: eff, rows: c.embeddingLength)
+                if sff > 0 {
+                    try load(p + "ffn_gate_shexp.weight", columns: c.embeddingLength, rows: sff)
+                    try load(p + "ffn_up_shexp.weight", columns: c.embeddingLength, rows: sff)
+                    try load(p + "ffn_down_shexp.weight", columns: sff, rows: c.embeddingLength)
+                }
                 continue
             }
             if spec.fusedGateUp {
@@ -140,7 +146,12 @@ public final class DecoderModel: LanguageModel, @unchecked Sendable {
                         FeedForward(gate: matrix(p + "ffn_gate_exps.weight#\(e)"), up: matrix(p + "ffn_up_exps.weight#\(e)"),
                                     down: matrix(p + "ffn_down_exps.weight#\(e)"), activation: spec.activation)
                     },
-                    used: c.expertUsedCount))
+                    used: c.expertUsedCount, normalize: spec.normalizeExpertWeights,
+                    shared: c.sharedExpertFeedForwardLength > 0
+                        ? FeedForward(gate: matrix(p + "ffn_gate_shexp.weight"), up: matrix(p + "ffn_up_shexp.weight"),
+                                      down: matrix(p + "ffn_down_shexp.weight"), activation: spec.activation) : nil,
+                    sharedGate: c.sharedExpertFeedForwardLength > 0
+                        ? try gguf.floatVector(p + "ffn_gate_inp_shexp.weight", count: c.embeddingLength) : nil))
                 : .dense(FeedForward(
                     gate: matrix(p + gateUpNames[0]), up: matrix(p + gateUpNames[1]), down: matrix(p + "ffn_down.weight"),
                     activation: spec.activation))
@@ -157,11 +168,11 @@ public final class DecoderModel: LanguageModel, @unchecked Sendable {
         let inputs = layers.flatMap { l -> [WeightMatrix] in
             let ffn: [WeightMatrix] = switch l.feedForward {
             case .dense(let f): [f.gate, f.down]
-            case .experts(let m): [m.router] + m.experts.flatMap { [$0.gate, $0.down] }
+            case .experts(let m): [m.router] + (m.experts + (m.shared.map { [$0] } ?? [])).flatMap { [$0.gate, $0.down] }
             }
             return [l.attention.q.weight, l.attention.o.weight] + ffn
         }
-        let activationBytes = max((inputs + [output]).map(\.activationRowBytes).max()!, c.feedForwardLength * 4)
+        let activationBytes = max((inputs + [output]).map(\.activationRowBytes).max()!, c.widestFeedForward * 4)
         let scratch = Scratch(config: c, maxTokens: maxChunk, threads: pool.threadCount, activationBytes: activationBytes)
         self.scratch = scratch
         fused = layers.map { l in
@@ -406,12 +417,13 @@ public final class DecoderModel: LanguageModel, @unchecked Sendable {
     /// The experts' sum for rows 0..<n of the normalised activations (scratch `xn`) into `out`: route every
     /// row, then run each expert once over the rows routed to it, and add each row's picks in their order.
     private func mixture(_ m: MixtureOfExperts, rows n: Int, out: UnsafeMutablePointer<Float>) {
-        let c = config, s = scratch, dim = c.embeddingLength, ff = c.feedForwardLength, k = m.used
+        let c = config, s = scratch, dim = c.embeddingLength, k = m.used
         let experts = m.experts.count
         Ops.quantizeActivations(pool, for: m.router, x: s.xn, ldx: dim, count: n, out: s.quant)
         Ops.matmul(pool, m.router, quantized: s.quant, count: n, y: s.routerLogits, ldy: experts)
         for r in 0..<n {
-            ck_moe_route(s.routerLogits + r * experts, Int32(experts), Int32(k), s.routeIDs + r * k, s.routeWeights + r * k)
+            ck_moe_route(s.routerLogits + r * experts, Int32(experts), Int32(k), m.normalize ? 1 : 0, s.routeIDs + r * k,
+                         s.routeWeights + r * k)
         }
         for (e, f) in m.experts.enumerated() {
             // The rows (and which of their picks) routed to e, gathered side by side.
@@ -424,13 +436,7 @@ public final class DecoderModel: LanguageModel, @unchecked Sendable {
                 }
             }
             guard count > 0 else { continue }
-            Ops.quantizeActivations(pool, for: f.gate, x: s.moeIn, ldx: dim, count: count, out: s.quant)
-            Ops.matmul(pool, f.gate, quantized: s.quant, count: count, y: s.gate, ldy: ff)
-            Ops.quantizeActivations(pool, for: f.up, x: s.moeIn, ldx: dim, count: count, out: s.quant)
-            Ops.matmul(pool, f.up, quantized: s.quant, count: count, y: s.up, ldy: ff)
-            f.activate(pool, gate: s.gate, up: s.up, rows: count)
-            Ops.quantizeActivations(pool, for: f.down, x: s.gate, ldx: ff, count: count, out: s.quant)
-            Ops.matmul(pool, f.down, quantized: s.quant, count: count, y: s.moeIn, ldy: dim)
+            run(f, x: s.moeIn, rows: count, out: s.moeIn)
             for i in 0..<count {
                 (s.expertOut + Int(s.routeRows[i]) * dim).update(from: s.moeIn + i * dim, count: dim)
             }
@@ -443,6 +449,27 @@ public final class DecoderModel: LanguageModel, @unchecked Sendable {
                 for d in 0..<dim { o[d] += w * y[d] }
             }
         }
+        if let shared = m.shared, let gateWeights = m.sharedGate {
+            run(shared, x: s.xn, rows: n, out: s.moeIn)
+            gateWeights.withUnsafeBufferPointer { g in
+                for r in 0..<n {
+                    let w = ck_sigmoid_dot(s.xn + r * dim, g.baseAddress!, Int32(dim)), y = s.moeIn + r * dim, o = out + r * dim
+                    for d in 0..<dim { o[d] += w * y[d] }
+                }
+            }
+        }
+    }
+
+    /// A gated feed-forward over `rows` rows of `x` (`dim` apart) into `out`; `out` may be `x`.
+    private func run(_ f: FeedForward, x: UnsafeMutablePointer<Float>, rows: Int, out: UnsafeMutablePointer<Float>) {
+        let s = scratch, dim = config.embeddingLength, ff = f.gate.rows
+        Ops.quantizeActivations(pool, for: f.gate, x: x, ldx: dim, count: rows, out: s.quant)
+        Ops.matmul(pool, f.gate, quantized: s.quant, count: rows, y: s.gate, ldy: ff)
+        Ops.quantizeActivations(pool, for: f.up, x: x, ldx: dim, count: rows, out: s.quant)
+        Ops.matmul(pool, f.up, quantized: s.quant, count: rows, y: s.up, ldy: ff)
+        f.activate(pool, gate: s.gate, up: s.up, rows: rows)
+        Ops.quantizeActivations(pool, for: f.down, x: s.gate, ldx: ff, count: rows, out: s.quant)
+        Ops.matmul(pool, f.down, quantized: s.quant, count: rows, y: out, ldy: dim)
     }
 
     @inline(__always)
@@ -483,8 +510,8 @@ final class Scratch {
         v = buf(n * c.kvDim)
         att = buf(n * c.qDim)
         tmp = buf(n * c.embeddingLength)
-        gate = buf(n * c.feedForwardLength)
-        up = buf(n * c.feedForwardLength)
+        gate = buf(n * c.widestFeedForward)
+        up = buf(n * c.widestFeedForward)
         quant = .allocate(byteCount: n * activationBytes, alignment: 64)
         positions = .allocate(capacity: n)
         slots = .allocate(capacity: n)

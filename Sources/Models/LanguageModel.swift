@@ -87,6 +87,8 @@ public enum ModelRegistry {
         "llama": Llama.spec,
         "qwen2": Qwen.spec,
         "qwen3": Qwen.spec,
+        "qwen2moe": Qwen.spec,
+        "qwen3moe": Qwen.spec,
         "phi3": Phi3.spec,
         "gemma3": Gemma3.spec,
     ]

@@ -20,6 +20,9 @@ public struct ModelConfig: Sendable, Equatable {
     /// Mixture of experts: experts per layer and how many each token uses (0: a dense feed-forward).
     public var expertCount: Int
     public var expertUsedCount: Int
+    /// Rows of each expert's gate and up matrices, and of the shared expert's (0: none).
+    public var expertFeedForwardLength: Int
+    public var sharedExpertFeedForwardLength: Int
 
     public init(gguf: GGUFFile) throws {
         guard let arch = try gguf.string("general.architecture") else { throw GGUFError.missingMetadata("general.architecture") }
@@ -38,6 +41,12 @@ public struct ModelConfig: Sendable, Equatable {
         expertUsedCount = try gguf.int("\(arch).expert_used_count") ?? 0
         guard (0...256).contains(expertCount), expertCount == 0 || (1...expertCount).contains(expertUsedCount) else {
             throw ModelError.invalidHyperparameter("\(arch).expert_count / expert_used_count", "\(expertCount) / \(expertUsedCount)")
+        }
+        expertFeedForwardLength = try gguf.int("\(arch).expert_feed_forward_length") ?? feedForwardLength
+        sharedExpertFeedForwardLength = try gguf.int("\(arch).expert_shared_feed_forward_length") ?? 0
+        for (key, v) in [("expert_feed_forward_length", expertFeedForwardLength),
+                         ("expert_shared_feed_forward_length", sharedExpertFeedForwardLength)] where !(0..<(1 << 24)).contains(v) {
+            throw ModelError.invalidHyperparameter("\(arch).\(key)", "\(v)")
         }
         headCount = try req("attention.head_count")
         kvHeadCount = try gguf.int("\(arch).attention.head_count_kv") ?? headCount
@@ -70,6 +79,10 @@ public struct ModelConfig: Sendable, Equatable {
     }
 
     public var kvDim: Int { kvHeadCount * headDim }
+    /// The most rows any gate/up matrix has (dense, expert or shared expert).
+    public var widestFeedForward: Int {
+        max(feedForwardLength, expertCount > 0 ? expertFeedForwardLength : 0, sharedExpertFeedForwardLength)
+    }
     public var qDim: Int { headCount * headDim }
 }
 

@@ -52,9 +52,12 @@ import Testing
         #expect(gguf.tensors.contains { $0.type == .q4_K } && gguf.tensors.contains { $0.type == .q6_K })
     }
 
-    /// Each architecture as Q4_K_M, the llama model as Q2_K (its tensors Q2_K, Q3_K and Q6_K), and a
-    /// Mixtral-style llama with 4 experts, 2 used per token.
-    @Test(arguments: architectures + ["llama-q2_k", "llama-moe"])
+    /// Each architecture as Q4_K_M, the llama model as Q2_K (its tensors Q2_K, Q3_K and Q6_K), and the
+    /// mixtures of experts (4 experts, 2 used per token): Mixtral-style llama, Qwen 2 MoE (with its shared
+    /// expert, weights not renormalised) and Qwen 3 MoE (narrower experts, q/k norms).
+    static let mixtures = ["llama-moe", "qwen2moe", "qwen3moe"]
+
+    @Test(arguments: architectures + ["llama-q2_k"] + mixtures)
     func atLeastAsCloseToExactAsLlamaCpp(_ arch: String) throws {
         let f = try QualityFixture.load(path: Self.fixtures.appendingPathComponent("quality-tiny-\(arch).json").path)
         let engine = try Self.engine(arch)
@@ -72,7 +75,7 @@ import Testing
 
     /// Prompt chunks of any size and decode rows beside other sequences give the same bits as the
     /// whole prompt (the shared batch-invariance check, on each architecture's own parts).
-    @Test(arguments: architectures + ["llama-moe"])
+    @Test(arguments: architectures + mixtures)
     func batchInvariant(_ arch: String) throws {
         let subject = try BatchInvarianceCheck(engine: try Self.engine(arch), long: false)
         let storage = subject.model.makeStorage(blocks: 64, blockSize: 16)
@@ -150,11 +153,14 @@ import Testing
 
     /// The mixture of experts reads its routing from the file, and a sequence's logits do not depend on
     /// what else is routed to the same experts in its step: alone, and beside 7 others at each place.
-    @Test func expertsAreRoutedPerTokenWhateverElseIsInTheStep() throws {
-        let gguf = try GGUFFile(path: Self.fixtures.appendingPathComponent("tiny-llama-moe.gguf").path)
+    @Test(arguments: mixtures)
+    func expertsAreRoutedPerTokenWhateverElseIsInTheStep(_ name: String) throws {
+        let gguf = try GGUFFile(path: Self.fixtures.appendingPathComponent("tiny-\(name).gguf").path)
         let config = try ModelConfig(gguf: gguf)
         #expect(config.expertCount == 4 && config.expertUsedCount == 2)
-        let subject = try BatchInvarianceCheck(engine: try Self.engine("llama-moe"), long: false)
+        #expect(config.expertFeedForwardLength == (name == "llama-moe" ? 512 : 256))
+        #expect(config.sharedExpertFeedForwardLength == (name == "qwen2moe" ? 512 : 0))
+        let subject = try BatchInvarianceCheck(engine: try Self.engine(name), long: false)
         let storage = subject.model.makeStorage(blocks: 256, blockSize: 16)
         let blocks = BlockAllocator(storage)
         let target = subject.target, vocab = subject.vocab

@@ -21,7 +21,7 @@ def _field(reader, key, default=None):
 
 
 class NumpyLlama:
-    ARCHITECTURES = ("llama", "qwen2", "qwen3", "phi3", "gemma3")
+    ARCHITECTURES = ("llama", "qwen2", "qwen3", "phi3", "gemma3", "qwen2moe", "qwen3moe")
 
     def __init__(self, path):
         r = gguf.GGUFReader(path)
@@ -39,9 +39,11 @@ class NumpyLlama:
         self.head_dim = int(_field(r, p + "attention.key_length", self.n_embd // self.n_head))
         self.rope_dim = int(_field(r, p + "rope.dimension_count", self.head_dim))
         self.neox = arch != "llama"
-        # Mixtral-style experts (llama): softmax router, top-k, weights renormalised to sum 1.
+        # Experts: softmax router, top-k, weights renormalised to sum 1 (not by qwen2moe, which adds a
+        # shared expert gated by a sigmoid).
         self.n_expert = int(_field(r, p + "expert_count", 0))
         self.n_expert_used = int(_field(r, p + "expert_used_count", 0))
+        self.norm_experts = arch != "qwen2moe"
         if _field(r, p + "rope.scaling.type") not in (None, "none"):
             raise ValueError("rope scaling is not implemented")
         # Per layer: RoPE base and sliding window (0: global).
@@ -177,10 +179,15 @@ def _moe_impl(self, h, b):
     gate, up, down = (self.w[b + n + ".weight"] for n in ("ffn_gate_exps", "ffn_up_exps", "ffn_down_exps"))
     for i in range(h.shape[0]):
         top = np.argsort(-p[i], kind="stable")[:self.n_expert_used]
-        w = p[i, top] / p[i, top].sum()
+        w = p[i, top] / p[i, top].sum() if self.norm_experts else p[i, top]
         for e, we in zip(top, w):
             g, u = gate[e] @ h[i], up[e] @ h[i]
             out[i] += we * (down[e] @ (g / (1 + np.exp(-g)) * u))
+    if b + "ffn_gate_inp_shexp.weight" in self.w:
+        g, u = h @ self.w[b + "ffn_gate_shexp.weight"].T, h @ self.w[b + "ffn_up_shexp.weight"].T
+        shared = (g / (1 + np.exp(-g)) * u) @ self.w[b + "ffn_down_shexp.weight"].T
+        gate = 1 / (1 + np.exp(-(h @ self.w[b + "ffn_gate_inp_shexp.weight"])))
+        out += gate[:, None] * shared
     return out
 
 

@@ -158,8 +158,10 @@ void ck_geglu(const float *gate, const float *up, float *out, int n);
 void ck_add(float *y, const float *x, int n);
 // Mixture-of-experts routing of one token: softmax of the router's logits (ck_expf, in expert order), the k
 // most probable experts (lower index first on ties) into ids, their probabilities renormalised to sum 1
-// (the sum at least 2^-14, as llama.cpp clamps it) into weights.
-void ck_moe_route(const float *logits, int n_expert, int k, int32_t *ids, float *weights);
+// (the sum at least 2^-14, as llama.cpp clamps it) into weights, or as they are when !normalize.
+void ck_moe_route(const float *logits, int n_expert, int k, int normalize, int32_t *ids, float *weights);
+// sigmoid(x . w) over n floats, the dot added in order in double: a shared expert's gate.
+float ck_sigmoid_dot(const float *x, const float *w, int n);
 
 // The same over `rows` rows on the pool (serially when there are few): rows of x and y `ld` floats apart.
 void ck_rms_norm_rows(ck_pool *pool, const float *x, const float *w, float *y, int rows, int ld, int n, float eps);

@@ -9,12 +9,16 @@ enum Llama {
 }
 
 /// Qwen 2 / 2.5 (Llama with q/k/v biases and NeoX RoPE) and Qwen 3 (no biases; RMSNorm of each q and k
-/// head, which the decoder applies wherever `attn_q_norm`/`attn_k_norm` exist).
+/// head, which the decoder applies wherever `attn_q_norm`/`attn_k_norm` exist), and their mixtures of
+/// experts: Qwen 3 MoE renormalises the picked experts' weights, Qwen 2 MoE does not and adds a shared
+/// expert (both read from the file's tensors).
 enum Qwen {
     static func spec(_ gguf: GGUFFile) throws -> DecoderSpec {
         var c = try ModelConfig(gguf: gguf)
         c.ropeNeox = true
-        return DecoderSpec(config: c)
+        var s = DecoderSpec(config: c)
+        s.normalizeExpertWeights = c.architecture != "qwen2moe"
+        return s
     }
 }
 

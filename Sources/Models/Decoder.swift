@@ -118,6 +118,11 @@ public final class DecoderModel: LanguageModel, @unchecked Sendable {
         func optionalNorm(_ name: String, _ n: Int) throws -> RMSNorm? {
             try optionalVector(name, n).map { RMSNorm(weight: $0, eps: c.rmsNormEps) }
         }
+        /// A q or k norm: per head (Qwen 3, Gemma 3) or over the whole projection of `width` (OLMoE).
+        func projectionNorm(_ name: String, width: Int) throws -> RMSNorm? {
+            guard let info = gguf.tensorInfo(name) else { return nil }
+            return try optionalNorm(name, info.elementCount == width ? width : c.headDim)
+        }
         var layers: [DecoderLayer] = []
         for i in 0..<c.layerCount {
             let p = "blk.\(i)."
@@ -136,8 +141,8 @@ public final class DecoderModel: LanguageModel, @unchecked Sendable {
                 v: Linear(weight: matrix(p + qkvNames[2]), bias: qkvBias[2]),
                 o: Linear(weight: matrix(p + "attn_output.weight"),
                           bias: try optionalVector(p + "attn_output.bias", c.embeddingLength)),
-                qNorm: try optionalNorm(p + "attn_q_norm.weight", c.headDim),
-                kNorm: try optionalNorm(p + "attn_k_norm.weight", c.headDim),
+                qNorm: try projectionNorm(p + "attn_q_norm.weight", width: c.qDim),
+                kNorm: try projectionNorm(p + "attn_k_norm.weight", width: c.kvDim),
                 rope: spec.layerRoPE[i], window: spec.layerWindow[i])
             let ffn: FeedForwardBlock = c.expertCount > 0
                 ? .experts(MixtureOfExperts(
@@ -350,8 +355,8 @@ public final class DecoderModel: LanguageModel, @unchecked Sendable {
                 Ops.quantizeActivations(pool, for: a.v.weight, x: xn, ldx: dim, count: n, out: quant)
                 a.v(pool, quantized: quant, count: n, y: v, ldy: kvDim)
             }
-            a.qNorm?(pool, q, out: q, rows: n * c.headCount, ld: c.headDim)
-            a.kNorm?(pool, k, out: k, rows: n * c.kvHeadCount, ld: c.headDim)
+            if let qn = a.qNorm { qn(pool, q, out: q, rows: n * qDim / qn.weight.count, ld: qn.weight.count) }
+            if let kn = a.kNorm { kn(pool, k, out: k, rows: n * kvDim / kn.weight.count, ld: kn.weight.count) }
 
             let keys = storage.keyLayer(layer), values = storage.valueLayer(layer)
             // Sliding-window layers of split storage address their own blocks.

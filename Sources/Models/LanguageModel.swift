@@ -89,6 +89,7 @@ public enum ModelRegistry {
         "qwen3": Qwen.spec,
         "qwen2moe": Qwen.spec,
         "qwen3moe": Qwen.spec,
+        "olmoe": OLMoE.spec,
         "phi3": Phi3.spec,
         "gemma3": Gemma3.spec,
     ]

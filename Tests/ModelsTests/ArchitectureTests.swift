@@ -54,8 +54,9 @@ import Testing
 
     /// Each architecture as Q4_K_M, the llama model as Q2_K (its tensors Q2_K, Q3_K and Q6_K), and the
     /// mixtures of experts (4 experts, 2 used per token): Mixtral-style llama, Qwen 2 MoE (with its shared
-    /// expert, weights not renormalised) and Qwen 3 MoE (narrower experts, q/k norms).
-    static let mixtures = ["llama-moe", "qwen2moe", "qwen3moe"]
+    /// expert, weights not renormalised), Qwen 3 MoE (narrower experts, q/k norms) and OLMoE (weights not
+    /// renormalised, q/k norms over the whole projections).
+    static let mixtures = ["llama-moe", "qwen2moe", "qwen3moe", "olmoe"]
 
     @Test(arguments: architectures + ["llama-q2_k"] + mixtures)
     func atLeastAsCloseToExactAsLlamaCpp(_ arch: String) throws {
@@ -158,7 +159,7 @@ import Testing
         let gguf = try GGUFFile(path: Self.fixtures.appendingPathComponent("tiny-\(name).gguf").path)
         let config = try ModelConfig(gguf: gguf)
         #expect(config.expertCount == 4 && config.expertUsedCount == 2)
-        #expect(config.expertFeedForwardLength == (name == "llama-moe" ? 512 : 256))
+        #expect(config.expertFeedForwardLength == (["llama-moe", "olmoe"].contains(name) ? 512 : 256))
         #expect(config.sharedExpertFeedForwardLength == (name == "qwen2moe" ? 512 : 0))
         let subject = try BatchInvarianceCheck(engine: try Self.engine(name), long: false)
         let storage = subject.model.makeStorage(blocks: 256, blockSize: 16)

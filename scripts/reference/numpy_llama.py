@@ -21,7 +21,7 @@ def _field(reader, key, default=None):
 
 
 class NumpyLlama:
-    ARCHITECTURES = ("llama", "qwen2", "qwen3", "phi3", "gemma3", "qwen2moe", "qwen3moe")
+    ARCHITECTURES = ("llama", "qwen2", "qwen3", "phi3", "gemma3", "qwen2moe", "qwen3moe", "olmoe")
 
     def __init__(self, path):
         r = gguf.GGUFReader(path)
@@ -43,7 +43,7 @@ class NumpyLlama:
         # shared expert gated by a sigmoid).
         self.n_expert = int(_field(r, p + "expert_count", 0))
         self.n_expert_used = int(_field(r, p + "expert_used_count", 0))
-        self.norm_experts = arch != "qwen2moe"
+        self.norm_experts = arch not in ("qwen2moe", "olmoe")
         if _field(r, p + "rope.scaling.type") not in (None, "none"):
             raise ValueError("rope scaling is not implemented")
         # Per layer: RoPE base and sliding window (0: global).
@@ -138,11 +138,16 @@ class NumpyLlama:
             if self.layer_window[i] > 0:
                 mask = causal + np.tril(np.full((n, n), -np.inf), k=-self.layer_window[i])
             h = self._rms_norm(x, self.w[b + "attn_norm.weight"], self.eps)
-            q = self._linear(h, b + "attn_q").reshape(n, nh, hd)
-            k = self._linear(h, b + "attn_k").reshape(n, nkv, hd)
+            # q/k norms per head (Qwen 3, Gemma 3), or over the whole projection (OLMoE).
+            q, k = self._linear(h, b + "attn_q"), self._linear(h, b + "attn_k")
+            if self.w.get(b + "attn_q_norm.weight", np.zeros(0)).size == q.shape[1]:
+                q = self._maybe_norm(q, b + "attn_q_norm.weight")
+                k = self._maybe_norm(k, b + "attn_k_norm.weight")
+            q, k = q.reshape(n, nh, hd), k.reshape(n, nkv, hd)
             v = self._linear(h, b + "attn_v").reshape(n, nkv, hd)
-            q = self._maybe_norm(q, b + "attn_q_norm.weight")
-            k = self._maybe_norm(k, b + "attn_k_norm.weight")
+            if self.w.get(b + "attn_q_norm.weight", np.zeros(0)).size == hd:
+                q = self._maybe_norm(q, b + "attn_q_norm.weight")
+                k = self._maybe_norm(k, b + "attn_k_norm.weight")
             base = self.layer_base[i]
             q, k, v = self.round_qkv(self._rope(q, pos, base), self._rope(k, pos, base), v)
             group = nh // nkv

@@ -22,6 +22,18 @@ enum Qwen {
     }
 }
 
+/// OLMoE: experts without renormalised weights, RMSNorm over the whole q and k projections, NeoX RoPE.
+enum OLMoE {
+    static func spec(_ gguf: GGUFFile) throws -> DecoderSpec {
+        var c = try ModelConfig(gguf: gguf)
+        c.ropeNeox = true
+        guard c.expertCount > 0 else { throw ModelError.invalidHyperparameter("olmoe.expert_count", "0") }
+        var s = DecoderSpec(config: c)
+        s.normalizeExpertWeights = false
+        return s
+    }
+}
+
 /// Phi-3: Q, K and V in one `attn_qkv` tensor, gate and up stacked in `ffn_up`, NeoX RoPE. Its
 /// sliding-window metadata is ignored, as llama.cpp does (the converters do not write it correctly).
 enum Phi3 {

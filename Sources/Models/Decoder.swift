@@ -21,6 +21,8 @@ public final class DecoderModel: LanguageModel, @unchecked Sendable {
     private var scratch: Scratch
     /// Per layer: Q/K/V and gate/up as single dispatches into the scratch buffers (nil if not fusable).
     private let fused: [(qkv: FusedMatmul?, gateUp: FusedMatmul?)]
+    /// Per layer with experts: each expert's gate and up as one dispatch (and the shared expert's, last).
+    private let expertFused: [[FusedMatmul?]]
     private let lock = NSLock()
 
     /// `packWeights`: copy the matrices into the kernels' interleaved layout (faster, same results)
@@ -189,6 +191,12 @@ public final class DecoderModel: LanguageModel, @unchecked Sendable {
             }
             return (FusedMatmul([a.q.weight, a.k.weight, a.v.weight], outputs: [scratch.q, scratch.k, scratch.v],
                                 ldys: [c.qDim, c.kvDim, c.kvDim]), gateUp)
+        }
+        expertFused = layers.map { l in
+            guard case .experts(let m) = l.feedForward else { return [] }
+            return (m.experts + (m.shared.map { [$0] } ?? [])).map { f in
+                FusedMatmul([f.gate, f.up], outputs: [scratch.gate, scratch.up], ldys: [f.gate.rows, f.up.rows])
+            }
         }
     }
 
@@ -394,7 +402,7 @@ public final class DecoderModel: LanguageModel, @unchecked Sendable {
                 Ops.quantizeActivations(pool, for: f.down, x: gate, ldx: ff, count: n, out: quant)
                 Ops.matmul(pool, f.down, quantized: quant, count: n, y: tmp, ldy: dim)
             case .experts(let m):
-                mixture(m, rows: n, out: tmp)
+                mixture(m, fused: expertFused[layer], rows: n, out: tmp)
             }
             if layer + 1 < layers.count { fused[layer + 1].qkv?.prefetch(pool) } else { Ops.prefetch(pool, output) }
             l.postFeedForwardNorm?(pool, tmp, out: tmp, rows: n, ld: dim)
@@ -421,7 +429,7 @@ public final class DecoderModel: LanguageModel, @unchecked Sendable {
 
     /// The experts' sum for rows 0..<n of the normalised activations (scratch `xn`) into `out`: route every
     /// row, then run each expert once over the rows routed to it, and add each row's picks in their order.
-    private func mixture(_ m: MixtureOfExperts, rows n: Int, out: UnsafeMutablePointer<Float>) {
+    private func mixture(_ m: MixtureOfExperts, fused: [FusedMatmul?], rows n: Int, out: UnsafeMutablePointer<Float>) {
         let c = config, s = scratch, dim = c.embeddingLength, k = m.used
         let experts = m.experts.count
         Ops.quantizeActivations(pool, for: m.router, x: s.xn, ldx: dim, count: n, out: s.quant)
@@ -430,7 +438,19 @@ public final class DecoderModel: LanguageModel, @unchecked Sendable {
             ck_moe_route(s.routerLogits + r * experts, Int32(experts), Int32(k), m.normalize ? 1 : 0, s.routeIDs + r * k,
                          s.routeWeights + r * k)
         }
-        for (e, f) in m.experts.enumerated() {
+        // The experts picked this step, so that the next one's weights are fetched while one computes.
+        var pickedCount = 0
+        for e in 0..<experts {
+            for r in 0..<n * k where s.routeIDs[r] == Int32(e) {
+                s.pickedExperts[pickedCount] = Int32(e)
+                pickedCount += 1
+                break
+            }
+        }
+        if pickedCount > 0 { fused[Int(s.pickedExperts[0])]?.prefetch(pool) }
+        for p in 0..<pickedCount {
+            let e = Int(s.pickedExperts[p]), f = m.experts[e]
+            if p + 1 < pickedCount { fused[Int(s.pickedExperts[p + 1])]?.prefetch(pool) }
             // The rows (and which of their picks) routed to e, gathered side by side.
             var count = 0
             for r in 0..<n {
@@ -441,9 +461,9 @@ public final class DecoderModel: LanguageModel, @unchecked Sendable {
                 }
             }
             guard count > 0 else { continue }
-            run(f, x: s.moeIn, rows: count, out: s.moeIn)
-            for i in 0..<count {
-                (s.expertOut + Int(s.routeRows[i]) * dim).update(from: s.moeIn + i * dim, count: dim)
+            run(f, fused: fused[e], x: s.moeIn, rows: count, out: s.moeIn)
+            for g in 0..<count {
+                (s.expertOut + Int(s.routeRows[g]) * dim).update(from: s.moeIn + g * dim, count: dim)
             }
         }
         for r in 0..<n {
@@ -455,7 +475,7 @@ public final class DecoderModel: LanguageModel, @unchecked Sendable {
             }
         }
         if let shared = m.shared, let gateWeights = m.sharedGate {
-            run(shared, x: s.xn, rows: n, out: s.moeIn)
+            run(shared, fused: fused[m.experts.count], x: s.xn, rows: n, out: s.moeIn)
             gateWeights.withUnsafeBufferPointer { g in
                 for r in 0..<n {
                     let w = ck_sigmoid_dot(s.xn + r * dim, g.baseAddress!, Int32(dim)), y = s.moeIn + r * dim, o = out + r * dim
@@ -466,12 +486,18 @@ public final class DecoderModel: LanguageModel, @unchecked Sendable {
     }
 
     /// A gated feed-forward over `rows` rows of `x` (`dim` apart) into `out`; `out` may be `x`.
-    private func run(_ f: FeedForward, x: UnsafeMutablePointer<Float>, rows: Int, out: UnsafeMutablePointer<Float>) {
+    private func run(_ f: FeedForward, fused: FusedMatmul?, x: UnsafeMutablePointer<Float>, rows: Int,
+                     out: UnsafeMutablePointer<Float>) {
         let s = scratch, dim = config.embeddingLength, ff = f.gate.rows
         Ops.quantizeActivations(pool, for: f.gate, x: x, ldx: dim, count: rows, out: s.quant)
-        Ops.matmul(pool, f.gate, quantized: s.quant, count: rows, y: s.gate, ldy: ff)
-        Ops.quantizeActivations(pool, for: f.up, x: x, ldx: dim, count: rows, out: s.quant)
-        Ops.matmul(pool, f.up, quantized: s.quant, count: rows, y: s.up, ldy: ff)
+        if let fused {
+            fused.run(pool, quantized: s.quant, count: rows)
+            Ops.prefetch(pool, f.down)
+        } else {
+            Ops.matmul(pool, f.gate, quantized: s.quant, count: rows, y: s.gate, ldy: ff)
+            Ops.quantizeActivations(pool, for: f.up, x: x, ldx: dim, count: rows, out: s.quant)
+            Ops.matmul(pool, f.up, quantized: s.quant, count: rows, y: s.up, ldy: ff)
+        }
         f.activate(pool, gate: s.gate, up: s.up, rows: rows)
         Ops.quantizeActivations(pool, for: f.down, x: s.gate, ldx: ff, count: rows, out: s.quant)
         Ops.matmul(pool, f.down, quantized: s.quant, count: rows, y: out, ldy: dim)
@@ -495,7 +521,7 @@ final class Scratch {
     /// Mixture of experts: router logits, each row's picks and weights, the rows gathered for one expert,
     /// which pick each gathered row is, and every pick's output (1-element buffers for dense models).
     let routerLogits, routeWeights, moeIn, expertOut: UnsafeMutablePointer<Float>
-    let routeIDs, routeRows: UnsafeMutablePointer<Int32>
+    let routeIDs, routeRows, pickedExperts: UnsafeMutablePointer<Int32>
     private(set) var attentionScratch: UnsafeMutablePointer<Float>
     private(set) var attentionScratchPerThread = 0
     private(set) var attentionSequences: UnsafeMutablePointer<ck_attn_seq>
@@ -528,6 +554,7 @@ final class Scratch {
         expertOut = buf(moe ? n * k * c.embeddingLength : 1)
         routeIDs = .allocate(capacity: moe ? n * k : 1)
         routeRows = .allocate(capacity: moe ? n * k : 1)
+        pickedExperts = .allocate(capacity: max(e, 1))
         attentionScratch = buf(1)
         attentionSequences = .allocate(capacity: 1)
         tables = .allocate(capacity: 1)
@@ -564,6 +591,7 @@ final class Scratch {
         for p in [routerLogits, routeWeights, moeIn, expertOut] { p.deallocate() }
         routeIDs.deallocate()
         routeRows.deallocate()
+        pickedExperts.deallocate()
         attentionSequences.deallocate()
         tables.deallocate()
     }

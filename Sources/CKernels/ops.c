@@ -210,6 +210,13 @@ void ck_moe_route(const float *logits, int n_expert, int k, int normalize, int32
     for (int j = 0; j < k; j++) weights[j] /= picked;
 }
 
+void ck_counter_add(int64_t *counter, int64_t value) {
+    atomic_fetch_add_explicit((_Atomic int64_t *)counter, value, memory_order_relaxed);
+}
+int64_t ck_counter_load(const int64_t *counter) {
+    return atomic_load_explicit((_Atomic const int64_t *)counter, memory_order_relaxed);
+}
+
 float ck_sigmoid_dot(const float *x, const float *w, int n) {
     double s = 0;
     for (int i = 0; i < n; i++) s += (double)x[i] * (double)w[i];

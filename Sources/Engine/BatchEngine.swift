@@ -131,9 +131,11 @@ public final class BatchEngine: GenerationService, @unchecked Sendable {
 
     public var stats: ServiceStats {
         condition.lock()
-        defer { condition.unlock() }
         var s = snapshot
         s.waiting += inbox.count
+        condition.unlock()
+        // Read when asked (a scrape), not at every step.
+        s.expertTokens = model.expertRouting()
         return s
     }
 

@@ -26,6 +26,8 @@ public struct ServiceStats: Sendable, Equatable {
     /// Full prompt blocks looked up in the prefix cache, and found.
     public var prefixLookups = 0
     public var prefixHits = 0
+    /// Mixture of experts: tokens each expert has run, summed over layers (empty for dense models).
+    public var expertTokens: [Int] = []
     /// Forward passes run, and the tokens they computed.
     public var steps = 0
     public var tokensComputed = 0

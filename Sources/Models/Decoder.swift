@@ -211,6 +211,11 @@ public final class DecoderModel: LanguageModel, @unchecked Sendable {
     public var slidingWindow: Int? { spec.layerWindow.max().flatMap { $0 > 0 ? $0 : nil } }
     public var slidingLayerCount: Int { spec.layerWindow.filter { $0 > 0 }.count }
 
+    /// Read without the model's lock (the counters are atomic), so a scrape never waits for a forward pass.
+    public func expertRouting() -> [Int] {
+        (0..<config.expertCount).map { Int(ck_counter_load(scratch.expertTokens + $0)) }
+    }
+
     public func makeStorage(blocks: Int, slidingBlocks: Int, blockSize: Int) -> KVBlockStorage {
         guard slidingWindow != nil else { return makeStorage(blocks: blocks, blockSize: blockSize) }
         return KVBlockStorage(layers: config.layerCount, blocks: blocks, blockSize: blockSize, kvDim: config.kvDim,
@@ -461,6 +466,7 @@ public final class DecoderModel: LanguageModel, @unchecked Sendable {
                 }
             }
             guard count > 0 else { continue }
+            ck_counter_add(s.expertTokens + e, Int64(count))
             run(f, fused: fused[e], x: s.moeIn, rows: count, out: s.moeIn)
             for g in 0..<count {
                 (s.expertOut + Int(s.routeRows[g]) * dim).update(from: s.moeIn + g * dim, count: dim)
@@ -522,6 +528,8 @@ final class Scratch {
     /// which pick each gathered row is, and every pick's output (1-element buffers for dense models).
     let routerLogits, routeWeights, moeIn, expertOut: UnsafeMutablePointer<Float>
     let routeIDs, routeRows, pickedExperts: UnsafeMutablePointer<Int32>
+    /// Tokens each expert has run, over all layers and forward passes (atomic counters).
+    let expertTokens: UnsafeMutablePointer<Int64>
     private(set) var attentionScratch: UnsafeMutablePointer<Float>
     private(set) var attentionScratchPerThread = 0
     private(set) var attentionSequences: UnsafeMutablePointer<ck_attn_seq>
@@ -555,6 +563,8 @@ final class Scratch {
         routeIDs = .allocate(capacity: moe ? n * k : 1)
         routeRows = .allocate(capacity: moe ? n * k : 1)
         pickedExperts = .allocate(capacity: max(e, 1))
+        expertTokens = .allocate(capacity: max(e, 1))
+        expertTokens.initialize(repeating: 0, count: max(e, 1))
         attentionScratch = buf(1)
         attentionSequences = .allocate(capacity: 1)
         tables = .allocate(capacity: 1)
@@ -592,6 +602,7 @@ final class Scratch {
         routeIDs.deallocate()
         routeRows.deallocate()
         pickedExperts.deallocate()
+        expertTokens.deallocate()
         attentionSequences.deallocate()
         tables.deallocate()
     }

@@ -66,6 +66,8 @@ public protocol LanguageModel: AnyObject, Sendable {
     var slidingWindow: Int? { get }
     /// How many of its layers have a sliding window.
     var slidingLayerCount: Int { get }
+    /// Mixture of experts: tokens routed to each expert so far, summed over layers (empty for dense models).
+    func expertRouting() -> [Int]
     /// Split block storage: `blocks` for the full-attention layers, `slidingBlocks` for the sliding-window
     /// ones (see `BatchSequence.slidingBlockTable`). Without sliding layers, the same as `makeStorage`.
     func makeStorage(blocks: Int, slidingBlocks: Int, blockSize: Int) -> KVBlockStorage

@@ -32,6 +32,7 @@ public final class ServerMetrics: Sendable {
     /// Totals the service keeps, turned into counters that grow by the difference at each scrape.
     private let totals: [(label: String, value: @Sendable (ServiceStats) -> Int, counter: CoreMetrics.Counter)]
     private let totalsSeen: NIOLockedValueBox<[Int]>
+    private let expertsSeen: NIOLockedValueBox<[Int]>
 
     public init(registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry()) {
         self.registry = registry
@@ -71,6 +72,7 @@ public final class ServerMetrics: Sendable {
         ]
         self.totals = totals.map { ($0.0, $0.1, CoreMetrics.Counter(label: $0.0, factory: factory)) }
         totalsSeen = NIOLockedValueBox([Int](repeating: 0, count: totals.count))
+        expertsSeen = NIOLockedValueBox([])
     }
 
     /// One engine step: how many sequences and tokens it ran (batch size histograms).
@@ -141,6 +143,18 @@ public final class ServerMetrics: Sendable {
             }
         }
         for (i, d) in deltas.enumerated() where d > 0 { totals[i].counter.increment(by: d) }
+        // Tokens per expert, as counters labelled by expert.
+        let expertDeltas = expertsSeen.withLockedValue { seen in
+            if seen.count < s.expertTokens.count { seen += [Int](repeating: 0, count: s.expertTokens.count - seen.count) }
+            return s.expertTokens.indices.map { e in
+                defer { seen[e] = max(seen[e], s.expertTokens[e]) }
+                return max(0, s.expertTokens[e] - seen[e])
+            }
+        }
+        for (e, d) in expertDeltas.enumerated() where d > 0 {
+            CoreMetrics.Counter(label: "swiftlet_expert_tokens_total", dimensions: [("expert", String(e))], factory: factory)
+                .increment(by: d)
+        }
         return registry.emitToBuffer()
     }
 }

@@ -66,3 +66,43 @@ def test_long_prompt_past_the_sliding_window(gemma_client):
     assert r.usage.completion_tokens >= 1
     again = gemma_client.completions.create(model=model, prompt=text, max_tokens=16, seed=7)
     assert again.choices[0].text == r.choices[0].text
+
+
+# A mixture of experts: the tiny Qwen 2 MoE test model (4 experts, 2 used per token, 2 layers, a shared
+# expert), whose byte vocabulary makes every byte of a prompt a token.
+TINY_MOE = os.path.join(os.path.dirname(__file__), "..", "ModelsTests", "Fixtures", "tiny", "tiny-qwen2moe.gguf")
+
+
+@pytest.fixture(scope="module")
+def moe():
+    s = Server(api_key=API_KEY, model=os.path.abspath(TINY_MOE))
+    try:
+        yield s
+    finally:
+        s.stop()
+
+
+def expert_tokens(server):
+    return sum(v for k, v in server.metrics().items() if k.startswith("swiftlet_expert_tokens_total"))
+
+
+def test_moe_serves_completions_and_counts_tokens_per_expert(moe):
+    import openai
+
+    client = openai.OpenAI(base_url=moe.url + "/v1", api_key=API_KEY, max_retries=0, timeout=300)
+    model = client.models.list().data[0].id
+    before = expert_tokens(moe)
+    r = client.completions.create(model=model, prompt="A mixture of experts, routed per token.", max_tokens=12,
+                                  seed=5, logit_bias={"1": -100})
+    assert r.usage.completion_tokens == 12
+    # Every computed token (the prompt and all but the last generated one) ran 2 experts in each of 2 layers.
+    computed = r.usage.prompt_tokens + r.usage.completion_tokens - 1
+    assert expert_tokens(moe) - before == 2 * 2 * computed
+    per_expert = {k: v for k, v in moe.metrics().items() if k.startswith("swiftlet_expert_tokens_total")}
+    assert len(per_expert) >= 2, per_expert
+    # Streamed and batched requests at temperature 0 agree with the whole one.
+    whole = client.completions.create(model=model, prompt="Experts", max_tokens=8, temperature=0)
+    stream = client.completions.create(model=model, prompt="Experts", max_tokens=8, temperature=0, stream=True)
+    assert "".join(c.choices[0].text for c in stream if c.choices) == whole.choices[0].text
+    two = client.completions.create(model=model, prompt="Experts", max_tokens=8, temperature=0, n=2)
+    assert [c.text for c in two.choices] == [whole.choices[0].text] * 2

@@ -160,6 +160,9 @@ void ck_add(float *y, const float *x, int n);
 // most probable experts (lower index first on ties) into ids, their probabilities renormalised to sum 1
 // (the sum at least 2^-14, as llama.cpp clamps it) into weights, or as they are when !normalize.
 void ck_moe_route(const float *logits, int n_expert, int k, int normalize, int32_t *ids, float *weights);
+// A counter other threads may read while one thread adds to it (relaxed atomics).
+void ck_counter_add(int64_t *counter, int64_t value);
+int64_t ck_counter_load(const int64_t *counter);
 // sigmoid(x . w) over n floats, the dot added in order in double: a shared expert's gate.
 float ck_sigmoid_dot(const float *x, const float *w, int n);
 

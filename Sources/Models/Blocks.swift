@@ -43,8 +43,8 @@ public struct RoPE: Sendable, Equatable {
     public var neox: Bool
 }
 
-/// Grouped-query self-attention over the paged KV cache, with an optional RMSNorm of each head of q and k
-/// (Gemma 3, Qwen 3) and an optional sliding window (0: the whole context).
+/// Grouped-query self-attention over the paged KV cache, with an optional RMSNorm of q and k, per head
+/// (Gemma 3, Qwen 3) or over the whole projection (OLMoE), and an optional sliding window (0: the whole context).
 struct Attention {
     let q, k, v, o: Linear
     let qNorm, kNorm: RMSNorm?

@@ -47,6 +47,7 @@ let package = Package(
         .target(name: "Engine", dependencies: [
             "Models", "Kernels", "CKernels", "Tokenizer", "Templates", "GGUF", "Grammar",
             .product(name: "Crypto", package: "swift-crypto"),
+            .product(name: "DequeModule", package: "swift-collections"),
         ]),
         // The web console: static HTML/CSS/JS (resources) and the live metrics feed, served by both
         // `serve` and the gateway.

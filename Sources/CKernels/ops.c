@@ -242,7 +242,7 @@ typedef struct {
     uint16_t *kc, *vc; int heads, kv_heads, head_dim, n_rot, neox; float base, scale; const float *factors;
 } rows_job;
 
-enum { ROWS_NORM, ROWS_SWIGLU, ROWS_GEGLU, ROWS_ADD, ROWS_ROPE };
+enum { ROWS_NORM, ROWS_SWIGLU, ROWS_GEGLU, ROWS_ADD, ROWS_ROPE, ROWS_LAYER_NORM, ROWS_GELU };
 
 static void rows_one(const rows_job *j, int r) {
     switch (j->op) {
@@ -250,6 +250,8 @@ static void rows_one(const rows_job *j, int r) {
     case ROWS_SWIGLU: ck_swiglu(j->x + (size_t)r * j->n, j->up + (size_t)r * j->n, j->y + (size_t)r * j->n, j->n); break;
     case ROWS_GEGLU: ck_geglu(j->x + (size_t)r * j->n, j->up + (size_t)r * j->n, j->y + (size_t)r * j->n, j->n); break;
     case ROWS_ADD: ck_add(j->y + (size_t)r * j->n, j->x + (size_t)r * j->n, j->n); break;
+    case ROWS_LAYER_NORM: ck_layer_norm(j->x + (size_t)r * j->ld, j->w, j->up, j->y + (size_t)r * j->ld, j->n, j->eps); break;
+    case ROWS_GELU: ck_gelu_erf(j->y + (size_t)r * j->n, j->y + (size_t)r * j->n, j->n); break;
     case ROWS_ROPE: {
         float *q = j->q + (size_t)r * j->ldq, *k = j->k + (size_t)r * j->ldkv;
         const int pos = j->positions[r];
@@ -295,6 +297,17 @@ void ck_geglu_rows(ck_pool *pool, const float *gate, const float *up, float *out
 
 void ck_add_rows(ck_pool *pool, float *y, const float *x, int rows, int n) {
     rows_job j = { .op = ROWS_ADD, .rows = rows, .n = n, .x = x, .y = y };
+    run_rows(pool, &j);
+}
+
+void ck_layer_norm_rows(ck_pool *pool, const float *x, const float *w, const float *b, float *y, int rows, int ld,
+                        int n, float eps) {
+    rows_job j = { .op = ROWS_LAYER_NORM, .rows = rows, .n = n, .ld = ld, .x = x, .w = w, .up = b, .y = y, .eps = eps };
+    run_rows(pool, &j);
+}
+
+void ck_gelu_erf_rows(ck_pool *pool, float *x, int rows, int n) {
+    rows_job j = { .op = ROWS_GELU, .rows = rows, .n = n, .y = x };
     run_rows(pool, &j);
 }
 

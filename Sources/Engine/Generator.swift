@@ -79,6 +79,9 @@ public struct GenerationResult: Sendable {
     }
 }
 
+/// The model's parameters and weight type (see `Models.ModelFacts`), for layers above the engine.
+public typealias ModelFacts = Models.ModelFacts
+
 /// A loaded model with its tokenizer and chat template; runs one generation at a time (callers queue).
 public final class InferenceEngine: @unchecked Sendable {
     public let gguf: GGUFFile
@@ -87,6 +90,8 @@ public final class InferenceEngine: @unchecked Sendable {
     public let chatTemplate: ChatTemplate?
     public let modelName: String
     public let contextLength: Int
+    /// Parameters (total and active), experts and weight type, for the console and the gateway.
+    public let facts: ModelFacts
     private let lock = NSLock()
     private let grammars: GrammarMatcherCache
 
@@ -94,6 +99,7 @@ public final class InferenceEngine: @unchecked Sendable {
     public init(path: String, threads: Int? = nil, contextLength: Int? = nil) throws {
         gguf = try GGUFFile(path: path)
         model = try ModelRegistry.load(gguf, threads: threads ?? ThreadPoolDefaults.threads)
+        facts = ModelFacts(gguf: gguf, config: model.config)
         let tokenizer = try Tokenizer(gguf: gguf)
         self.tokenizer = tokenizer
         let ctx = contextLength ?? min(model.config.contextLength, 8192)

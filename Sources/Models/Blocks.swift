@@ -34,6 +34,22 @@ struct RMSNorm {
     }
 }
 
+/// LayerNorm with a bias (encoders) over rows of `weight.count` elements.
+struct LayerNorm {
+    let weight: [Float]
+    let bias: [Float]
+    let eps: Float
+
+    func callAsFunction(_ pool: ThreadPool, _ x: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>, rows: Int, ld: Int) {
+        weight.withUnsafeBufferPointer { w in
+            bias.withUnsafeBufferPointer { b in
+                Ops.layerNorm(pool, x, weight: w.baseAddress!, bias: b.baseAddress!, out: out, rows: rows, ld: ld,
+                              count: w.count, eps: eps)
+            }
+        }
+    }
+}
+
 /// Rotary embedding of one layer: its base frequency, and what every layer shares.
 public struct RoPE: Sendable, Equatable {
     public var dimensions: Int

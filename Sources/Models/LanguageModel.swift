@@ -100,12 +100,34 @@ public enum ModelRegistry {
         { gguf, threads in try DecoderModel(spec(gguf), gguf: gguf, threads: threads) }
     }
 
-    public static var supportedArchitectures: [String] { constructors.keys.sorted() }
+    /// Encoders: they embed, and do not generate.
+    private static let encoders: [String: @Sendable (GGUFFile) throws -> EncoderSpec] = [
+        "bert": Bert.spec,
+    ]
+
+    public static var supportedArchitectures: [String] { (Array(constructors.keys) + Array(encoders.keys)).sorted() }
+
+    /// Whether `general.architecture` names an encoder (an embedding model) rather than a decoder.
+    public static func isEncoder(_ gguf: GGUFFile) throws -> Bool {
+        guard let arch = try gguf.string("general.architecture") else { throw GGUFError.missingMetadata("general.architecture") }
+        return encoders[arch] != nil
+    }
+
+    /// Loads the embedding model in `gguf` with a pool of `threads` workers.
+    public static func loadEncoder(_ gguf: GGUFFile, threads: Int, maxBatchTokens: Int? = nil) throws -> any EmbeddingModel {
+        guard let arch = try gguf.string("general.architecture") else { throw GGUFError.missingMetadata("general.architecture") }
+        guard let spec = encoders[arch] else {
+            if constructors[arch] != nil { throw ModelError.generativeOnly(arch) }
+            throw ModelError.unsupportedArchitecture(arch, supported: supportedArchitectures)
+        }
+        return try EncoderModel(spec(gguf), gguf: gguf, threads: threads, maxBatchTokens: maxBatchTokens)
+    }
 
     /// Loads the model in `gguf` with a pool of `threads` workers.
     public static func load(_ gguf: GGUFFile, threads: Int) throws -> any LanguageModel {
         guard let arch = try gguf.string("general.architecture") else { throw GGUFError.missingMetadata("general.architecture") }
         guard let make = constructors[arch] else {
+            if encoders[arch] != nil { throw ModelError.embeddingOnly(arch) }
             throw ModelError.unsupportedArchitecture(arch, supported: supportedArchitectures)
         }
         return try make(gguf, threads)

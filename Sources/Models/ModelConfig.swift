@@ -95,6 +95,9 @@ public enum ModelError: Error, CustomStringConvertible, Sendable {
     case invalidBatch(String)
     case storageMismatch
     case unsupportedFeature(String)
+    /// An encoder asked to generate text, or a decoder asked for embeddings.
+    case embeddingOnly(String)
+    case generativeOnly(String)
 
     public var description: String {
         switch self {
@@ -107,6 +110,54 @@ public enum ModelError: Error, CustomStringConvertible, Sendable {
         case .invalidBatch(let m): "invalid forward batch: \(m)"
         case .storageMismatch: "the KV storage was made for a different model shape"
         case .unsupportedFeature(let f): "the model uses \(f), which Swiftlet does not support yet"
+        case .embeddingOnly(let a): "'\(a)' is an embedding model: it serves /v1/embeddings, not text generation"
+        case .generativeOnly(let a): "'\(a)' is a text generation model; embeddings come from encoder models (bert)"
         }
+    }
+}
+
+/// What a model file holds, for people choosing and pricing deployments: its parameters, and for a
+/// mixture of experts the ones a token reads (shared weights plus `used` of `count` experts per layer).
+public struct ModelFacts: Sendable, Equatable, Codable {
+    public var architecture: String
+    public var parameters: Int
+    public var activeParameters: Int
+    public var experts: Int
+    public var expertsUsed: Int
+    public var fileBytes: Int
+    /// The weight type holding most of the file's bytes (e.g. "Q4_K").
+    public var weightType: String
+
+    public init(architecture: String, parameters: Int, activeParameters: Int, experts: Int, expertsUsed: Int,
+                fileBytes: Int, weightType: String) {
+        self.architecture = architecture
+        self.parameters = parameters
+        self.activeParameters = activeParameters
+        self.experts = experts
+        self.expertsUsed = expertsUsed
+        self.fileBytes = fileBytes
+        self.weightType = weightType
+    }
+
+    /// Counted from the tensors: expert tensors (`*_exps.*`, experts along their last axis) count in
+    /// full towards `parameters` and `used / count` of them towards `activeParameters`.
+    public init(gguf: GGUFFile, config: ModelConfig) {
+        var total = 0, experts = 0
+        var bytesByType: [String: Int] = [:]
+        for t in gguf.tensors {
+            total += t.elementCount
+            if t.name.contains("_exps.") { experts += t.elementCount }
+            bytesByType["\(t.type)", default: 0] += t.byteCount
+        }
+        let active = config.expertCount > 0 ? total - experts + experts / config.expertCount * config.expertUsedCount : total
+        self.init(architecture: config.architecture, parameters: total, activeParameters: active,
+                  experts: config.expertCount, expertsUsed: config.expertUsedCount, fileBytes: gguf.fileSize,
+                  weightType: bytesByType.max { $0.value < $1.value || ($0.value == $1.value && $0.key > $1.key) }?.key ?? "")
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case architecture, parameters, experts
+        case activeParameters = "active_parameters", expertsUsed = "experts_used", fileBytes = "file_bytes"
+        case weightType = "weight_type"
     }
 }

@@ -297,6 +297,10 @@ public final class Gateway: Sendable {
         var pid: Int32?
         var state: ReplicaState?
         var load: EngineLoad?
+        var modelFacts: ModelFacts?
+        enum CodingKeys: String, CodingKey {
+            case id, deployment, cluster, url, pid, state, load, modelFacts = "model_facts"
+        }
     }
 
     struct HeartbeatBody: Codable {
@@ -318,6 +322,24 @@ public final class Gateway: Sendable {
 
     static let maxLoadCount = 1 << 40
 
+    /// A replica's model facts, range-checked before the console shows them.
+    static func checkFacts(_ f: ModelFacts?) throws -> ModelFacts? {
+        guard let f else { return nil }
+        let limit = 1 << 50
+        guard (0...limit).contains(f.parameters) else { throw APIError.invalidValue("model_facts.parameters", "must be between 0 and \(limit).") }
+        guard (0...f.parameters).contains(f.activeParameters) else {
+            throw APIError.invalidValue("model_facts.active_parameters", "must be between 0 and parameters.")
+        }
+        guard (0...4096).contains(f.experts), (0...max(f.experts, 0)).contains(f.expertsUsed) else {
+            throw APIError.invalidValue("model_facts.experts", "experts must be 0 to 4096 and experts_used at most experts.")
+        }
+        guard (0...limit).contains(f.fileBytes) else { throw APIError.invalidValue("model_facts.file_bytes", "must be between 0 and \(limit).") }
+        for (name, text) in [("architecture", f.architecture), ("weight_type", f.weightType)] where text.utf8.count > 64 {
+            throw APIError.invalidValue("model_facts.\(name)", "must be at most 64 bytes.")
+        }
+        return f
+    }
+
     func registerReplica(_ request: Request) async throws -> Response {
         try checkClusterToken(request)
         let body = try await decode(RegistrationBody.self, request)
@@ -333,11 +355,12 @@ public final class Gateway: Sendable {
         }
         guard !body.id.isEmpty, body.id.count <= 128 else { throw APIError.invalidValue("id", "must be 1 to 128 characters.") }
         let load = try Self.checkLoad(body.load)
+        let facts = try Self.checkFacts(body.modelFacts)
         if let pid = body.pid, pid < 1 { throw APIError.invalidValue("pid", "must be a process id (>= 1).") }
         let before = registry.replica(body.id)
         let r = registry.register(
             id: body.id, deployment: d.name, cluster: body.cluster, url: body.url.hasSuffix("/") ? String(body.url.dropLast()) : body.url,
-            pid: body.pid, state: body.state ?? .ready, load: load)
+            pid: body.pid, state: body.state ?? .ready, load: load, facts: facts)
         if before?.url == nil || before?.state != r.state {
             logger.info("replica \(r.id) of \(d.name) registered in cluster \(r.cluster) at \(r.url ?? "")")
         }
@@ -781,7 +804,8 @@ public final class Gateway: Sendable {
             targetConcurrency: d.targetConcurrency, scaleToZeroAfter: d.scaleToZeroAfter,
             outstanding: registry.demand(d.name),
             price: .init(inputPerMillion: d.inputPricePerMillion, outputPerMillion: d.outputPricePerMillion),
-            cost: costs.report(d.name), coldStarts: coldStartStats(d.name), clusters: clusters)
+            cost: costs.report(d.name), coldStarts: coldStartStats(d.name), modelFacts: registry.facts(d.name),
+            clusters: clusters)
     }
 
     static func describe(_ source: ModelSourceConfig) -> String {
@@ -970,10 +994,12 @@ struct DeploymentStatus: Encodable {
     var price: Price
     var cost: CostReport
     var coldStarts: ColdStartStats
+    /// What the last replica to register reported about its model (nil before any did).
+    var modelFacts: ModelFacts?
     var clusters: [ClusterStatus]
 
     enum CodingKeys: String, CodingKey {
-        case object, name, model, replicas, outstanding, price, cost, clusters
+        case object, name, model, replicas, outstanding, price, cost, clusters, modelFacts = "model_facts"
         case targetConcurrency = "target_concurrency", scaleToZeroAfter = "scale_to_zero_after"
         case coldStarts = "cold_starts"
     }

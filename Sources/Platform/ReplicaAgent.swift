@@ -38,14 +38,18 @@ public struct ReplicaAgent: Service {
     let advertisedURL: NIOLockedValueBox<String?>
     /// The engine's figures; nil until the model is loaded.
     let stats: @Sendable () -> ServiceStats?
+    /// The loaded model's parameters, sent when registering (the console shows them per deployment).
+    let facts: @Sendable () -> ModelFacts?
     let interval: Double
     /// Exit (SIGTERM to itself) when the parent process goes away: a supervised worker never outlives its gateway.
     let exitWithParent: Bool
     let logger: Logger
 
     public init(identity: Identity, advertisedURL: NIOLockedValueBox<String?>, interval: Double = 1,
-                exitWithParent: Bool, logger: Logger, stats: @escaping @Sendable () -> ServiceStats?) {
+                exitWithParent: Bool, logger: Logger, facts: @escaping @Sendable () -> ModelFacts? = { nil },
+                stats: @escaping @Sendable () -> ServiceStats?) {
         self.identity = identity
+        self.facts = facts
         self.advertisedURL = advertisedURL
         self.stats = stats
         self.interval = interval
@@ -61,6 +65,10 @@ public struct ReplicaAgent: Service {
         var pid: Int32
         var state: ReplicaState
         var load: EngineLoad
+        var modelFacts: ModelFacts?
+        enum CodingKeys: String, CodingKey {
+            case id, deployment, cluster, url, pid, state, load, modelFacts = "model_facts"
+        }
     }
 
     struct Heartbeat: Encodable {
@@ -87,7 +95,7 @@ public struct ReplicaAgent: Service {
                 do {
                     if !registered {
                         let body = Registration(id: identity.id, deployment: identity.deployment, cluster: identity.cluster,
-                                                url: url, pid: getpid(), state: .ready, load: load)
+                                                url: url, pid: getpid(), state: .ready, load: load, modelFacts: facts())
                         let status = try await send(client, .POST, "/internal/replicas", body)
                         guard status == 200 else {
                             logger.error("the gateway refused the registration (HTTP \(status)); retrying")

@@ -46,7 +46,11 @@ public final class ReplicaRegistry: Sendable {
         /// Requests waiting for a replica of a deployment to be ready.
         var waiting: [String: Int] = [:]
         var ejections = 0
+        /// Per deployment: the model facts its last registered replica reported (kept at zero replicas).
+        var facts: [String: ModelFacts] = [:]
     }
+
+    public func facts(_ deployment: String) -> ModelFacts? { state.withLockedValue { $0.facts[deployment] } }
 
     private let state = NIOLockedValueBox(State())
     public let unhealthyAfter: Int
@@ -68,8 +72,10 @@ public final class ReplicaRegistry: Sendable {
     /// A replica announcing itself (again, after a gateway restart or a missed heartbeat is fine).
     @discardableResult
     public func register(id: String, deployment: String, cluster: String, url: String, pid: Int32?,
-                         state replicaState: ReplicaState, load: EngineLoad, now: Double = now()) -> Replica {
+                         state replicaState: ReplicaState, load: EngineLoad, facts: ModelFacts? = nil,
+                         now: Double = now()) -> Replica {
         state.withLockedValue { s in
+            if let facts { s.facts[deployment] = facts }
             var r = s.replicas[id] ?? Replica(id: id, deployment: deployment, cluster: cluster, url: url, pid: pid,
                                               supervised: false, state: replicaState, createdAt: now, lastSeen: now)
             r.deployment = deployment

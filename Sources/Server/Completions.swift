@@ -311,7 +311,7 @@ extension OpenAIServer {
     {
         let start = Self.now()
         let model = try model(named: body.model)
-        let engine = model.engine
+        let (engine, service) = try model.generation()
         guard !body.messages.isEmpty else {
             throw APIError.invalidRequest("'messages' must contain at least one message.", param: "messages",
                                           code: "invalid_value")
@@ -424,7 +424,7 @@ extension OpenAIServer {
                               stop: stops, ignoreEOS: body.ignoreEOS ?? false, logprobs: topLogprobs,
                               priority: body.priority ?? 0, constraint: shape.constraint)
         }
-        let streams = try submit(requests, to: model.service)
+        let streams = try submit(requests, to: service)
         metrics.prompt(tokens: prompt.count)
 
         let id = Self.newID("chatcmpl-")
@@ -520,7 +520,7 @@ extension OpenAIServer {
     {
         let start = Self.now()
         let model = try model(named: body.model)
-        let engine = model.engine
+        let (engine, service) = try model.generation()
         let tokenizer = engine.tokenizer
 
         // Every count first, before anything is built from the request (n times the prompts cannot overflow).
@@ -593,7 +593,7 @@ extension OpenAIServer {
                     promptLogprobs: echo && body.logprobs != nil, priority: body.priority ?? 0, constraint: constraint))
             }
         }
-        let streams = try submit(requests, to: model.service)
+        let streams = try submit(requests, to: service)
         let promptTokenCount = prompts.reduce(0) { $0 + $1.tokens.count }
         metrics.prompt(tokens: promptTokenCount)
 

@@ -50,7 +50,7 @@ extension OpenAIServer {
 
     func localDeployments() -> LocalDeploymentList {
         guard let model else { return LocalDeploymentList(status: "loading", data: []) }
-        let s = model.service.stats
+        let s = model.stats
         let totals = metrics.live.totals
         let load = EngineLoad(s)
         let replica = LocalDeployment.Replica(
@@ -63,7 +63,7 @@ extension OpenAIServer {
         return LocalDeploymentList(status: "ready", data: [LocalDeployment(
             name: model.id, model: model.id, aliases: model.aliases.sorted(),
             replicas: .init(min: 1, max: 1, desired: 1, ready: 1, starting: 0), outstanding: s.running + s.waiting,
-            engine: engine, clusters: [.init(name: "local", supervised: false, replicas: [replica])])])
+            engine: engine, facts: model.facts, clusters: [.init(name: "local", supervised: false, replicas: [replica])])])
     }
 
     func localUsage() -> LocalUsage {
@@ -149,7 +149,12 @@ struct LocalDeployment: Encodable {
     var replicas: Replicas
     var outstanding: Int
     var engine: Engine
+    var facts: ModelFacts
     var clusters: [Cluster]
+
+    enum CodingKeys: String, CodingKey {
+        case object, name, model, aliases, replicas, outstanding, engine, clusters, facts = "model_facts"
+    }
 }
 
 /// Totals since the server started: `serve` keeps no ledger and has no prices.

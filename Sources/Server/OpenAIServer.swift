@@ -48,26 +48,76 @@ public struct ServerConfiguration: Sendable {
     }
 }
 
-/// The model the server answers for: its engine for tokenization and templates, and the service that
-/// runs generations on it.
+/// The model the server answers for: a generative model (its engine for tokenization and templates,
+/// and the service that runs generations on it) or an embedding model (the service that batches its
+/// embeddings).
 public struct ServedModel: Sendable {
+    public enum Backend: Sendable {
+        case generation(InferenceEngine, any GenerationService)
+        case embedding(EmbeddingService)
+    }
+
     /// The id of GET /v1/models; `aliases` are other names requests may use for it.
     public var id: String
     public var aliases: Set<String>
-    public var engine: InferenceEngine
-    public var service: any GenerationService
+    public var backend: Backend
     public var created: Int
-    /// Tokens (prompt + generated) a request may use: the model's context, or less if the service's
-    /// KV cache is smaller.
-    public var contextLength: Int { min(engine.contextLength, service.maxSequenceTokens) }
 
     public init(id: String, aliases: Set<String> = [], engine: InferenceEngine, service: any GenerationService,
                 created: Int = Int(Date().timeIntervalSince1970)) {
+        self.init(id: id, aliases: aliases, backend: .generation(engine, service), created: created)
+    }
+
+    public init(id: String, aliases: Set<String> = [], backend: Backend, created: Int = Int(Date().timeIntervalSince1970)) {
         self.id = id
         self.aliases = aliases
-        self.engine = engine
-        self.service = service
+        self.backend = backend
         self.created = created
+    }
+
+    public var engine: InferenceEngine? {
+        if case .generation(let e, _) = backend { e } else { nil }
+    }
+
+    public var service: (any GenerationService)? {
+        if case .generation(_, let s) = backend { s } else { nil }
+    }
+
+    public var embeddings: EmbeddingService? {
+        if case .embedding(let s) = backend { s } else { nil }
+    }
+
+    public var stats: ServiceStats {
+        switch backend {
+        case .generation(_, let s): s.stats
+        case .embedding(let s): s.stats
+        }
+    }
+
+    public var facts: ModelFacts {
+        switch backend {
+        case .generation(let e, _): e.facts
+        case .embedding(let s): s.engine.facts
+        }
+    }
+
+    /// Tokens (prompt + generated) a request may use: the model's context, or less if the service's
+    /// KV cache is smaller. For an embedding model, the tokens of one input.
+    public var contextLength: Int {
+        switch backend {
+        case .generation(let e, let s): min(e.contextLength, s.maxSequenceTokens)
+        case .embedding(let s): s.engine.contextLength
+        }
+    }
+
+    /// The engine and service of a generative model; 400 for an embedding model.
+    public func generation() throws -> (engine: InferenceEngine, service: any GenerationService) {
+        guard case .generation(let e, let s) = backend else {
+            throw APIError.invalidRequest(
+                "The model '\(id)' is an embedding model: it serves /v1/embeddings, not completions.",
+                param: "model", code: "model_not_supported")
+        }
+        return (e, s)
     }
 
     public func answers(to name: String) -> Bool {
@@ -97,7 +147,7 @@ public final class OpenAIServer: Sendable {
         self.assets = assets
         let loaded = NIOLockedValueBox(model)
         self.loaded = loaded
-        feed = MetricsFeed(live: metrics.live) { Self.gauges(loaded.withLockedValue { $0 }?.service.stats) }
+        feed = MetricsFeed(live: metrics.live) { Self.gauges(loaded.withLockedValue { $0 }?.stats) }
     }
 
     public var model: ServedModel? { loaded.withLockedValue { $0 } }
@@ -125,7 +175,7 @@ public final class OpenAIServer: Sendable {
             return JSONResponse.make(status: .serviceUnavailable, ["status": "loading"])
         }
         router.on(.get, "/metrics", in: routes) { _, _ in
-            let body = self.metrics.exposition(stats: self.model?.service.stats)
+            let body = self.metrics.exposition(stats: self.model?.stats)
             return Response(
                 status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
                 body: .init(byteBuffer: ByteBuffer(bytes: body)))
@@ -145,6 +195,10 @@ public final class OpenAIServer: Sendable {
         router.on(.post, "/v1/completions", in: routes) { request, context in
             let body = try await self.decodeBody(CompletionRequest.self, request)
             return try await self.completion(body, logger: context.logger, clientGone: context.clientGone)
+        }
+        router.on(.post, "/v1/embeddings", in: routes) { request, context in
+            let body = try await self.decodeBody(EmbeddingRequest.self, request)
+            return try await self.embeddings(body, logger: context.logger)
         }
         addConsoleRoutes(to: router)
         return router

@@ -94,7 +94,7 @@ public final class ServerMetrics: Sendable {
                 factory: factory).increment()
     }
 
-    static let generationEndpoints: Set<String> = ["/v1/chat/completions", "/v1/completions"]
+    static let generationEndpoints: Set<String> = ["/v1/chat/completions", "/v1/completions", "/v1/embeddings"]
 
     func generated(tokens: Int) {
         generatedTokens.increment(by: tokens)

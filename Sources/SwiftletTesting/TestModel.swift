@@ -1,16 +1,25 @@
 import Engine
 import Foundation
+import Models
 
 /// The real models for tests: located once, loaded once each.
 public enum TestModel {
-    /// The models the tests run on: the default (llama architecture, Q4_1) and Gemma 3 270M (gemma3,
-    /// K-quants mixed with Q5_0 and Q8_0, sliding-window layers). `scripts/test` pulls both.
+    /// The models the tests run on: the default (llama architecture, Q4_1), Gemma 3 270M (gemma3,
+    /// K-quants mixed with Q5_0 and Q8_0, sliding-window layers) and the embedding model all-MiniLM-L6-v2
+    /// (bert, F16, converted from its sentence-transformers files). `scripts/test` pulls all three.
     public enum Name: String, CaseIterable, Sendable, CustomStringConvertible {
         case smollm2
         case gemma3 = "gemma3-270m"
+        case minilm = "all-minilm-l6-v2"
 
         /// Overrides the model store's copy.
-        var environmentKey: String { self == .smollm2 ? "SWIFTLET_MODEL_PATH" : "SWIFTLET_GEMMA3_PATH" }
+        var environmentKey: String {
+            switch self {
+            case .smollm2: "SWIFTLET_MODEL_PATH"
+            case .gemma3: "SWIFTLET_GEMMA3_PATH"
+            case .minilm: "SWIFTLET_MINILM_PATH"
+            }
+        }
         public var description: String { rawValue }
     }
 
@@ -47,11 +56,19 @@ public enum TestModel {
         switch name {
         case .smollm2: try smollm2.get()
         case .gemma3: try gemma3.get()
+        case .minilm: throw ModelError.embeddingOnly("bert")
         }
     }
 
+    /// The shared embedding engine on all-MiniLM-L6-v2 (2 threads), loaded on first use.
+    public static func embeddingEngine() throws -> EmbeddingEngine { try minilm.get() }
+
     private static let smollm2 = load(.smollm2)
     private static let gemma3 = load(.gemma3)
+    private static let minilm = Result<EmbeddingEngine, Error> {
+        guard let path = path(.minilm) else { throw Missing(name: .minilm) }
+        return try EmbeddingEngine(path: path, threads: 2)
+    }
 
     private static func load(_ name: Name) -> Result<InferenceEngine, Error> {
         Result {

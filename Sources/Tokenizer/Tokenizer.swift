@@ -36,6 +36,8 @@ public final class Tokenizer: Sendable {
     public enum Model: Sendable, Equatable {
         case bytePairEncoding(PreTokenizerKind)
         case sentencePiece
+        /// BERT's WordPiece: [CLS] pieces [SEP].
+        case wordPiece
     }
 
     /// `tokenizer.ggml.pre` names accepted for byte-level BPE, with the matcher and the flags llama.cpp
@@ -87,6 +89,7 @@ public final class Tokenizer: Sendable {
 
     let bpe: BPEModel?
     let spm: SentencePieceModel?
+    let wpm: WordPieceModel?
     let pre: PreTokenizer?
 
     public convenience init(gguf: GGUFFile) throws {
@@ -142,6 +145,12 @@ public final class Tokenizer: Sendable {
             bos = 1; eos = 2; unk = 0
             addBOS = true
             addSpacePrefix = true
+        case "bert":
+            model = .wordPiece
+            bos = 101; eos = 102; unk = 100
+            addBOS = true
+            addEOS = true
+            addSpacePrefix = false
         default:
             throw TokenizerError.unknownModel(modelName)
         }
@@ -210,6 +219,12 @@ public final class Tokenizer: Sendable {
         if let b = try bool("tokenizer.ggml.add_bos_token") { addBOS = b }
         if let b = try bool("tokenizer.ggml.add_eos_token") { addEOS = b }
         if let b = try bool("tokenizer.ggml.add_space_prefix") { addSpacePrefix = b }
+        if model == .wordPiece {
+            // [CLS] is BOS (older files name it cls_token_id); [SEP] ends every input unless add_sep_token is false.
+            bos = try special("cls_token_id", bos)
+            eos = try special("seperator_token_id", eos)
+            addEOS = try bool("tokenizer.ggml.add_sep_token") ?? true
+        }
 
         // Auto-detection by text, as llama.cpp does; detected tokens become control tokens.
         // (llama.cpp takes whichever candidate its hash map yields first; we prefer the order below.)
@@ -279,7 +294,7 @@ public final class Tokenizer: Sendable {
         }
 
         // Rendered pieces.
-        let isSPM = model == .sentencePiece
+        let isSPM = model == .sentencePiece || model == .wordPiece
         var pcs: [[UInt8]] = []
         pcs.reserveCapacity(n)
         for i in 0..<n {
@@ -300,10 +315,17 @@ public final class Tokenizer: Sendable {
             }
             bpe = BPEModel(tokens: toks, textToID: map, merges: merges, ignoreMerges: preInfo!.ignoreMerges)
             spm = nil
+            wpm = nil
             pre = PreTokenizer(kind: kind)
         case .sentencePiece:
             bpe = nil
             spm = SentencePieceModel(tokens: toks, scores: scores, textToID: map, unknownToken: unk)
+            wpm = nil
+            pre = nil
+        case .wordPiece:
+            bpe = nil
+            spm = nil
+            wpm = WordPieceModel(tokens: toks, textToID: map, unknown: unk)
             pre = nil
         }
 
@@ -476,6 +498,13 @@ public final class Tokenizer: Sendable {
                     case .token(let id):
                         out.append(id)
                         prevSpecial = true
+                    }
+                }
+            case .wordPiece:
+                for f in fragments {
+                    switch f {
+                    case .text(let r): wpm!.encode(String(decoding: buf[r], as: UTF8.self), into: &out)
+                    case .token(let id): out.append(id)
                     }
                 }
             }

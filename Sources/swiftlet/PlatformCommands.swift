@@ -163,7 +163,7 @@ struct Worker: AsyncParsableCommand {
             },
             companions: { server in
                 [ReplicaAgent(identity: identity, advertisedURL: advertised, exitWithParent: exitWithParent,
-                              logger: logger) { server.model?.service.stats }]
+                              logger: logger, facts: { server.model?.facts }) { server.model?.stats }]
             })
     }
 }

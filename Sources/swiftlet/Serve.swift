@@ -145,23 +145,41 @@ struct ModelLoader: Service {
     func run() async throws {
         let options = self.options
         logger.info("loading model \(options.model)")
-        let engine = try await onThread { try options.load() }
+        let loaded = try await onThread { try options.loadAny() }
+        guard case .generation(let engine) = loaded else {
+            if case .embedding(let embedder) = loaded { try await serveEmbeddings(embedder) }
+            return
+        }
         let metrics = server.metrics
         let service = try BatchEngine(engine: engine, options: engineOptions) { step in
             metrics.step(sequences: step.sequences, tokens: step.tokens)
         }
         let kv = service.stats
         logger.info("KV cache: \(kv.kvBlocksTotal) blocks of \(kv.kvBlockSize) tokens (\(service.maxSequenceTokens) tokens per request at most), prefix cache \(engineOptions.prefixCaching ? "on" : "off")")
-        var aliases = aliases
-        if options.modelPackage == nil { aliases.insert(options.model) }
-        let fileName = URL(fileURLWithPath: engine.gguf.path).lastPathComponent
-        for known in ModelStore.knownModels.values where known.fileName == fileName { aliases.insert(known.name) }
-        server.setModel(ServedModel(id: engine.modelName, aliases: aliases, engine: engine, service: service))
+        server.setModel(ServedModel(id: engine.modelName, aliases: aliases(fileName: engine.gguf.path), engine: engine, service: service))
         logger.info("model \(engine.modelName) ready (context \(min(engine.contextLength, service.maxSequenceTokens)) tokens)")
 
         try? await gracefulShutdown()
         service.shutdown()
         await onThread { service.waitUntilStopped() }
+    }
+
+    /// An embedding model: /v1/embeddings batches its inputs; the completion endpoints refuse it.
+    func serveEmbeddings(_ engine: EmbeddingEngine) async throws {
+        let service = EmbeddingService(engine: engine)
+        server.setModel(ServedModel(id: engine.modelName, aliases: aliases(fileName: engine.gguf.path), backend: .embedding(service)))
+        let m = engine.model
+        logger.info("embedding model \(engine.modelName) ready (\(m.dimensions) dimensions, \(m.pooling) pooling, up to \(engine.contextLength) tokens per input)")
+        try? await gracefulShutdown()
+        service.shutdown()
+    }
+
+    func aliases(fileName path: String) -> Set<String> {
+        var aliases = aliases
+        if options.modelPackage == nil { aliases.insert(options.model) }
+        let fileName = URL(fileURLWithPath: path).lastPathComponent
+        for known in ModelStore.knownModels.values where known.fileName == fileName { aliases.insert(known.name) }
+        return aliases
     }
 }
 

@@ -58,11 +58,30 @@ struct ModelOptions: ParsableArguments {
     }
 
     func load() throws -> InferenceEngine {
+        try checkEngineOptions()
+        return try InferenceEngine(path: try resolvePath(), threads: threads, contextLength: contextLength)
+    }
+
+    func checkEngineOptions() throws {
         if let threads, threads < 1 || threads > 256 { throw ValidationError("--threads must be between 1 and 256") }
         if let contextLength, contextLength < 1 { throw ValidationError("--context-length must be positive") }
         guard activationBits == 8 || activationBits == 16 else { throw ValidationError("--activation-bits must be 8 or 16") }
         Ops.setActivationBits(activationBits)
-        return try InferenceEngine(path: try resolvePath(), threads: threads, contextLength: contextLength)
+    }
+
+    enum Loaded {
+        case generation(InferenceEngine)
+        case embedding(EmbeddingEngine)
+    }
+
+    /// A generative model, or an embedding model (an encoder such as BERT) for `serve`.
+    func loadAny() throws -> Loaded {
+        try checkEngineOptions()
+        let path = try resolvePath()
+        if try EmbeddingEngine.isEmbeddingModel(path: path) {
+            return .embedding(try EmbeddingEngine(path: path, threads: threads))
+        }
+        return .generation(try InferenceEngine(path: path, threads: threads, contextLength: contextLength))
     }
 }
 

@@ -170,6 +170,21 @@ import Testing
         }
     }
 
+    /// Parameters as the console shows them: every tensor's elements, and for a mixture of experts the
+    /// ones a token reads (each layer's three expert matrices count `used` of `count` times).
+    @Test(arguments: architectures + mixtures)
+    func factsCountTotalAndActiveParameters(_ name: String) throws {
+        let gguf = try GGUFFile(path: try Self.model(name))
+        let c = try ModelConfig(gguf: gguf)
+        let facts = ModelFacts(gguf: gguf, config: c)
+        #expect(facts.parameters == gguf.tensors.reduce(0) { $0 + $1.shape.reduce(1, *) })
+        #expect(facts.architecture == (try gguf.string("general.architecture")) && facts.fileBytes == gguf.fileSize)
+        #expect(Set(gguf.tensors.map { "\($0.type)" }).contains(facts.weightType))
+        let idle = c.layerCount * 3 * c.embeddingLength * c.expertFeedForwardLength * (c.expertCount - c.expertUsedCount)
+        #expect(facts.parameters - facts.activeParameters == (c.expertCount > 0 ? idle : 0))
+        #expect(facts.experts == c.expertCount && facts.expertsUsed == c.expertUsedCount)
+    }
+
     /// The mixture of experts reads its routing from the file, and a sequence's logits do not depend on
     /// what else is routed to the same experts in its step: alone, and beside 7 others at each place.
     @Test(arguments: mixtures)

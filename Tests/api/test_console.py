@@ -228,6 +228,11 @@ def test_serve_console_end_to_end(browser, serve):
     page.go("deployments")
     page.until(lambda: page.d.find_elements("css selector", '#dep-list tr[data-state="ready"]'), "a ready replica")
     assert model in page.el("dep-list").text and "KV" in page.el("dep-list").text
+    # A dense model: its parameters, no experts.
+    facts = serve.get("/v1/deployments").json()["data"][0]["model_facts"]
+    assert facts["experts"] == 0 and facts["active_parameters"] == facts["parameters"] > 0, facts
+    shown = page.el("dep-list").text
+    assert "Parameters" in shown and "active" not in shown and "Experts" not in shown, shown
     page.shot("serve-deployments-1280")
 
     # Live metrics: the history shows the replies; a request made now moves the chart while the page is open.
@@ -280,6 +285,9 @@ def test_serve_console_on_a_phone(browser, serve):
 
 # MARK: swiftlet gateway
 
+# The tiny Qwen 2 MoE test model (4 experts, 2 per token), made by scripts/fixtures/make_tiny_models.py.
+TINY_MOE = os.path.join(ROOT, "Tests", "ModelsTests", "Fixtures", "tiny", "tiny-qwen2moe.gguf")
+
 GATEWAY_CONFIG = f"""
 gateway:
   cluster_token: console-cluster-token
@@ -293,6 +301,10 @@ deployments:
     engine: {{threads: 1, kv_cache_memory: 32MB, max_sequences: 4, context_length: 1024}}
     replicas: {{min: 1, max: 1}}
     price: {{input_per_million: 0.5, output_per_million: 1.5}}
+  - name: experts
+    model: {json.dumps(TINY_MOE)}
+    engine: {{threads: 1, kv_cache_memory: 16MB, max_sequences: 2, context_length: 512}}
+    replicas: {{min: 1, max: 1}}
 """
 
 
@@ -301,8 +313,9 @@ def gateway(tmp_path_factory):
     with running_gateway(str(tmp_path_factory.mktemp("console")), GATEWAY_CONFIG, token="console-cluster-token") as g:
         g.admin = g.create_key("ops", admin=True)
         g.user = g.create_key("app")
-        wait_for(lambda: any(r["state"] == "ready" for r in g.replicas("chat", g.admin["secret"])), 120,
-                 "a ready replica")
+        for name in ("chat", "experts"):
+            wait_for(lambda: any(r["state"] == "ready" for r in g.replicas(name, g.admin["secret"])), 120,
+                     f"a ready replica of {name}")
         yield g
 
 
@@ -356,6 +369,13 @@ def test_gateway_admin_sees_deployments_metrics_and_all_usage(browser, gateway):
     page.until(lambda: "Saved" in form.find_element("css selector", ".status").text, "the new bounds saved")
     assert gateway.deployment("chat", gateway.admin["secret"])["replicas"]["max"] == 2
     page.until(lambda: "changed until the gateway restarts" in card.text, "the change marked")
+    # The mixture of experts shows its total and active parameters, as its replica reported them.
+    facts = gateway.deployment("experts", gateway.admin["secret"])["model_facts"]
+    assert facts["architecture"] == "qwen2moe" and (facts["experts"], facts["experts_used"]) == (4, 2), facts
+    assert 0 < facts["active_parameters"] < facts["parameters"], facts
+    moe = page.d.find_element("css selector", '#dep-list article[data-deployment="experts"]')
+    page.until(lambda: "active" in moe.text, "the active parameters")
+    assert "2 of 4 per token" in moe.text and "qwen2moe" in moe.text, moe.text
     page.shot("gateway-deployments-1280")
 
     page.go("metrics")

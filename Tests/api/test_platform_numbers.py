@@ -144,6 +144,19 @@ def test_replica_registration_and_heartbeats(gateway):
         for field in fields:
             body = json.dumps(base)[:-1] + f', "load": {{"{field}": {n}}}}}'
             registered |= clean(send(gateway, "POST", "/internal/replicas", body, token=True))
+    # The model's facts, each number extreme in turn: a 4xx, or 200 with the facts the deployment then shows.
+    facts = {"architecture": "qwen2moe", "parameters": 1000, "active_parameters": 400, "experts": 8,
+             "experts_used": 2, "file_bytes": 600, "weight_type": "Q4_K"}
+    for n in NUMBERS:
+        for field in ("parameters", "active_parameters", "experts", "experts_used", "file_bytes"):
+            text = json.dumps(base | {"id": "r-facts", "model_facts": facts | {field: "N"}}).replace('"N"', n)
+            if clean(send(gateway, "POST", "/internal/replicas", text, token=True)):
+                shown = gateway.deployment("chat", gateway.admin)["model_facts"]
+                assert 0 <= shown["active_parameters"] <= shown["parameters"] and shown["experts_used"] <= shown["experts"]
+    r = send(gateway, "POST", "/internal/replicas", json.dumps(base | {"id": "r-facts", "model_facts": facts}), token=True)
+    assert r.status_code == 200, r.text
+    assert gateway.deployment("chat", gateway.admin)["model_facts"] == facts
+    assert send(gateway, "DELETE", "/internal/replicas/r-facts", token=True).status_code == 200
     # Two registered replicas, then heartbeats with every extreme load: their loads are summed and compared.
     for rid in ("r-numbers", "r-numbers-2"):
         r = send(gateway, "POST", "/internal/replicas", json.dumps(base | {"id": rid}), token=True)

@@ -178,6 +178,23 @@ void ck_rope_store_rows(ck_pool *pool, float *q, int ldq, float *k, const float 
                         int n_heads, int n_kv_heads, int head_dim, int n_rot, float freq_base, float freq_scale,
                         const float *freq_factors, int neox);
 
+// ---- encoder models (encoder.c) ----
+// y = (x - mean) / sqrt(variance + eps) * w + b over n elements (statistics in double); y may be x.
+void ck_layer_norm(const float *x, const float *w, const float *b, float *y, int n, float eps);
+void ck_layer_norm_rows(ck_pool *pool, const float *x, const float *w, const float *b, float *y, int rows, int ld,
+                        int n, float eps);
+// y = x/2 (1 + erf(x / sqrt 2)); y may be x.
+void ck_gelu_erf(const float *x, float *y, int n);
+void ck_gelu_erf_rows(ck_pool *pool, float *x, int rows, int n);
+// Bidirectional attention: sequence s is rows starts[s] ..< starts[s] + lengths[s] of q, k, v (f32, `ld`
+// floats apart, heads of head_dim side by side, as many k/v heads as q heads), and each of its rows
+// attends to all of them. out rows are `ldo` apart. One thread computes each (row, head) whole, so the
+// result does not depend on the batch. scratch: pool size * scratch_per_thread floats, at least the
+// longest sequence per thread.
+void ck_attention_dense(ck_pool *pool, const float *q, const float *k, const float *v, int ld, float *out, int ldo,
+                        int n_seq, const int32_t *starts, const int32_t *lengths, int n_head, int head_dim,
+                        float scale, float *scratch, int scratch_per_thread);
+
 // One sequence's part of a batched attention call.
 typedef struct {
     int n_q;                // its query rows in the batch

@@ -74,6 +74,21 @@
       if (s == null || !isFinite(s)) return '–';
       return s < 1 ? (s * 1000).toFixed(0) + ' ms' : s.toFixed(2) + ' s';
     },
+    // 134515008 -> "135M", 1130000000 -> "1.13B", 80000 -> "80K".
+    count(n) {
+      if (n == null || !isFinite(n)) return '–';
+      for (const [div, unit] of [[1e12, 'T'], [1e9, 'B'], [1e6, 'M'], [1e3, 'K']]) {
+        if (n >= div) return Number((n / div).toPrecision(3)) + unit;
+      }
+      return String(n);
+    },
+    bytes(n) {
+      if (n == null || !isFinite(n)) return '–';
+      for (const [div, unit] of [[2 ** 30, 'GiB'], [2 ** 20, 'MiB'], [2 ** 10, 'KiB']]) {
+        if (n >= div) return (n / div).toFixed(1) + ' ' + unit;
+      }
+      return n + ' B';
+    },
     pct: (x) => (x == null || !isFinite(x) ? '–' : (x * 100).toFixed(0) + '%'),
     time: (d) => new Date(d).toLocaleString(),
   };
@@ -495,8 +510,21 @@
     if (!list.data.length) root.replaceChildren(el('p', { class: 'muted', text: 'No deployments.' }));
   }
 
+  // Total and active parameters: for a mixture of experts a token reads only `experts_used` of them.
+  function modelFacts(m) {
+    if (!m) return [fact('Parameters', 'reported once a replica registers')];
+    const moe = m.experts > 0;
+    return [
+      fact('Parameters', fmt.count(m.parameters) + (moe ? ' total, ' + fmt.count(m.active_parameters) + ' active' : ''),
+        moe ? m.parameters + ' parameters, ' + m.active_parameters + ' read per token' : m.parameters + ' parameters'),
+      ...(moe ? [fact('Experts', m.experts_used + ' of ' + m.experts + ' per token')] : []),
+      fact('Weights', m.architecture + ', ' + m.weight_type + ', ' + fmt.bytes(m.file_bytes)),
+    ];
+  }
+
   function deploymentBody(d, serve) {
     const facts = [
+      ...modelFacts(d.model_facts),
       fact('Replicas ready', d.replicas.ready + ' of ' + d.replicas.desired + ' wanted'),
       fact('Bounds', d.replicas.min + '–' + d.replicas.max),
       fact('Starting', String(d.replicas.starting)),

@@ -346,6 +346,12 @@ float ck_dot_f32_f32_scalar(int n, const void *vw, const void *vx) {
     for (int i = 0; i < n; i++) s += (double)(w[i] * x[i]);
     return (float)s;
 }
+float ck_dot_f16_f32_scalar(int n, const void *vw, const void *vx) {
+    const uint16_t *w = vw; const float *x = vx;
+    double s = 0;
+    for (int i = 0; i < n; i++) s += (double)(fp16_to_fp32(w[i]) * x[i]);
+    return (float)s;
+}
 float ck_dot_bf16_f32_scalar(int n, const void *vw, const void *vx) {
     const uint16_t *w = vw; const float *x = vx;
     double s = 0;
@@ -363,14 +369,14 @@ float ck_vec_dot(int wt, int vt, int n, const void *w, const void *x) {
 #ifdef CK_X86
     if (ck_has_avx2()) {
         switch (wt) {
-        case CK_TYPE_F16: return ck_dot_f16_f16_avx2(n, w, x);
-        case CK_TYPE_F32: return ck_dot_f32_f32_avx2(n, w, x);
+        case CK_TYPE_F16: return vt == CK_TYPE_F32 ? ck_dot_float_f32(1, n, w, x) : ck_dot_f16_f16_avx2(n, w, x);
+        case CK_TYPE_F32: return ck_dot_float_f32(0, n, w, x);
         default: break;
         }
     }
 #endif
     switch (wt) {
-    case CK_TYPE_F16: return ck_dot_f16_f16_scalar(n, w, x);
+    case CK_TYPE_F16: return vt == CK_TYPE_F32 ? ck_dot_f16_f32_scalar(n, w, x) : ck_dot_f16_f16_scalar(n, w, x);
     case CK_TYPE_BF16: return ck_dot_bf16_f32_scalar(n, w, x);
     default: return ck_dot_f32_f32_scalar(n, w, x);
     }

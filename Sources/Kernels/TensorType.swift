@@ -38,6 +38,25 @@ public struct WeightMatrix: @unchecked Sendable {
     /// Owns `data` when it is a packed copy rather than the mapped file.
     private let storage: PackedStorage?
 
+    /// F16 and F32 weights with f32 activations rather than activations rounded to f16 (encoders: closer to
+    /// exact arithmetic, and a tiled kernel for prompt-sized batches). Other types are returned as they are.
+    public func withFloatActivations() -> WeightMatrix {
+        guard type == .f16 || type == .f32, !isPacked else { return self }
+        return WeightMatrix(self, activationType: Int32(GGMLType.f32.rawValue))
+    }
+
+    private init(_ m: WeightMatrix, activationType: Int32) {
+        name = m.name
+        type = m.type
+        rows = m.rows
+        columns = m.columns
+        rowStride = m.rowStride
+        data = m.data
+        kernelType = m.kernelType
+        storage = m.storage
+        self.activationType = activationType
+    }
+
     public init(name: String, type: GGMLType, rows: Int, columns: Int, data: UnsafeRawPointer) throws {
         guard ck_type_supported(Int32(type.rawValue)) != 0 else {
             throw KernelError.unsupportedType(tensor: name, type: type)

@@ -137,7 +137,7 @@ public final class EncoderModel: EmbeddingModel, @unchecked Sendable {
         let packable = plain.values.filter(\.isPackable)
         let storage = packable.isEmpty ? nil : PackedStorage(capacity: packable.reduce(0) { $0 + $1.packedByteCount })
         func linear(_ name: String, rows: Int) throws -> Linear {
-            var m = plain[name]!
+            var m = plain[name]!.withFloatActivations()
             if let storage, m.isPackable {
                 let packed = m.packed(into: storage)
                 gguf.releasePages(m.data, byteCount: m.rows * m.rowStride)

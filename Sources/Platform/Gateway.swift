@@ -191,6 +191,9 @@ public final class Gateway: Sendable {
         router.post("/v1/completions") { request, context in
             try await self.proxy(request, context: context, path: "/v1/completions")
         }
+        router.post("/v1/embeddings") { request, context in
+            try await self.proxy(request, context: context, path: "/v1/embeddings")
+        }
         router.get("/v1/deployments") { request, _ in
             _ = try await self.authenticateAdmin(request)
             return Self.json(.ok, DeploymentList(data: self.config.deployments.map(self.status)))

@@ -185,6 +185,7 @@ void ck_layer_norm_rows(ck_pool *pool, const float *x, const float *w, const flo
                         int n, float eps);
 // y = x/2 (1 + erf(x / sqrt 2)); y may be x.
 void ck_gelu_erf(const float *x, float *y, int n);
+void ck_gelu_erf_portable(const float *x, float *y, int n);
 void ck_gelu_erf_rows(ck_pool *pool, float *x, int rows, int n);
 // Bidirectional attention: sequence s is rows starts[s] ..< starts[s] + lengths[s] of q, k, v (f32, `ld`
 // floats apart, heads of head_dim side by side, as many k/v heads as q heads), and each of its rows

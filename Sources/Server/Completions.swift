@@ -270,8 +270,11 @@ extension OpenAIServer {
     /// the prompt of a stream that breaks before its usage chunk by it.
     public static let promptTokensHeader = "X-Swiftlet-Prompt-Tokens"
 
+    /// `done`: end a failed stream with `data: [DONE]` after its error event (chat and completions do; the
+    /// Responses API sends an `error` event only).
     static func streamResponse(
-        logger: Logger, promptTokens: Int, _ produce: @escaping @Sendable (inout any ResponseBodyWriter) async throws -> Void
+        logger: Logger, promptTokens: Int, done terminate: Bool = true,
+        _ produce: @escaping @Sendable (inout any ResponseBodyWriter) async throws -> Void
     ) -> Response {
         Response(
             status: .ok,
@@ -293,8 +296,16 @@ extension OpenAIServer {
                     } else {
                         logger.error("generation failed", metadata: ["error": "\(String(reflecting: error))"])
                     }
-                    try? await writer.write(event(apiError.body))
-                    try? await writer.write(done)
+                    if terminate {
+                        try? await writer.write(event(apiError.body))
+                        try? await writer.write(done)
+                    } else {
+                        var buffer = ByteBuffer(string: "event: error\ndata: ")
+                        var json = JSONResponse.encode(apiError.body)
+                        buffer.writeBuffer(&json)
+                        buffer.writeString("\n\n")
+                        try? await writer.write(buffer)
+                    }
                 }
                 try await writer.finish(nil)
             })
@@ -306,10 +317,95 @@ extension OpenAIServer {
     public static let maxMessages = 2048
     public static let maxTools = 128
 
+    /// A chat request checked and turned into generation requests (one per choice), not yet submitted.
+    struct PreparedChat {
+        var model: ServedModel
+        var engine: InferenceEngine
+        var service: any GenerationService
+        var prompt: [Int]
+        var requests: [GenerationRequest]
+        var shape: ReplyShape
+        var topLogprobs: Int?
+    }
+
     func chatCompletion(_ body: ChatCompletionRequest, logger: Logger, clientGone: @escaping @Sendable () -> Bool = { false })
         async throws -> Response
     {
         let start = Self.now()
+        let p = try prepareChat(body, clientGone: clientGone)
+        let stream = body.stream ?? false
+        if body.streamOptions != nil && !stream {
+            throw APIError.invalidRequest("'stream_options' is only allowed when 'stream' is true.",
+                                          param: "stream_options", code: "invalid_value")
+        }
+        let (model, engine, prompt, shape, topLogprobs, n) = (p.model, p.engine, p.prompt, p.shape, p.topLogprobs, p.requests.count)
+        let streams = try submit(p.requests, to: p.service)
+        metrics.prompt(tokens: prompt.count)
+
+        let id = Self.newID("chatcmpl-")
+        let created = Int(Date().timeIntervalSince1970)
+        let tokenizer = engine.tokenizer
+        let wantLogprobs = topLogprobs != nil
+        if !stream {
+            let results = try await run(streams, start: start)
+            let choices = results.enumerated().map { i, r in
+                let calls = Self.toolCalls(in: r.text, shape: shape, finish: r.finishReason)
+                return ChatCompletionChoice(
+                    index: i, message: ChatCompletionMessage(content: calls == nil ? r.text : nil, toolCalls: calls),
+                    logprobs: wantLogprobs ? ChatChoiceLogprobs(content: r.logprobs.map { chatLogprob($0, tokenizer) }) : nil,
+                    finishReason: calls == nil ? Self.finishReason(r.finishReason) : "tool_calls")
+            }
+            let usage = Usage(promptTokens: prompt.count, results: results, choicesPerPrompt: n)
+            return JSONResponse.make(status: .ok, ChatCompletion(id: id, created: created, model: model.id,
+                                                                 choices: choices, usage: usage))
+        }
+
+        let includeUsage = body.streamOptions?.includeUsage ?? false
+        return Self.streamResponse(logger: logger, promptTokens: prompt.count) { writer in
+            func chunk(_ choices: [ChatChunkChoice], usage: Usage? = nil) -> ByteBuffer {
+                var c = ChatCompletionChunk(id: id, created: created, model: model.id, choices: choices, usage: usage)
+                c.encodesUsage = includeUsage
+                return Self.event(c)
+            }
+            var heldLogprobs = [[ChatTokenLogprob]](repeating: [], count: n)
+            var replies = [StreamedReply](repeating: StreamedReply(shape: shape), count: n)
+            let results = try await self.run(streams, start: start, first: {
+                for i in 0..<n {
+                    try await Self.write(
+                        chunk([ChatChunkChoice(index: i, delta: ChatDelta(role: "assistant", content: ""))]), to: &writer)
+                }
+            }) { i, event in
+                switch event {
+                case .step(let step):
+                    if wantLogprobs, let lp = step.logprob { heldLogprobs[i].append(self.chatLogprob(lp, tokenizer)) }
+                    guard !step.text.isEmpty else { return }
+                    for delta in replies[i].append(step.text) {
+                        let logprobs = wantLogprobs && delta.content != nil ? ChatChoiceLogprobs(content: heldLogprobs[i]) : nil
+                        if logprobs != nil { heldLogprobs[i] = [] }
+                        try await Self.write(chunk([ChatChunkChoice(index: i, delta: delta, logprobs: logprobs)]), to: &writer)
+                    }
+                case .finished(let result):
+                    let (deltas, calledTools) = replies[i].finish(result)
+                    for delta in deltas {
+                        try await Self.write(chunk([ChatChunkChoice(index: i, delta: delta)]), to: &writer)
+                    }
+                    let logprobs = wantLogprobs && !heldLogprobs[i].isEmpty ? ChatChoiceLogprobs(content: heldLogprobs[i]) : nil
+                    heldLogprobs[i] = []
+                    try await Self.write(
+                        chunk([ChatChunkChoice(index: i, delta: ChatDelta(), logprobs: logprobs,
+                                               finishReason: calledTools ? "tool_calls" : Self.finishReason(result.finishReason))]),
+                        to: &writer)
+                }
+            }
+            if includeUsage {
+                let usage = Usage(promptTokens: prompt.count, results: results, choicesPerPrompt: n)
+                try await Self.write(chunk([], usage: usage), to: &writer)
+            }
+            try await Self.write(Self.done, to: &writer)
+        }
+    }
+
+    func prepareChat(_ body: ChatCompletionRequest, clientGone: @escaping @Sendable () -> Bool = { false }) throws -> PreparedChat {
         let model = try model(named: body.model)
         let (engine, service) = try model.generation()
         guard !body.messages.isEmpty else {
@@ -414,81 +510,13 @@ extension OpenAIServer {
             throw APIError.invalidRequest("'top_logprobs' requires 'logprobs' to be true.", param: "top_logprobs",
                                           code: "invalid_value")
         }
-        let stream = body.stream ?? false
-        if body.streamOptions != nil && !stream {
-            throw APIError.invalidRequest("'stream_options' is only allowed when 'stream' is true.",
-                                          param: "stream_options", code: "invalid_value")
-        }
         let requests = (0..<n).map {
             GenerationRequest(promptTokens: prompt, maxTokens: maxTokens, sampling: SamplingRequest.forChoice(base, $0),
                               stop: stops, ignoreEOS: body.ignoreEOS ?? false, logprobs: topLogprobs,
                               priority: body.priority ?? 0, constraint: shape.constraint)
         }
-        let streams = try submit(requests, to: service)
-        metrics.prompt(tokens: prompt.count)
-
-        let id = Self.newID("chatcmpl-")
-        let created = Int(Date().timeIntervalSince1970)
-        let tokenizer = engine.tokenizer
-        let wantLogprobs = topLogprobs != nil
-
-        if !stream {
-            let results = try await run(streams, start: start)
-            let choices = results.enumerated().map { i, r in
-                let calls = Self.toolCalls(in: r.text, shape: shape, finish: r.finishReason)
-                return ChatCompletionChoice(
-                    index: i, message: ChatCompletionMessage(content: calls == nil ? r.text : nil, toolCalls: calls),
-                    logprobs: wantLogprobs ? ChatChoiceLogprobs(content: r.logprobs.map { chatLogprob($0, tokenizer) }) : nil,
-                    finishReason: calls == nil ? Self.finishReason(r.finishReason) : "tool_calls")
-            }
-            let usage = Usage(promptTokens: prompt.count, results: results, choicesPerPrompt: n)
-            return JSONResponse.make(status: .ok, ChatCompletion(id: id, created: created, model: model.id,
-                                                                 choices: choices, usage: usage))
-        }
-
-        let includeUsage = body.streamOptions?.includeUsage ?? false
-        return Self.streamResponse(logger: logger, promptTokens: prompt.count) { writer in
-            func chunk(_ choices: [ChatChunkChoice], usage: Usage? = nil) -> ByteBuffer {
-                var c = ChatCompletionChunk(id: id, created: created, model: model.id, choices: choices, usage: usage)
-                c.encodesUsage = includeUsage
-                return Self.event(c)
-            }
-            var heldLogprobs = [[ChatTokenLogprob]](repeating: [], count: n)
-            var replies = [StreamedReply](repeating: StreamedReply(shape: shape), count: n)
-            let results = try await self.run(streams, start: start, first: {
-                for i in 0..<n {
-                    try await Self.write(
-                        chunk([ChatChunkChoice(index: i, delta: ChatDelta(role: "assistant", content: ""))]), to: &writer)
-                }
-            }) { i, event in
-                switch event {
-                case .step(let step):
-                    if wantLogprobs, let lp = step.logprob { heldLogprobs[i].append(self.chatLogprob(lp, tokenizer)) }
-                    guard !step.text.isEmpty else { return }
-                    for delta in replies[i].append(step.text) {
-                        let logprobs = wantLogprobs && delta.content != nil ? ChatChoiceLogprobs(content: heldLogprobs[i]) : nil
-                        if logprobs != nil { heldLogprobs[i] = [] }
-                        try await Self.write(chunk([ChatChunkChoice(index: i, delta: delta, logprobs: logprobs)]), to: &writer)
-                    }
-                case .finished(let result):
-                    let (deltas, calledTools) = replies[i].finish(result)
-                    for delta in deltas {
-                        try await Self.write(chunk([ChatChunkChoice(index: i, delta: delta)]), to: &writer)
-                    }
-                    let logprobs = wantLogprobs && !heldLogprobs[i].isEmpty ? ChatChoiceLogprobs(content: heldLogprobs[i]) : nil
-                    heldLogprobs[i] = []
-                    try await Self.write(
-                        chunk([ChatChunkChoice(index: i, delta: ChatDelta(), logprobs: logprobs,
-                                               finishReason: calledTools ? "tool_calls" : Self.finishReason(result.finishReason))]),
-                        to: &writer)
-                }
-            }
-            if includeUsage {
-                let usage = Usage(promptTokens: prompt.count, results: results, choicesPerPrompt: n)
-                try await Self.write(chunk([], usage: usage), to: &writer)
-            }
-            try await Self.write(Self.done, to: &writer)
-        }
+        return PreparedChat(model: model, engine: engine, service: service, prompt: prompt, requests: requests, shape: shape,
+                            topLogprobs: topLogprobs)
     }
 
     /// `max_tokens` checked against `minimum` and the context; absent, it is whatever the context leaves.

@@ -136,6 +136,8 @@ public final class OpenAIServer: Sendable {
     /// Samples for the console's live charts; run it as a service beside the server.
     public let feed: MetricsFeed
     public let startedAt = Date()
+    /// Responses stored by POST /v1/responses for GET, DELETE and `previous_response_id`.
+    public let responses = ResponseStore()
     /// What `makeRouter` routed, for 405s.
     let routes = RouteTable()
     private let loaded: NIOLockedValueBox<ServedModel?>
@@ -195,6 +197,21 @@ public final class OpenAIServer: Sendable {
         router.on(.post, "/v1/completions", in: routes) { request, context in
             let body = try await self.decodeBody(CompletionRequest.self, request)
             return try await self.completion(body, logger: context.logger, clientGone: context.clientGone)
+        }
+        router.on(.post, "/v1/responses", in: routes) { request, context in
+            let body = try await self.decodeBody(ResponsesRequest.self, request)
+            return try await self.responses(body, owner: Self.responsesOwner, logger: context.logger,
+                                            clientGone: context.clientGone)
+        }
+        router.on(.get, "/v1/responses/{id}", in: routes) { _, context in
+            let id = context.parameters.get("id") ?? ""
+            guard let entry = self.responses.get(id, owner: Self.responsesOwner) else { throw Self.responseNotFound(id) }
+            return JSONResponse.make(status: .ok, entry.object)
+        }
+        router.on(.delete, "/v1/responses/{id}", in: routes) { _, context in
+            let id = context.parameters.get("id") ?? ""
+            guard self.responses.delete(id, owner: Self.responsesOwner) else { throw Self.responseNotFound(id) }
+            return JSONResponse.make(status: .ok, ResponseDeleted(id: id))
         }
         router.on(.post, "/v1/embeddings", in: routes) { request, context in
             let body = try await self.decodeBody(EmbeddingRequest.self, request)

@@ -12,6 +12,9 @@ public enum TestModel {
         case gemma3 = "gemma3-270m"
         case minilm = "all-minilm-l6-v2"
 
+        /// The models that generate text (all but the embedding model).
+        public static let generative: [Name] = [.smollm2, .gemma3]
+
         /// Overrides the model store's copy.
         var environmentKey: String {
             switch self {

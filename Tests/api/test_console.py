@@ -283,6 +283,45 @@ def test_serve_console_on_a_phone(browser, serve):
         page.d.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
 
 
+@pytest.fixture(scope="module")
+def embed_serve():
+    s = Server(api_key=ADMIN_KEY, model="all-minilm-l6-v2")
+    try:
+        yield s
+    finally:
+        s.stop()
+
+
+def test_playground_embeds_and_compares(browser, embed_serve):
+    """The playground's embed-and-compare mode on an embedding model: the cosine similarity it shows is the
+    one of the API's vectors."""
+    page = Page(browser, embed_serve.url)
+    page.size(1280, 800)
+    page.sign_in(ADMIN_KEY)
+    page.signed_in_as("admin")
+    page.go("playground")
+    page.d.find_element("css selector", 'input[name="pg-mode"][value="embed"]').click()
+    page.until(lambda: page.visible("pg-embed"), "the embed card")
+    assert not page.d.find_element("css selector", ".card.chat").is_displayed()
+    a, b = "A cat sat on the mat.", "A feline rested on the rug."
+    page.el("em-compare").click()
+    page.until(lambda: page.visible("em-error"), "the missing-text message")
+    page.el("em-a").send_keys(a)
+    page.el("em-b").send_keys(b)
+    page.el("em-compare").click()
+    page.until(lambda: page.el("em-cosine").text not in ("", "–"), "the similarity")
+    r = embed_serve.post("/v1/embeddings", {"model": "all-minilm-l6-v2", "input": [a, b], "encoding_format": "float"})
+    x, y = (d["embedding"] for d in r.json()["data"])
+    expected = sum(p * q for p, q in zip(x, y)) / (sum(p * p for p in x) * sum(q * q for q in y)) ** 0.5
+    assert float(page.el("em-cosine").get_attribute("data-value")) == pytest.approx(expected, abs=1e-6)
+    assert page.el("em-dims").text == "384" and int(page.el("em-tokens").text) == r.json()["usage"]["prompt_tokens"]
+    assert not page.visible("em-error")
+    page.shot("serve-embed-1280")
+    page.d.find_element("css selector", 'input[name="pg-mode"][value="chat"]').click()
+    page.until(lambda: page.d.find_element("css selector", ".card.chat").is_displayed(), "the chat card again")
+    assert page.errors() == []
+
+
 # MARK: swiftlet gateway
 
 # The tiny Qwen 2 MoE test model (4 experts, 2 per token), made by scripts/fixtures/make_tiny_models.py.

@@ -271,6 +271,44 @@
     return body;
   }
 
+  // Chat, or two texts' embeddings and their cosine similarity (the second column shows one of them).
+  function setMode(mode) {
+    $('pg-embed').hidden = mode !== 'embed';
+    document.querySelector('.card.chat').hidden = mode === 'embed';
+    $('pg-chat-settings').hidden = mode === 'embed';
+  }
+
+  function cosine(a, b) {
+    let dot = 0, na = 0, nb = 0;
+    for (let i = 0; i < a.length; i++) { dot += a[i] * b[i]; na += a[i] * a[i]; nb += b[i] * b[i]; }
+    return dot / Math.sqrt(na * nb);
+  }
+
+  async function compareEmbeddings() {
+    show($('em-error'), '');
+    for (const id of ['em-cosine', 'em-dims', 'em-tokens', 'em-cost']) $(id).textContent = '–';
+    const model = $('pg-model').value;
+    const a = $('em-a').value.trim(), b = $('em-b').value.trim();
+    if (!model) return show($('em-error'), 'No deployment to send to yet.');
+    if (!a || !b) return show($('em-error'), 'Enter two texts to compare.');
+    $('em-compare').disabled = true;
+    try {
+      const r = await getJSON('/v1/embeddings', { method: 'POST', body: JSON.stringify({ model, input: [a, b] }) });
+      const [x, y] = r.data.map((d) => d.embedding);
+      const c = cosine(x, y);
+      $('em-cosine').textContent = c.toFixed(4);
+      $('em-cosine').dataset.value = String(c);
+      $('em-dims').textContent = String(x.length);
+      $('em-tokens').textContent = fmt.int(r.usage.prompt_tokens);
+      const p = price(model);
+      $('em-cost').textContent = p ? fmt.money(r.usage.prompt_tokens * p.input_per_million / 1e6) : '–';
+    } catch (e) {
+      show($('em-error'), e.message);
+    } finally {
+      $('em-compare').disabled = false;
+    }
+  }
+
   function addMessage(role, text) {
     const t = $('pg-transcript');
     const empty = t.querySelector('.empty');
@@ -801,6 +839,8 @@
     $('pg-schema').value = JSON.stringify(DEFAULT_SCHEMA, null, 2);
     $('pg-json').addEventListener('change', () => { $('pg-schema-box').hidden = !$('pg-json').checked; });
     $('pg-code').addEventListener('click', showCode);
+    for (const r of document.querySelectorAll('input[name="pg-mode"]')) r.addEventListener('change', () => setMode(r.value));
+    $('em-compare').addEventListener('click', compareEmbeddings);
     $('code-close').addEventListener('click', () => $('code-dialog').close());
     for (const b of document.querySelectorAll('#code-dialog .tabs button')) b.addEventListener('click', () => tab(b.dataset.tab));
     $('code-copy').addEventListener('click', async () => {

@@ -275,23 +275,36 @@ public struct ToolCallDelta: Codable, Sendable, Equatable {
     }
 }
 
+/// A field that is a string or an array of `Element` (OpenAI's content and input fields). The array is
+/// decoded for real, so that an error inside an element names that element; a value that is neither
+/// says what was `expected`.
+enum StringOrArray<Element: Decodable> {
+    case string(String)
+    case array([Element])
+
+    init(from decoder: Decoder, expected: String) throws {
+        let c = try decoder.singleValueContainer()
+        if let s = try? c.decode(String.self) {
+            self = .string(s)
+            return
+        }
+        do {
+            self = .array(try c.decode([Element].self))
+        } catch DecodingError.typeMismatch(_, let ctx) where ctx.codingPath.count == c.codingPath.count {
+            throw DecodingError.typeMismatch(String.self, .init(codingPath: c.codingPath, debugDescription: "expected \(expected)"))
+        }
+    }
+}
+
 /// Message `content`: a string or an array of content parts.
 public enum MessageContent: Codable, Sendable, Equatable {
     case text(String)
     case parts([ContentPart])
 
     public init(from decoder: Decoder) throws {
-        let c = try decoder.singleValueContainer()
-        if let s = try? c.decode(String.self) {
-            self = .text(s)
-            return
-        }
-        // Decode the array for real so that an error inside a part names that part.
-        do {
-            self = .parts(try c.decode([ContentPart].self))
-        } catch DecodingError.typeMismatch(_, let ctx) where ctx.codingPath.count == c.codingPath.count {
-            throw DecodingError.typeMismatch(String.self, .init(
-                codingPath: c.codingPath, debugDescription: "expected a string or an array of content parts"))
+        switch try StringOrArray<ContentPart>(from: decoder, expected: "a string or an array of content parts") {
+        case .string(let s): self = .text(s)
+        case .array(let parts): self = .parts(parts)
         }
     }
 

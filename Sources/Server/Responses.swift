@@ -46,16 +46,9 @@ public enum ResponsesInput: Decodable, Sendable {
     case items([ResponsesItem])
 
     public init(from decoder: Decoder) throws {
-        let c = try decoder.singleValueContainer()
-        if let s = try? c.decode(String.self) {
-            self = .text(s)
-            return
-        }
-        do {
-            self = .items(try c.decode([ResponsesItem].self))
-        } catch DecodingError.typeMismatch(_, let ctx) where ctx.codingPath.count == c.codingPath.count {
-            throw DecodingError.typeMismatch(String.self, .init(
-                codingPath: c.codingPath, debugDescription: "expected a string or an array of input items"))
+        switch try StringOrArray<ResponsesItem>(from: decoder, expected: "a string or an array of input items") {
+        case .string(let s): self = .text(s)
+        case .array(let items): self = .items(items)
         }
     }
 }
@@ -89,12 +82,10 @@ public enum ResponsesContent: Decodable, Sendable {
     }
 
     public init(from decoder: Decoder) throws {
-        let c = try decoder.singleValueContainer()
-        if let s = try? c.decode(String.self) {
-            self = .text(s)
-            return
+        switch try StringOrArray<Part>(from: decoder, expected: "a string or an array of content parts") {
+        case .string(let s): self = .text(s)
+        case .array(let parts): self = .parts(parts)
         }
-        self = .parts(try c.decode([Part].self))
     }
 }
 

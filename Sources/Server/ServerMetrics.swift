@@ -10,7 +10,7 @@ import Prometheus
 public final class ServerMetrics: Sendable {
     public let registry: PrometheusCollectorRegistry
     /// The same events, kept raw for the console's live charts.
-    public let live = LiveMetrics()
+    public let live: LiveMetrics
     private let factory: PrometheusMetricsFactory
 
     private let promptTokens: CoreMetrics.Counter
@@ -34,8 +34,9 @@ public final class ServerMetrics: Sendable {
     private let totalsSeen: NIOLockedValueBox<[Int]>
     private let expertsSeen: NIOLockedValueBox<[Int]>
 
-    public init(registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry()) {
+    public init(registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry(), live: LiveMetrics = LiveMetrics()) {
         self.registry = registry
+        self.live = live
         var factory = PrometheusMetricsFactory(registry: registry)
         factory.durationHistogramBuckets = [
             "swiftlet_time_to_first_token_seconds":

@@ -1,3 +1,4 @@
+import Console
 import Engine
 import Foundation
 import HTTPTypes
@@ -76,7 +77,9 @@ import Testing
         options.kvCacheBytes = 64 << 20
         let service = try BatchEngine(engine: engine, options: options)
         defer { service.shutdown() }
-        let server = OpenAIServer(model: ServedModel(id: "test-model", aliases: ["smollm2"], engine: engine, service: service))
+        // Latencies kept for an hour: on a loaded machine the request can end more than the default minute ago.
+        let server = OpenAIServer(metrics: ServerMetrics(live: LiveMetrics(window: 3600)),
+                                  model: ServedModel(id: "test-model", aliases: ["smollm2"], engine: engine, service: service))
         let client = RouterClient(server)
         server.feed.sample()
         let r = try await client.post("/v1/chat/completions", """

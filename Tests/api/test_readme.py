@@ -1,4 +1,5 @@
-"""The README's `curl` and Python examples of the Serve section work as printed (only the port differs)."""
+"""The README's `curl` and Python examples of the Serve section work as printed (only the port differs); those
+naming the embedding model run against a server of it."""
 
 import json
 import os
@@ -40,25 +41,29 @@ def curl_commands():
     return ["\n".join(c) for c in commands]
 
 
+EMBEDDING_MODEL = "all-minilm-l6-v2"
+
+
 @pytest.fixture(scope="module")
 def servers():
     plain = Server()
-    keyed = None
+    keyed = embedding = None
     try:
         keyed = Server(api_key="secret")
-        yield plain, keyed
+        embedding = Server(model=EMBEDDING_MODEL)
+        yield plain, keyed, embedding
     finally:
-        plain.stop()
-        if keyed:
-            keyed.stop()
+        for s in (plain, keyed, embedding):
+            if s:
+                s.stop()
 
 
 def test_curl_examples(servers):
-    plain, keyed = servers
+    plain, keyed, embedding = servers
     commands = curl_commands()
     assert len(commands) >= 6
     for command in commands:
-        target = keyed if "Bearer secret" in command else plain
+        target = keyed if "Bearer secret" in command else embedding if EMBEDDING_MODEL in command else plain
         assert PRINTED in command
         r = subprocess.run(["bash", "-c", "set -o pipefail; " + command.replace(PRINTED, target.url)],
                            capture_output=True, text=True, timeout=300)
@@ -76,11 +81,12 @@ def test_curl_examples(servers):
 
 
 def test_python_examples(servers):
-    plain, _ = servers
+    plain, _, embedding = servers
     codes = blocks("python")
-    assert len(codes) >= 2
+    assert len(codes) >= 4
     for code in codes:
-        r = subprocess.run([sys.executable, "-c", code.replace(PRINTED, plain.url)], capture_output=True, text=True,
+        target = embedding if EMBEDDING_MODEL in code else plain
+        r = subprocess.run([sys.executable, "-c", code.replace(PRINTED, target.url)], capture_output=True, text=True,
                            timeout=300)
         assert r.returncode == 0, r.stderr
         assert len(r.stdout.strip().splitlines()) >= 2

@@ -137,14 +137,15 @@ public final class OpenAIServer: Sendable {
     public let feed: MetricsFeed
     public let startedAt = Date()
     /// Responses stored by POST /v1/responses for GET, DELETE and `previous_response_id`.
-    public let responses = ResponseStore()
+    public let responses: ResponseStore
     /// What `makeRouter` routed, for 405s.
     let routes = RouteTable()
     private let loaded: NIOLockedValueBox<ServedModel?>
 
     public init(configuration: ServerConfiguration = .init(), metrics: ServerMetrics = ServerMetrics(),
-                model: ServedModel? = nil, assets: ConsoleAssets = .load()) {
+                model: ServedModel? = nil, assets: ConsoleAssets = .load(), responses: ResponseStore = ResponseStore()) {
         self.configuration = configuration
+        self.responses = responses
         self.metrics = metrics
         self.assets = assets
         let loaded = NIOLockedValueBox(model)

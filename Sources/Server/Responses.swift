@@ -280,41 +280,73 @@ struct ResponseObject: Encodable, Sendable {
 
 /// Stored responses (`store`, the default): the object GET returns, and the whole conversation up to and
 /// including its output, which `previous_response_id` continues. Each belongs to the credential that made
-/// it; another gets 404. In memory, the newest `capacity` kept.
+/// it; another gets 404. In memory: the newest `capacity`, and at most `maxBytes` of conversation text
+/// (the oldest go first).
 public final class ResponseStore: Sendable {
     struct Entry: Sendable {
         var owner: String
         var object: ResponseObject
         var conversation: [ChatMessageParam]
+
+        /// Bytes of text it holds (messages, call arguments), roughly what it costs to keep.
+        var bytes: Int {
+            conversation.reduce(256) { total, m in
+                var n = total + 64
+                switch m.content {
+                case .text(let t): n += t.utf8.count
+                case .parts(let parts): n += parts.reduce(0) { $0 + ($1.text?.utf8.count ?? 0) }
+                case nil: break
+                }
+                for c in m.toolCalls ?? [] { n += c.function.arguments.utf8.count + c.function.name.utf8.count + 64 }
+                return n
+            }
+        }
     }
 
-    private let state = NIOLockedValueBox<(entries: [String: Entry], order: [String])>(([:], []))
-    public let capacity: Int
+    private struct State {
+        var entries: [String: (entry: Entry, bytes: Int)] = [:]
+        var order: [String] = []
+        var bytes = 0
+    }
 
-    public init(capacity: Int = 4096) { self.capacity = capacity }
+    private let state = NIOLockedValueBox(State())
+    public let capacity: Int
+    public let maxBytes: Int
+
+    public init(capacity: Int = 4096, maxBytes: Int = 64 << 20) {
+        self.capacity = capacity
+        self.maxBytes = maxBytes
+    }
 
     func save(_ id: String, _ entry: Entry) {
+        let size = entry.bytes
         state.withLockedValue { s in
-            if s.entries[id] == nil { s.order.append(id) }
-            s.entries[id] = entry
-            while s.order.count > capacity {
-                s.entries[s.order.removeFirst()] = nil
+            if let old = s.entries[id] { s.bytes -= old.bytes } else { s.order.append(id) }
+            s.entries[id] = (entry, size)
+            s.bytes += size
+            while s.order.count > capacity || (s.bytes > maxBytes && s.order.count > 1) {
+                let oldest = s.order.removeFirst()
+                if let gone = s.entries.removeValue(forKey: oldest) { s.bytes -= gone.bytes }
             }
         }
     }
 
     func get(_ id: String, owner: String) -> Entry? {
-        state.withLockedValue { s in s.entries[id].flatMap { $0.owner == owner ? $0 : nil } }
+        state.withLockedValue { s in s.entries[id].flatMap { $0.entry.owner == owner ? $0.entry : nil } }
     }
 
     func delete(_ id: String, owner: String) -> Bool {
         state.withLockedValue { s in
-            guard let e = s.entries[id], e.owner == owner else { return false }
+            guard let e = s.entries[id], e.entry.owner == owner else { return false }
             s.entries[id] = nil
+            s.bytes -= e.bytes
             s.order.removeAll { $0 == id }
             return true
         }
     }
+
+    /// Responses kept, and the bytes of text they hold.
+    public var usage: (count: Int, bytes: Int) { state.withLockedValue { ($0.order.count, $0.bytes) } }
 }
 
 // MARK: - Handler

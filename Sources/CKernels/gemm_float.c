@@ -56,13 +56,6 @@ TARGET static void tile_4x3(int f16, int k, const char *w, size_t ws, const char
     y0[3] = finish(a30, w3, f16, x0, k); y1[3] = finish(a31, w3, f16, x1, k); y2[3] = finish(a32, w3, f16, x2, k);
 }
 
-float ck_dot_float_f32(int f16, int k, const void *w, const float *x) { return ck_dot_float_f32_avx2(f16, k, w, x); }
-
-void ck_matmul_float_rows(int f16, int k, const char *w, size_t ws, int r0, int r1, const char *x, size_t xs, int cols,
-                          float *y, int ldy) {
-    ck_matmul_float_rows_avx2(f16, k, w, ws, r0, r1, x, xs, cols, y, ldy);
-}
-
 // Per 3 columns (their activations stay in L1), every 4-row tile of the block; then the edges.
 TARGET void ck_matmul_float_rows_avx2(int f16, int k, const char *w, size_t ws, int r0, int r1, const char *x, size_t xs,
                                       int cols, float *y, int ldy) {

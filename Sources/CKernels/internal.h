@@ -115,10 +115,6 @@ float ck_dot_f32_f32_avx2(int n, const void *w, const void *x);
 float ck_dot_float_f32_avx2(int f16, int k, const void *w, const float *x);
 void ck_matmul_float_rows_avx2(int f16, int k, const char *w, size_t ws, int r0, int r1, const char *x, size_t xs,
                                int cols, float *y, int ldy);
-// The AVX2 kernels behind a dispatch point.
-float ck_dot_float_f32(int f16, int k, const void *w, const float *x);
-void ck_matmul_float_rows(int f16, int k, const char *w, size_t ws, int r0, int r1, const char *x, size_t xs, int cols,
-                          float *y, int ldy);
 void ck_quantize_a8_avx2(const float *x, void *y, int n);
 void ck_quantize_a16_avx2(const float *x, void *y, int n);
 #endif

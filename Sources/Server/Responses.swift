@@ -502,7 +502,7 @@ extension OpenAIServer {
         let streams = try submit(prepared.requests, to: prepared.service)
         metrics.prompt(tokens: prepared.prompt.count)
 
-        let id = "resp_" + Self.newID("").suffix(24)
+        let id = Self.newID("resp_")
         let created = Int(Date().timeIntervalSince1970)
         let store = body.store ?? true
         let object = ResponseObject(
@@ -546,11 +546,11 @@ extension OpenAIServer {
             var output: [ResponsesOutputItem] = []
             if let calls = Self.toolCalls(in: result.text, shape: shape, finish: result.finishReason) {
                 output = calls.map {
-                    .functionCall(id: "fc_" + Self.newID("").suffix(24), callID: $0.id, name: $0.function.name,
+                    .functionCall(id: Self.newID("fc_"), callID: $0.id, name: $0.function.name,
                                   arguments: $0.function.arguments, status: "completed")
                 }
             } else {
-                output = [.message(id: "msg_" + Self.newID("").suffix(24), text: result.text, status: "completed")]
+                output = [.message(id: Self.newID("msg_"), text: result.text, status: "completed")]
             }
             return JSONResponse.make(status: .ok, complete(result, output: output))
         }
@@ -564,28 +564,30 @@ extension OpenAIServer {
             try await send("response.created", ["response": object])
             try await send("response.in_progress", ["response": object])
             var reply = StreamedReply(shape: shape)
-            let messageID = "msg_" + Self.newID("").suffix(24)
+            let messageID = Self.newID("msg_")
             var text = ""
             var messageOpen = false
             // Calls by their index in the reply: item id, call id, name, arguments so far.
             var calls: [(id: String, callID: String, name: String, arguments: String)] = []
+            /// The message item and its text part, announced before its first text (or at the end, if it has none).
+            func openMessage() async throws {
+                guard !messageOpen else { return }
+                messageOpen = true
+                try await send("response.output_item.added", [
+                    "output_index": 0, "item": ResponsesOutputItem.message(id: messageID, text: "", status: "in_progress")])
+                try await send("response.content_part.added", [
+                    "item_id": messageID, "output_index": 0, "content_index": 0, "part": ResponsesOutputItem.OutputText(text: "")])
+            }
             func handle(_ delta: ChatDelta) async throws {
                 if let content = delta.content, !content.isEmpty {
-                    if !messageOpen {
-                        messageOpen = true
-                        try await send("response.output_item.added", [
-                            "output_index": 0, "item": ResponsesOutputItem.message(id: messageID, text: "", status: "in_progress")])
-                        try await send("response.content_part.added", [
-                            "item_id": messageID, "output_index": 0, "content_index": 0,
-                            "part": ResponsesOutputItem.OutputText(text: "")])
-                    }
+                    try await openMessage()
                     text += content
                     try await send("response.output_text.delta", [
                         "item_id": messageID, "output_index": 0, "content_index": 0, "delta": content, "logprobs": [String]()])
                 }
                 for d in delta.toolCalls ?? [] {
                     if d.index == calls.count, let callID = d.id, let name = d.function.name {
-                        calls.append(("fc_" + Self.newID("").suffix(24), callID, name, ""))
+                        calls.append((Self.newID("fc_"), callID, name, ""))
                         try await send("response.output_item.added", [
                             "output_index": d.index,
                             "item": ResponsesOutputItem.functionCall(id: calls[d.index].id, callID: callID, name: name,
@@ -608,12 +610,7 @@ extension OpenAIServer {
             })[0]
             var output: [ResponsesOutputItem] = []
             if calls.isEmpty {
-                if !messageOpen {
-                    try await send("response.output_item.added", [
-                        "output_index": 0, "item": ResponsesOutputItem.message(id: messageID, text: "", status: "in_progress")])
-                    try await send("response.content_part.added", [
-                        "item_id": messageID, "output_index": 0, "content_index": 0, "part": ResponsesOutputItem.OutputText(text: "")])
-                }
+                try await openMessage()
                 try await send("response.output_text.done", [
                     "item_id": messageID, "output_index": 0, "content_index": 0, "text": text, "logprobs": [String]()])
                 try await send("response.content_part.done", [

@@ -136,7 +136,22 @@ class Page:
 
     def no_horizontal_overflow(self, width):
         scroll = self.js("return document.documentElement.scrollWidth;")
-        assert scroll <= width, f"page is {scroll} px wide at a {width} px viewport"
+        if scroll > width:
+            self.shot(f"failed-overflow-{width}")
+            # The deepest elements reaching past the viewport, to say what overflowed.
+            culprits = self.js("""
+                const w = arguments[0], out = [];
+                const clipped = e => { for (let a = e.parentElement; a; a = a.parentElement)
+                  if (getComputedStyle(a).overflowX !== 'visible') return true; return false; };
+                for (const e of document.querySelectorAll('body *')) {
+                  if (clipped(e)) continue;
+                  const r = e.getBoundingClientRect();
+                  if (r.width && r.right > w + 0.5 && ![...e.children].some(c => c.getBoundingClientRect().right > w + 0.5))
+                    out.push(e.tagName.toLowerCase() + (e.id ? '#' + e.id : '') + (e.className ? '.' + String(e.className).replace(/ /g, '.') : '')
+                             + ' right=' + Math.round(r.right) + ' "' + (e.textContent || '').trim().slice(0, 60) + '"');
+                }
+                return out.slice(0, 8);""", width)
+            raise AssertionError(f"page is {scroll} px wide at a {width} px viewport: {culprits}")
 
 
 def fetch_status(page, path, key):

@@ -90,6 +90,8 @@ public struct GatewaySettings: Sendable, Equatable {
     public var maxConnections = 1024
     /// Seconds a request body may take to arrive in full (408 after it).
     public var bodyTimeout: Double = 60
+    /// How long stored Responses API responses are kept (OpenAI keeps them 30 days).
+    public var responseRetention: Double = 30 * 86400
 
     public init() {}
 }
@@ -263,13 +265,13 @@ public struct ConfigReader {
             return v
         }
         if case .scalar(let s) = node, let v = Self.parseDuration(s.string) { return v }
-        fail(node, field, "expected a duration in seconds, or with a unit: 500ms, 30s, 5m, 1h")
+        fail(node, field, "expected a duration in seconds, or with a unit: 500ms, 30s, 5m, 1h, 30d")
         return nil
     }
 
     public static func parseDuration(_ text: String) -> Double? {
         let t = text.trimmingCharacters(in: .whitespaces).lowercased()
-        for (suffix, scale) in [("ms", 0.001), ("s", 1.0), ("m", 60.0), ("h", 3600.0)] where t.hasSuffix(suffix) {
+        for (suffix, scale) in [("ms", 0.001), ("s", 1.0), ("m", 60.0), ("h", 3600.0), ("d", 86400.0)] where t.hasSuffix(suffix) {
             guard let v = Double(t.dropLast(suffix.count)), v.isFinite, v >= 0 else { return nil }
             return v * scale
         }
@@ -340,7 +342,7 @@ public struct ConfigReader {
         guard let m = mapping(node, "gateway", allowed: [
             "require_api_key", "cluster_token", "retries", "cold_start_timeout", "health_check_interval",
             "unhealthy_after", "heartbeat_timeout", "cost_window", "worker_stop_grace", "idle_timeout", "max_connections",
-            "body_timeout",
+            "body_timeout", "response_retention",
         ]) else { return g }
         if let v = bool(m["require_api_key"], "gateway.require_api_key") { g.requireAPIKey = v }
         if let v = string(m["cluster_token"], "gateway.cluster_token") { g.clusterToken = v }
@@ -363,6 +365,13 @@ public struct ConfigReader {
         if let v = int(m["max_connections"], "gateway.max_connections", min: 1, max: 1_000_000) { g.maxConnections = v }
         if let v = duration(m["body_timeout"], "gateway.body_timeout") {
             if v < 1 || v > 86400 { fail(m["body_timeout"], "gateway.body_timeout", "must be between 1s and 24h") } else { g.bodyTimeout = v }
+        }
+        if let v = duration(m["response_retention"], "gateway.response_retention") {
+            if v < 60 || v > 3650 * 86400 {
+                fail(m["response_retention"], "gateway.response_retention", "must be between 1m and 3650 days")
+            } else {
+                g.responseRetention = v
+            }
         }
         return g
     }

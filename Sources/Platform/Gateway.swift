@@ -39,6 +39,9 @@ public final class Gateway: Sendable {
     public let registry: ReplicaRegistry
     public let keys: KeyStore
     public let ledger: Ledger
+    /// Stored Responses API responses, per key (`previous_response_id`, GET and DELETE).
+    public let responses: ResponseArchive
+    private let lastPrune = NIOLockedValueBox(0.0)
     public let limiter = RateLimiter()
     public let costs: CostMeter
     public let metrics = GatewayMetrics()
@@ -67,6 +70,7 @@ public final class Gateway: Sendable {
         registry = ReplicaRegistry(unhealthyAfter: config.gateway.unhealthyAfter)
         keys = KeyStore(database: database)
         ledger = Ledger(database: database)
+        responses = ResponseArchive(database: database, retention: config.gateway.responseRetention)
         costs = CostMeter(window: config.gateway.costWindow)
         var clientConfig = HTTPClient.Configuration()
         clientConfig.timeout = .init(connect: .seconds(2), read: .minutes(10))
@@ -193,6 +197,24 @@ public final class Gateway: Sendable {
         }
         router.post("/v1/embeddings") { request, context in
             try await self.proxy(request, context: context, path: "/v1/embeddings")
+        }
+        router.post("/v1/responses") { request, context in
+            try await self.proxy(request, context: context, path: "/v1/responses")
+        }
+        router.get("/v1/responses/{id}") { request, context in
+            let key = try await self.authenticate(request)
+            let id = context.parameters.get("id") ?? ""
+            guard let object = try await self.responses.object(id: id, keyID: key.id) else {
+                throw OpenAIServer.responseNotFound(id)
+            }
+            return Response(status: .ok, headers: [.contentType: "application/json"],
+                            body: .init(byteBuffer: ByteBuffer(bytes: object)))
+        }
+        router.delete("/v1/responses/{id}") { request, context in
+            let key = try await self.authenticate(request)
+            let id = context.parameters.get("id") ?? ""
+            guard try await self.responses.delete(id: id, keyID: key.id) else { throw OpenAIServer.responseNotFound(id) }
+            return Self.json(.ok, ResponseDeleted(id: id))
         }
         router.get("/v1/deployments") { request, _ in
             _ = try await self.authenticateAdmin(request)
@@ -400,6 +422,68 @@ public final class Gateway: Sendable {
         var affinityKey: String?
         var arrival: Double
         var date: Date
+        /// A Responses API request: the gateway keeps its conversation.
+        var turn: ResponsesTurn?
+    }
+
+    /// What a Responses request needs for its storing: whether to store it, and the conversation before
+    /// its output (stored history, then its own input), as a JSON array of input items.
+    struct ResponsesTurn: Sendable {
+        var store: Bool
+        var conversation: Data
+    }
+
+    /// A Responses request as the replica gets it: the conversation that `previous_response_id` names
+    /// (this key's) before its input, which the replica then neither looks up nor stores.
+    func expandResponses(_ json: inout [String: Any], key: APIKey) async throws -> ResponsesTurn {
+        var history: [Any] = []
+        if let previous = json["previous_response_id"], !(previous is NSNull) {
+            guard let id = previous as? String else {
+                throw APIError.invalidRequest("Invalid type for 'previous_response_id': expected a string.",
+                                              param: "previous_response_id", code: "invalid_type")
+            }
+            guard let stored = try await responses.conversation(id: id, keyID: key.id),
+                  let items = (try? JSONSerialization.jsonObject(with: stored.items)) as? [Any] else {
+                throw OpenAIServer.responseNotFound(id)
+            }
+            history = items
+        }
+        var new: [Any]
+        switch json["input"] {
+        case let text as String: new = [["role": "user", "content": text]]
+        case let items as [Any]: new = items
+        case nil, is NSNull: new = []
+        default:
+            throw APIError.invalidRequest("Invalid type for 'input': expected a string or an array of input items.",
+                                          param: "input", code: "invalid_type")
+        }
+        if !history.isEmpty { json["input"] = history + new }
+        let store = json["store"] as? Bool ?? true
+        let conversation = (try? JSONSerialization.data(withJSONObject: history + new)) ?? Data("[]".utf8)
+        return ResponsesTurn(store: store, conversation: conversation)
+    }
+
+    /// Stores a finished response (its object as the client gets it) with the conversation it ends.
+    func store(_ object: Data, of p: ProxyRequest) async {
+        guard let turn = p.turn, turn.store,
+              let response = (try? JSONSerialization.jsonObject(with: object)) as? [String: Any],
+              let id = response["id"] as? String, !id.isEmpty, id.utf8.count <= 128,
+              let before = (try? JSONSerialization.jsonObject(with: turn.conversation)) as? [Any] else { return }
+        let output = response["output"] as? [Any] ?? []
+        do {
+            let conversation = try JSONSerialization.data(withJSONObject: before + output)
+            try await responses.save(id: id, keyID: p.key.id, deployment: p.deployment.name, object: object,
+                                     conversation: conversation, at: p.date)
+            let now = ReplicaRegistry.now()
+            let due = lastPrune.withLockedValue { last -> Bool in
+                guard now - last >= 3600 else { return false }
+                last = now
+                return true
+            }
+            if due { try await responses.prune() }
+        } catch {
+            logger.error("request \(p.id): storing response \(id) failed: \(error)")
+        }
     }
 
     enum Attempt {
@@ -448,10 +532,16 @@ public final class Gateway: Sendable {
         }
 
         // Streams always ask the replica for usage (for the ledger); the client gets it only if it asked.
+        // (A Responses stream ends with its usage anyway.)
         let stream = json["stream"] as? Bool ?? false
         var clientWantsUsage = false
         var body = raw
-        if stream, json["stream_options"] == nil || json["stream_options"] is [String: Any] {
+        var turn: ResponsesTurn?
+        if path == "/v1/responses" {
+            let history = json["previous_response_id"] != nil
+            turn = try await expandResponses(&json, key: key)
+            if history, let data = try? JSONSerialization.data(withJSONObject: json) { body = ByteBuffer(bytes: data) }
+        } else if stream, json["stream_options"] == nil || json["stream_options"] is [String: Any] {
             var options = json["stream_options"] as? [String: Any] ?? [:]
             clientWantsUsage = options["include_usage"] as? Bool ?? false
             options["include_usage"] = true
@@ -461,7 +551,7 @@ public final class Gateway: Sendable {
         let proxied = ProxyRequest(
             id: "req_" + KeyStore.randomHex(12), key: key, deployment: deployment, path: path, body: body, stream: stream,
             clientWantsUsage: clientWantsUsage, affinityKey: RoutingPolicy.affinityKey(model: model, body: json),
-            arrival: arrival, date: date)
+            arrival: arrival, date: date, turn: turn)
 
         var tried = Set<String>()
         var coldStart = false
@@ -543,6 +633,7 @@ public final class Gateway: Sendable {
         upstream.headers.add(name: "Content-Type", value: "application/json")
         upstream.headers.add(name: "Authorization", value: "Bearer \(clusterToken)")
         upstream.headers.add(name: "X-Request-Id", value: p.id)
+        if p.turn != nil { upstream.headers.add(name: OpenAIServer.callerStoresHeader, value: "caller") }
         upstream.body = .bytes(p.body)
         let response: HTTPClientResponse
         do {
@@ -582,8 +673,11 @@ public final class Gateway: Sendable {
             if status == 200,
                let object = (try? JSONSerialization.jsonObject(with: Data(body.readableBytesView))) as? [String: Any],
                let u = object["usage"] as? [String: Any] {
-                usage = (SSEEvent.count(u["prompt_tokens"]) ?? 0, SSEEvent.count(u["completion_tokens"]) ?? 0)
+                // Chat and completions say prompt/completion tokens, the Responses API input/output tokens.
+                usage = (SSEEvent.count(u["prompt_tokens"] ?? u["input_tokens"]) ?? 0,
+                         SSEEvent.count(u["completion_tokens"] ?? u["output_tokens"]) ?? 0)
             }
+            if status == 200, p.turn != nil { await store(Data(body.readableBytesView), of: p) }
             try await finish(p, replica: replica, status: status == 200 ? .completed : .failed, httpStatus: status,
                              usage: usage, firstToken: status == 200 ? end : nil, end: end, coldStart: coldStart)
             headers[.contentType] = response.headers.first(name: "Content-Type") ?? "application/json"
@@ -680,6 +774,11 @@ public final class Gateway: Sendable {
                     sawDone = true
                     return
                 }
+                if event.isTerminal {
+                    // Stored before the client sees the end, so that its next turn finds it.
+                    if let response = event.response { await self.store(response, of: p) }
+                    sawDone = true
+                }
                 if event.usageOnly && !p.clientWantsUsage { return }
                 do {
                     try await writer.write(event.raw)
@@ -696,7 +795,10 @@ public final class Gateway: Sendable {
                         if sawDone { break }
                     }
                 }
-                if !sawDone { upstreamFailure = "the replica's stream ended without [DONE]" }
+                if !sawDone {
+                    upstreamFailure = p.turn == nil ? "the replica's stream ended without [DONE]"
+                        : "the replica's stream ended before response.completed"
+                }
             } catch {
                 if !clientGone { upstreamFailure = "\(error)" }
             }
@@ -726,9 +828,16 @@ public final class Gateway: Sendable {
                 let error = ErrorResponse(error: .init(
                     message: "The replica serving this request failed after output had started (replica \(replica.id)); the response is incomplete.",
                     type: "server_error", param: nil, code: "replica_failed"))
-                try? await writer.write(Self.sseEvent(error))
+                if p.turn != nil {
+                    // The Responses API's error event, as a replica sends it; no [DONE] in that API.
+                    var event = ByteBuffer(string: "event: error\n")
+                    event.writeImmutableBuffer(Self.sseEvent(error))
+                    try? await writer.write(event)
+                } else {
+                    try? await writer.write(Self.sseEvent(error))
+                }
             }
-            try await writer.write(ByteBuffer(string: "data: [DONE]\n\n"))
+            if p.turn == nil { try await writer.write(ByteBuffer(string: "data: [DONE]\n\n")) }
             try await writer.finish(nil)
         }))
     }
@@ -931,7 +1040,8 @@ struct GatewayErrorMiddleware: RouterMiddleware {
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         let response = await respond(request, context: context, next: next)
-        if request.method == .post, ["/v1/chat/completions", "/v1/completions"].contains(request.uri.path) {
+        if request.method == .post,
+           ["/v1/chat/completions", "/v1/completions", "/v1/responses", "/v1/embeddings"].contains(request.uri.path) {
             live.request(status: Int(response.status.code))
         }
         return response

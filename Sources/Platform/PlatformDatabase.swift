@@ -1,7 +1,7 @@
 import Foundation
 import GRDB
 
-/// The gateway's SQLite file: API keys and the usage ledger, in one WAL-mode pool shared by the
+/// The gateway's SQLite file: API keys, the usage ledger and stored responses, in one WAL-mode pool shared by the
 /// gateway and the `keys`/`usage` commands (other processes may open the same file at the same time).
 ///
 /// synchronous=FULL: a committed ledger row survives not only the process being killed (WAL frames
@@ -75,6 +75,19 @@ public final class PlatformDatabase: Sendable {
                     dollars DOUBLE NOT NULL,
                     PRIMARY KEY (deployment, minute)
                 );
+                """)
+        }
+        m.registerMigration("v3: stored responses") { db in
+            try db.execute(sql: """
+                CREATE TABLE stored_response (
+                    id TEXT PRIMARY KEY NOT NULL,
+                    key_id TEXT NOT NULL,
+                    deployment TEXT NOT NULL,
+                    object BLOB NOT NULL,
+                    conversation BLOB NOT NULL,
+                    created_at DOUBLE NOT NULL
+                );
+                CREATE INDEX stored_response_time ON stored_response(created_at);
                 """)
         }
         return m

@@ -61,7 +61,8 @@ public enum RoutingPolicy {
     }
 
     /// The part of a request that stays the same across a conversation's turns: the first message
-    /// (and the second if the first is a system prompt) for chat, the start of the prompt for completions.
+    /// (and the second if the first is a system prompt) for chat, the start of the prompt for completions,
+    /// the instructions and first input item for responses.
     public static func affinityKey(model: String, body: [String: Any]) -> String? {
         if let messages = body["messages"] as? [Any], let first = messages.first as? [String: Any] {
             var parts = [text(of: first)]
@@ -70,6 +71,17 @@ public enum RoutingPolicy {
                 parts.append(text(of: second))
             }
             return model + "\u{1}" + parts.joined(separator: "\u{1}")
+        }
+        // Responses: the instructions and the first input item (the gateway puts a stored conversation
+        // before the new input, so every turn starts the same).
+        if let input = body["input"] {
+            var parts = [(body["instructions"] as? String).map { String($0.prefix(256)) } ?? ""]
+            if let text = input as? String {
+                parts.append("user:" + String(text.prefix(256)))
+            } else if let first = (input as? [Any])?.first as? [String: Any] {
+                parts.append(text(of: first))
+            }
+            return model + "\u{3}" + parts.joined(separator: "\u{1}")
         }
         if let prompt = body["prompt"] as? String { return model + "\u{2}" + String(prompt.prefix(256)) }
         if let prompts = body["prompt"] as? [Any], let first = prompts.first as? String {

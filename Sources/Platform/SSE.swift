@@ -16,6 +16,11 @@ public struct SSEEvent: Sendable {
     public var usage: (prompt: Int, completion: Int)?
     /// A chunk with no choices that only carries usage.
     public var usageOnly = false
+    /// The Responses API's last event (`response.completed`, `.incomplete`, `.failed`): it goes to the
+    /// client, and no `[DONE]` follows it.
+    public var isTerminal = false
+    /// A terminal event's response object (JSON), which the gateway stores.
+    public var response: Data?
 
     /// After this event, output has started: a failure is no longer retried. An error event is not
     /// output: before any token it is a failure like any other (retried elsewhere).
@@ -38,6 +43,10 @@ public struct SSEEvent: Sendable {
             isError = true
             errorMessage = ((error as? [String: Any])?["message"] as? String).map { String($0.prefix(500)) }
         }
+        if let type = object["type"] as? String, type.hasPrefix("response.") {
+            responsesEvent(type, object)
+            return
+        }
         if let u = object["usage"] as? [String: Any], let p = Self.count(u["prompt_tokens"]),
            let c = Self.count(u["completion_tokens"]) {
             usage = (p, c)
@@ -49,6 +58,31 @@ public struct SSEEvent: Sendable {
             let text = (delta?["content"] as? String) ?? (choice["text"] as? String) ?? ""
             if !text.isEmpty { tokenChunks += 1 }
             if !(choice["finish_reason"] is NSNull), choice["finish_reason"] != nil { finished = true }
+        }
+    }
+}
+
+extension SSEEvent {
+    /// The Responses API's typed events: text and call-argument deltas are output; the terminal event
+    /// carries the usage (input and output tokens) and the finished response.
+    mutating func responsesEvent(_ type: String, _ object: [String: Any]) {
+        switch type {
+        case "response.output_text.delta", "response.function_call_arguments.delta", "response.refusal.delta":
+            if let delta = object["delta"] as? String, !delta.isEmpty { tokenChunks = 1 }
+        case "response.completed", "response.incomplete", "response.failed":
+            isTerminal = true
+            finished = true
+            guard let r = object["response"] as? [String: Any] else { return }
+            if let u = r["usage"] as? [String: Any], let p = Self.count(u["input_tokens"]), let c = Self.count(u["output_tokens"]) {
+                usage = (p, c)
+            }
+            if type == "response.failed" {
+                isError = true
+                errorMessage = ((r["error"] as? [String: Any])?["message"] as? String).map { String($0.prefix(500)) }
+            }
+            response = try? JSONSerialization.data(withJSONObject: r)
+        default:
+            break
         }
     }
 }

@@ -201,7 +201,8 @@ public final class OpenAIServer: Sendable {
         }
         router.on(.post, "/v1/responses", in: routes) { request, context in
             let body = try await self.decodeBody(ResponsesRequest.self, request)
-            return try await self.responses(body, owner: Self.responsesOwner, logger: context.logger,
+            let callerStores = request.headers[HTTPField.Name(Self.callerStoresHeader)!] == "caller"
+            return try await self.responses(body, owner: callerStores ? nil : Self.responsesOwner, logger: context.logger,
                                             clientGone: context.clientGone)
         }
         router.on(.get, "/v1/responses/{id}", in: routes) { _, context in

@@ -352,15 +352,16 @@ public final class ResponseStore: Sendable {
 // MARK: - Handler
 
 extension OpenAIServer {
-    static func responseNotFound(_ id: String) -> APIError {
+    public static func responseNotFound(_ id: String) -> APIError {
         APIError(status: .notFound, message: "No response with id '\(id)' found.", type: "invalid_request_error",
                  param: "response_id", code: "not_found")
     }
 
     /// The chat messages of a Responses request: the stored conversation it continues, `instructions`, then `input`.
-    func responsesMessages(_ body: ResponsesRequest, owner: String) throws -> (history: [ChatMessageParam], new: [ChatMessageParam]) {
+    /// `owner` nil: the caller (a gateway) keeps the conversation and has put its history in `input`.
+    func responsesMessages(_ body: ResponsesRequest, owner: String?) throws -> (history: [ChatMessageParam], new: [ChatMessageParam]) {
         var history: [ChatMessageParam] = []
-        if let previous = body.previousResponseID {
+        if let owner, let previous = body.previousResponseID {
             guard let entry = responses.get(previous, owner: owner) else { throw Self.responseNotFound(previous) }
             history = entry.conversation
         }
@@ -474,7 +475,8 @@ extension OpenAIServer {
         return chat
     }
 
-    func responses(_ body: ResponsesRequest, owner: String, logger: Logger, clientGone: @escaping @Sendable () -> Bool)
+    /// `owner` nil: the caller stores the response (see `callerStoresHeader`); it is answered as asked, not kept here.
+    func responses(_ body: ResponsesRequest, owner: String?, logger: Logger, clientGone: @escaping @Sendable () -> Bool)
         async throws -> Response
     {
         let start = Self.now()
@@ -523,7 +525,7 @@ extension OpenAIServer {
             if result.finishReason == .length { done.incompleteDetails = .init(reason: "max_output_tokens") }
             done.usage = ResponsesUsage(inputTokens: promptCount, inputTokensDetails: .init(cachedTokens: result.cachedPromptTokens),
                                         outputTokens: result.tokens.count, totalTokens: promptCount + result.tokens.count)
-            if store {
+            if store, let owner {
                 var reply: ChatMessageParam
                 let calls = output.compactMap { item -> ToolCall? in
                     if case .functionCall(_, let callID, let name, let arguments, _) = item {
@@ -661,13 +663,19 @@ extension OpenAIServer {
     }
 }
 
-struct ResponseDeleted: Encodable {
-    var id: String
-    var object = "response.deleted"
-    var deleted = true
+public struct ResponseDeleted: Encodable, Sendable {
+    public var id: String
+    public var object = "response.deleted"
+    public var deleted = true
+
+    public init(id: String) { self.id = id }
 }
 
 extension OpenAIServer {
     /// `serve` has one credential (its --api-key, or none): every stored response belongs to it.
     static let responsesOwner = "local"
+
+    /// Sent by a gateway that keeps stored responses itself: `input` already holds the conversation that
+    /// `previous_response_id` names, and the replica keeps nothing (`store` and the id are only echoed).
+    public static let callerStoresHeader = "X-Swiftlet-Response-Store"
 }

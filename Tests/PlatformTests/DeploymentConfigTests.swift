@@ -153,6 +153,11 @@ import Platform
         #expect(ConfigReader.parseDuration("2m") == 120)
         #expect(ConfigReader.parseDuration("1h") == 3600)
         #expect(ConfigReader.parseDuration("soon") == nil)
+        #expect(ConfigReader.parseDuration("30d") == 2_592_000.0)
+        let c = try? PlatformConfig.parse("gateway: {response_retention: 7d}\nclusters: [{name: a}]\ndeployments: [{name: d, model: m}]")
+        #expect(c?.gateway.responseRetention == 604_800.0)
+        #expect(errors("gateway: {response_retention: 1s}\nclusters: [{name: a}]\ndeployments: [{name: d, model: m}]")
+            .contains { $0.field == "gateway.response_retention" && $0.line == 1 })
         #expect(errors("clusters: [{name: a}]\ndeployments: [{name: d, model: m, scale_down_delay: -3}]")
             .contains { $0.field == "deployments[0].scale_down_delay" })
     }

@@ -135,3 +135,31 @@ final class TemporaryDatabase {
         #expect(json?["completed"] as? Int == 2 && json?["interrupted"] as? Int == 1 && json?["failed"] as? Int == 1)
     }
 }
+
+@Suite struct ResponseArchiveTests {
+    /// A stored response belongs to its key; deletion and the retention end it.
+    @Test func scopedToTheKeyAndKeptForTheRetention() async throws {
+        let tmp = try TemporaryDatabase()
+        let archive = ResponseArchive(database: try tmp.open(), retention: 3600)
+        let now = Date()
+        let object = Data(#"{"id":"resp_a","object":"response"}"#.utf8)
+        let items = Data(#"[{"role":"user","content":"Hi"}]"#.utf8)
+        try await archive.save(id: "resp_a", keyID: "key_1", deployment: "chat", object: object, conversation: items, at: now)
+        try await archive.save(id: "resp_old", keyID: "key_1", deployment: "chat", object: object, conversation: items,
+                               at: now.addingTimeInterval(-7200))
+        #expect(try await archive.object(id: "resp_a", keyID: "key_1", now: now) == object)
+        #expect(try await archive.object(id: "resp_a", keyID: "key_2", now: now) == nil, "another key finds nothing")
+        let c = try #require(try await archive.conversation(id: "resp_a", keyID: "key_1", now: now))
+        #expect(c.items == items && c.deployment == "chat")
+        #expect(try await archive.conversation(id: "resp_a", keyID: "key_2", now: now) == nil)
+        #expect(try await archive.object(id: "resp_old", keyID: "key_1", now: now) == nil, "past the retention")
+        #expect(try await archive.delete(id: "resp_a", keyID: "key_2") == false)
+        #expect(try await archive.usage().count == 2)
+        #expect(try await archive.prune(now: now) == 1)
+        #expect(try await archive.delete(id: "resp_a", keyID: "key_1") == true)
+        #expect(try await archive.object(id: "resp_a", keyID: "key_1", now: now) == nil)
+        #expect(try await archive.usage().count == 0)
+        // The database opens again with its migrations applied once.
+        _ = try tmp.open()
+    }
+}

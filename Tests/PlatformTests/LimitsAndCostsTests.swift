@@ -130,6 +130,38 @@ import Platform
         #expect(events.count == 1 && events[0].isError && !events[0].commits && events[0].errorMessage == "x")
     }
 
+    /// The Responses API's typed events: deltas are output, the terminal event carries usage and the
+    /// response (and goes to the client: no [DONE] follows in that API).
+    @Test func responsesEvents() throws {
+        var parser = SSEParser()
+        let events = parser.feed(ByteBuffer(string: """
+            event: response.created
+            data: {"type":"response.created","sequence_number":0,"response":{"id":"resp_1","status":"in_progress","usage":null}}
+
+            event: response.output_text.delta
+            data: {"type":"response.output_text.delta","sequence_number":1,"delta":"Hi"}
+
+            event: response.function_call_arguments.delta
+            data: {"type":"response.function_call_arguments.delta","sequence_number":2,"delta":""}
+
+            event: response.completed
+            data: {"type":"response.completed","sequence_number":3,"response":{"id":"resp_1","status":"completed","output":[],"usage":{"input_tokens":7,"output_tokens":2,"total_tokens":9}}}
+
+            event: response.failed
+            data: {"type":"response.failed","sequence_number":4,"response":{"id":"resp_2","error":{"message":"boom"}}}
+
+
+            """))
+        #expect(events.count == 5)
+        #expect(!events[0].commits && !events[0].isTerminal && events[0].usage == nil && !events[0].usageOnly)
+        #expect(events[1].tokenChunks == 1 && events[1].commits)
+        #expect(events[2].tokenChunks == 0 && !events[2].commits, "an empty delta is no output")
+        #expect(events[3].isTerminal && events[3].finished && events[3].usage! == (7, 2) && !events[3].usageOnly)
+        let response = try #require(events[3].response.flatMap { try JSONSerialization.jsonObject(with: $0) as? [String: Any] })
+        #expect(response["id"] as? String == "resp_1" && response["status"] as? String == "completed")
+        #expect(events[4].isTerminal && events[4].isError && events[4].errorMessage == "boom")
+    }
+
     @Test func implausibleUsageIsIgnored() {
         var parser = SSEParser()
         let events = parser.feed(ByteBuffer(string: "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":-1,\"completion_tokens\":2}}\n\n"

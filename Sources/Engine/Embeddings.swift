@@ -14,13 +14,18 @@ public final class EmbeddingEngine: Sendable {
     /// Tokens one input may have, its special tokens included.
     public let contextLength: Int
     public let modelName: String
+    /// Matryoshka models: the fewest leading dimensions a vector may be truncated to (then normalised
+    /// again); nil when the model was not trained to be truncated.
+    public let minimumDimensions: Int?
 
-    public init(path: String, threads: Int? = nil, maxBatchTokens: Int? = nil) throws {
+    public init(path: String, threads: Int? = nil, maxBatchTokens: Int? = nil, minimumDimensions: Int? = nil) throws {
         gguf = try GGUFFile(path: path)
         model = try ModelRegistry.loadEncoder(gguf, threads: threads ?? ThreadPoolDefaults.threads, maxBatchTokens: maxBatchTokens)
         tokenizer = try Tokenizer(gguf: gguf)
         facts = ModelFacts(gguf: gguf, config: model.config)
         contextLength = model.config.contextLength
+        let full = model.dimensions
+        self.minimumDimensions = minimumDimensions.map { min(max($0, 1), full) }
         modelName = URL(fileURLWithPath: path).deletingPathExtension().lastPathComponent
     }
 
@@ -52,6 +57,11 @@ public final class EmbeddingEngine: Sendable {
             start = end
         }
         return (0..<sequences.count).map { Self.normalized(flat[$0 * d..<($0 + 1) * d]) }
+    }
+
+    /// The first `dimensions` of a unit vector, of unit length again (Matryoshka truncation).
+    public static func truncated(_ v: [Float], to dimensions: Int) -> [Float] {
+        dimensions >= v.count ? v : normalized(v[..<dimensions])
     }
 
     /// v / |v| (the norm in double); a zero vector stays zero.

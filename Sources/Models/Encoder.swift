@@ -31,23 +31,42 @@ public protocol EmbeddingModel: AnyObject, Sendable {
     func embed(_ sequences: [[Int]], into out: UnsafeMutablePointer<Float>) throws
 }
 
-/// What an encoder architecture's file says: widths from the config, and how it pools.
+/// What an encoder architecture's file says: widths from the config, how it pools, and the parts that
+/// differ between BERT and its kin.
 public struct EncoderSpec: Sendable {
+    public enum Positions: Sendable {
+        /// Learned position embeddings added to the token's (BERT).
+        case absolute
+        /// Rotary embeddings of q and k (Nomic BERT).
+        case rotary(RoPE)
+    }
+
+    public enum FeedForward: Sendable {
+        /// down(gelu(up x)), GELU with erf (BERT).
+        case gelu
+        /// down(silu(gate x) * up x) (Nomic BERT).
+        case swiglu
+    }
+
     public var config: ModelConfig
     public var layerNormEps: Float
     public var pooling: Pooling
+    public var positions: Positions = .absolute
+    public var feedForward: FeedForward = .gelu
 }
 
-/// One post-norm encoder layer: x = norm(x + attention(x)); x = norm(x + down(gelu(up x))).
+/// One post-norm encoder layer: x = norm(x + attention(x)); x = norm(x + ffn(x)).
 struct EncoderLayer {
     let q, k, v, o: Linear
     let attentionNorm: LayerNorm
     let up, down: Linear
+    /// SwiGLU's gate.
+    let gate: Linear?
     let outputNorm: LayerNorm
 }
 
-/// The encoder of BERT and its kin: token + absolute position (+ token type 0) embeddings and their
-/// norm, layers of bidirectional attention and GELU feed-forwards, then pooling.
+/// The encoder of BERT and its kin: token (+ absolute position) (+ token type 0) embeddings and their
+/// norm, layers of bidirectional attention (rotary for Nomic BERT) and GELU or SwiGLU feed-forwards, then pooling.
 public final class EncoderModel: EmbeddingModel, @unchecked Sendable {
     public let config: ModelConfig
     public let pool: ThreadPool
@@ -55,7 +74,8 @@ public final class EncoderModel: EmbeddingModel, @unchecked Sendable {
     public let maxBatchTokens: Int
     let gguf: GGUFFile
     let tokenEmbedding: WeightMatrix
-    let positionEmbedding: [Float]
+    let positionEmbedding: [Float]?
+    let rope: RoPE?
     let tokenTypeEmbedding: [Float]?
     let embeddingNorm: LayerNorm
     let layers: [EncoderLayer]
@@ -67,12 +87,12 @@ public final class EncoderModel: EmbeddingModel, @unchecked Sendable {
 
     /// Scratch for `maxTokens` rows, allocated once.
     final class Buffers {
-        let x, q, k, v, attn, tmp, ff, scores: UnsafeMutablePointer<Float>
+        let x, q, k, v, attn, tmp, ff, gate, scores: UnsafeMutablePointer<Float>
         let act: UnsafeMutableRawPointer
         let starts, lengths: UnsafeMutablePointer<Int32>
         let scoresPerThread: Int
 
-        init(config c: ModelConfig, maxTokens: Int, threads: Int, activationBytes: Int) {
+        init(config c: ModelConfig, maxTokens: Int, threads: Int, activationBytes: Int, gated: Bool) {
             let e = c.embeddingLength * maxTokens
             func floats(_ n: Int) -> UnsafeMutablePointer<Float> {
                 let p = UnsafeMutablePointer<Float>.allocate(capacity: max(n, 1))
@@ -81,6 +101,7 @@ public final class EncoderModel: EmbeddingModel, @unchecked Sendable {
             }
             x = floats(e); q = floats(e); k = floats(e); v = floats(e); attn = floats(e); tmp = floats(e)
             ff = floats(c.feedForwardLength * maxTokens)
+            gate = floats(gated ? c.feedForwardLength * maxTokens : 0)
             scoresPerThread = c.contextLength + 8
             scores = floats(scoresPerThread * threads)
             act = UnsafeMutableRawPointer.allocate(byteCount: max(activationBytes * maxTokens, 64), alignment: 64)
@@ -89,7 +110,7 @@ public final class EncoderModel: EmbeddingModel, @unchecked Sendable {
         }
 
         deinit {
-            for p in [x, q, k, v, attn, tmp, ff, scores] { p.deallocate() }
+            for p in [x, q, k, v, attn, tmp, ff, gate, scores] { p.deallocate() }
             act.deallocate()
             starts.deallocate()
             lengths.deallocate()
@@ -107,11 +128,18 @@ public final class EncoderModel: EmbeddingModel, @unchecked Sendable {
         self.maxBatchTokens = max(maxBatchTokens ?? 2048, c.contextLength)
         let e = c.embeddingLength, ff = c.feedForwardLength
         tokenEmbedding = try gguf.weightMatrix("token_embd.weight", columns: e, rows: c.vocabularySize)
-        guard let pos = gguf.tensorInfo("position_embd.weight") else { throw GGUFError.missingTensor("position_embd.weight") }
-        guard pos.shape.count == 2, pos.shape[0] == e, pos.shape[1] >= c.contextLength else {
-            throw KernelError.shapeMismatch(tensor: "position_embd.weight", expected: [e, c.contextLength], found: pos.shape)
+        switch spec.positions {
+        case .absolute:
+            guard let pos = gguf.tensorInfo("position_embd.weight") else { throw GGUFError.missingTensor("position_embd.weight") }
+            guard pos.shape.count == 2, pos.shape[0] == e, pos.shape[1] >= c.contextLength else {
+                throw KernelError.shapeMismatch(tensor: "position_embd.weight", expected: [e, c.contextLength], found: pos.shape)
+            }
+            positionEmbedding = try gguf.floatVector("position_embd.weight")
+            rope = nil
+        case .rotary(let r):
+            positionEmbedding = nil
+            rope = r
         }
-        positionEmbedding = try gguf.floatVector("position_embd.weight")
         if let types = gguf.tensorInfo("token_types.weight") {
             guard types.shape.count == 2, types.shape[0] == e else {
                 throw KernelError.shapeMismatch(tensor: "token_types.weight", expected: [e, 2], found: types.shape)
@@ -126,12 +154,26 @@ public final class EncoderModel: EmbeddingModel, @unchecked Sendable {
         }
         embeddingNorm = try norm("token_embd_norm")
         var plain: [String: WeightMatrix] = [:]
+        var biases: [String: [Float]] = [:]
+        let gated = if case .swiglu = spec.feedForward { true } else { false }
         for i in 0..<c.layerCount {
             let p = "blk.\(i)."
-            for name in ["attn_q", "attn_k", "attn_v", "attn_output"] {
-                plain[p + name] = try gguf.weightMatrix(p + name + ".weight", columns: e, rows: e)
+            // q, k and v as separate tensors, or one fused (rows q, then k, then v), each with an optional bias.
+            if gguf.tensorInfo(p + "attn_qkv.weight") != nil {
+                let whole = try gguf.weightMatrix(p + "attn_qkv.weight", columns: e, rows: 3 * e)
+                let bias = gguf.tensorInfo(p + "attn_qkv.bias") != nil ? try gguf.floatVector(p + "attn_qkv.bias", count: 3 * e) : nil
+                for (j, name) in ["attn_q", "attn_k", "attn_v"].enumerated() {
+                    plain[p + name] = try whole.rows(j * e..<(j + 1) * e)
+                    biases[p + name] = bias.map { Array($0[j * e..<(j + 1) * e]) }
+                }
+            } else {
+                for name in ["attn_q", "attn_k", "attn_v"] {
+                    plain[p + name] = try gguf.weightMatrix(p + name + ".weight", columns: e, rows: e)
+                }
             }
+            plain[p + "attn_output"] = try gguf.weightMatrix(p + "attn_output.weight", columns: e, rows: e)
             plain[p + "ffn_up"] = try gguf.weightMatrix(p + "ffn_up.weight", columns: e, rows: ff)
+            if gated { plain[p + "ffn_gate"] = try gguf.weightMatrix(p + "ffn_gate.weight", columns: e, rows: ff) }
             plain[p + "ffn_down"] = try gguf.weightMatrix(p + "ffn_down.weight", columns: ff, rows: e)
         }
         let packable = plain.values.filter(\.isPackable)
@@ -143,7 +185,8 @@ public final class EncoderModel: EmbeddingModel, @unchecked Sendable {
                 gguf.releasePages(m.data, byteCount: m.rows * m.rowStride)
                 m = packed
             }
-            return Linear(weight: m, bias: try gguf.floatVector(name + ".bias", count: rows))
+            let bias = try biases[name] ?? (gguf.tensorInfo(name + ".bias") != nil ? gguf.floatVector(name + ".bias", count: rows) : nil)
+            return Linear(weight: m, bias: bias)
         }
         layers = try (0..<c.layerCount).map { i in
             let p = "blk.\(i)."
@@ -151,12 +194,13 @@ public final class EncoderModel: EmbeddingModel, @unchecked Sendable {
                 q: try linear(p + "attn_q", rows: e), k: try linear(p + "attn_k", rows: e), v: try linear(p + "attn_v", rows: e),
                 o: try linear(p + "attn_output", rows: e), attentionNorm: try norm(p + "attn_output_norm"),
                 up: try linear(p + "ffn_up", rows: ff), down: try linear(p + "ffn_down", rows: e),
-                outputNorm: try norm(p + "layer_output_norm"))
+                gate: gated ? try linear(p + "ffn_gate", rows: ff) : nil, outputNorm: try norm(p + "layer_output_norm"))
         }
         pool = ThreadPool(threads: threads)
         let activationBytes = layers.flatMap { [$0.q.weight, $0.o.weight, $0.up.weight, $0.down.weight] }
             .map(\.activationRowBytes).max() ?? 0
-        let buffers = Buffers(config: c, maxTokens: self.maxBatchTokens, threads: pool.threadCount, activationBytes: activationBytes)
+        let buffers = Buffers(config: c, maxTokens: self.maxBatchTokens, threads: pool.threadCount, activationBytes: activationBytes,
+                              gated: gated)
         self.buffers = buffers
         fusedQKV = layers.map { l in
             FusedMatmul([l.q.weight, l.k.weight, l.v.weight], outputs: [buffers.q, buffers.k, buffers.v], ldys: [e, e, e])
@@ -185,7 +229,7 @@ public final class EncoderModel: EmbeddingModel, @unchecked Sendable {
             for (p, t) in s.enumerated() {
                 let x = b.x + row * e
                 tokenEmbedding.dequantizeRow(t, into: x)
-                positionEmbedding.withUnsafeBufferPointer { Ops.add(x, $0.baseAddress! + p * e, count: e) }
+                positionEmbedding?.withUnsafeBufferPointer { Ops.add(x, $0.baseAddress! + p * e, count: e) }
                 tokenTypeEmbedding?.withUnsafeBufferPointer { Ops.add(x, $0.baseAddress!, count: e) }
                 row += 1
             }
@@ -204,6 +248,17 @@ public final class EncoderModel: EmbeddingModel, @unchecked Sendable {
                 layer.k(pool, quantized: b.act, count: total, y: b.k, ldy: e)
                 layer.v(pool, quantized: b.act, count: total, y: b.v, ldy: e)
             }
+            if let rope {
+                for (i, s) in sequences.enumerated() {
+                    let first = Int(b.starts[i])
+                    for p in 0..<s.count {
+                        for m in [b.q, b.k] {
+                            Ops.rope(m + (first + p) * e, heads: config.headCount, headDim: config.headDim, ropeDim: rope.dimensions,
+                                     position: p, freqBase: rope.base, freqScale: rope.scale, freqFactors: nil, neox: rope.neox)
+                        }
+                    }
+                }
+            }
             Ops.denseAttention(pool, q: b.q, k: b.k, v: b.v, ld: e, out: b.attn, ldo: e, starts: b.starts, lengths: b.lengths,
                                sequences: sequences.count, heads: config.headCount, headDim: config.headDim, scale: scale,
                                scratch: b.scores, scratchPerThread: b.scoresPerThread)
@@ -213,7 +268,15 @@ public final class EncoderModel: EmbeddingModel, @unchecked Sendable {
             layer.attentionNorm(pool, b.x, out: b.x, rows: total, ld: e)
             Ops.quantizeActivations(pool, for: layer.up.weight, x: b.x, ldx: e, count: total, out: b.act)
             layer.up(pool, quantized: b.act, count: total, y: b.ff, ldy: ff)
-            Ops.gelu(pool, b.ff, rows: total, count: ff)
+            if let gate = layer.gate {
+                if gate.weight.activationType != layer.up.weight.activationType || gate.weight.activationRowBytes != layer.up.weight.activationRowBytes {
+                    Ops.quantizeActivations(pool, for: gate.weight, x: b.x, ldx: e, count: total, out: b.act)
+                }
+                gate(pool, quantized: b.act, count: total, y: b.gate, ldy: ff)
+                Ops.swiglu(pool, gate: b.gate, up: b.ff, out: b.ff, rows: total, count: ff)
+            } else {
+                Ops.gelu(pool, b.ff, rows: total, count: ff)
+            }
             Ops.quantizeActivations(pool, for: layer.down.weight, x: b.ff, ldx: ff, count: total, out: b.act)
             layer.down(pool, quantized: b.act, count: total, y: b.tmp, ldy: e)
             Ops.add(pool, b.x, b.tmp, rows: total, count: e)

@@ -103,6 +103,7 @@ public enum ModelRegistry {
     /// Encoders: they embed, and do not generate.
     private static let encoders: [String: @Sendable (GGUFFile) throws -> EncoderSpec] = [
         "bert": Bert.spec,
+        "nomic-bert": NomicBert.spec,
     ]
 
     public static var supportedArchitectures: [String] { (Array(constructors.keys) + Array(encoders.keys)).sorted() }

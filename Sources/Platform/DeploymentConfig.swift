@@ -21,6 +21,8 @@ public struct EngineConfig: Sendable, Equatable {
     public var prefixCache = true
     /// 16 (closest to exact arithmetic) or 8 (more batched throughput); nil: the server's default (16).
     public var activationBits: Int?
+    /// Embedding models trained to be truncated: the fewest dimensions a request may ask for.
+    public var matryoshkaDimensions: Int?
 
     public init() {}
 }
@@ -474,7 +476,7 @@ public struct ConfigReader {
         var e = EngineConfig()
         guard let m = mapping(node, field, allowed: [
             "threads", "context_length", "kv_cache_memory", "max_sequences", "max_batch_tokens", "max_queue", "prefix_cache",
-            "activation_bits",
+            "activation_bits", "matryoshka_dimensions",
         ]) else { return e }
         e.threads = int(m["threads"], "\(field).threads", min: 1, max: 256)
         e.contextLength = int(m["context_length"], "\(field).context_length", min: 1)
@@ -482,6 +484,7 @@ public struct ConfigReader {
         e.maxBatchTokens = int(m["max_batch_tokens"], "\(field).max_batch_tokens", min: 1)
         e.maxQueue = int(m["max_queue"], "\(field).max_queue", min: 0)
         if let v = bool(m["prefix_cache"], "\(field).prefix_cache") { e.prefixCache = v }
+        e.matryoshkaDimensions = int(m["matryoshka_dimensions"], "\(field).matryoshka_dimensions", min: 1, max: 1 << 20)
         if let node = m["activation_bits"], let v = int(node, "\(field).activation_bits", min: 8, max: 16) {
             if v == 8 || v == 16 { e.activationBits = v } else { fail(node, "\(field).activation_bits", "must be 8 or 16") }
         }

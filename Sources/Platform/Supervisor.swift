@@ -93,6 +93,7 @@ public final class Supervisor: Service, Sendable {
         if let v = e.maxQueue { args += ["--max-queue", String(v)] }
         if !e.prefixCache { args.append("--no-prefix-cache") }
         if let v = e.activationBits { args += ["--activation-bits", String(v)] }
+        if let v = e.matryoshkaDimensions { args += ["--matryoshka-dimensions", String(v)] }
         args += ["--shutdown-grace", String(Int(stopGrace.rounded(.up)))]
         return args
     }

@@ -75,10 +75,17 @@ extension OpenAIServer {
         case let other?: throw APIError.invalidValue("encoding_format", "must be 'float' or 'base64', not '\(other)'.")
         }
         let dims = engine.model.dimensions
+        var keep = dims
         if let d = body.dimensions, d != dims {
-            throw APIError.invalidValue(
-                "dimensions", d < 1 ? "must be >= 1."
-                    : "this model's embeddings have \(dims) dimensions and it was not trained to be truncated (Matryoshka); leave 'dimensions' out or give \(dims).")
+            guard d >= 1 else { throw APIError.invalidValue("dimensions", "must be >= 1.") }
+            guard let least = engine.minimumDimensions else {
+                throw APIError.invalidValue("dimensions",
+                    "this model's embeddings have \(dims) dimensions and it was not trained to be truncated (Matryoshka); leave 'dimensions' out or give \(dims).")
+            }
+            guard (least...dims).contains(d) else {
+                throw APIError.invalidValue("dimensions", "must be between \(least) and \(dims) for this model.")
+            }
+            keep = d
         }
         let count = switch body.input {
         case .texts(let t): t.count
@@ -126,8 +133,9 @@ extension OpenAIServer {
             if case .queueFull = e { throw APIError.queueFull(retryAfterSeconds: configuration.retryAfterSeconds) }
             throw e
         }
-        let data = vectors.enumerated().map { i, v in
-            EmbeddingList.Item(index: i, embedding: base64 ? .base64(Self.base64(v)) : .floats(v))
+        let data = vectors.enumerated().map { i, whole in
+            let v = EmbeddingEngine.truncated(whole, to: keep)
+            return EmbeddingList.Item(index: i, embedding: base64 ? .base64(Self.base64(v)) : .floats(v))
         }
         return JSONResponse.make(status: .ok, EmbeddingList(
             data: data, model: model.id, usage: .init(promptTokens: promptTokens, totalTokens: promptTokens)))

@@ -41,6 +41,11 @@ struct ModelOptions: ParsableArguments {
     @Option(name: .long, help: "Bits per activation in quantized matrix products: 16 (closer to exact arithmetic) or 8 (more batched throughput).")
     var activationBits: Int = 16
 
+    @Option(name: .long, help: ArgumentHelp(
+        "Embedding models trained to be truncated (Matryoshka, e.g. nomic-embed-text-v1.5 from 64): the fewest dimensions a request's 'dimensions' may ask for.",
+        discussion: "Without it, 'dimensions' other than the model's own get 400."))
+    var matryoshkaDimensions: Int?
+
     func validate() throws {
         if (modelPackage == nil) != (modelFile == nil) {
             throw ValidationError("--model-package and --model-file go together")
@@ -66,6 +71,7 @@ struct ModelOptions: ParsableArguments {
         if let threads, threads < 1 || threads > 256 { throw ValidationError("--threads must be between 1 and 256") }
         if let contextLength, contextLength < 1 { throw ValidationError("--context-length must be positive") }
         guard activationBits == 8 || activationBits == 16 else { throw ValidationError("--activation-bits must be 8 or 16") }
+        if let m = matryoshkaDimensions, m < 1 || m > 1 << 20 { throw ValidationError("--matryoshka-dimensions must be between 1 and 1048576") }
         Ops.setActivationBits(activationBits)
     }
 
@@ -79,7 +85,11 @@ struct ModelOptions: ParsableArguments {
         try checkEngineOptions()
         let path = try resolvePath()
         if try EmbeddingEngine.isEmbeddingModel(path: path) {
-            return .embedding(try EmbeddingEngine(path: path, threads: threads))
+            let engine = try EmbeddingEngine(path: path, threads: threads, minimumDimensions: matryoshkaDimensions)
+            if let m = matryoshkaDimensions, m > engine.model.dimensions {
+                throw ValidationError("--matryoshka-dimensions \(m) is more than the model's \(engine.model.dimensions) dimensions")
+            }
+            return .embedding(engine)
         }
         return .generation(try InferenceEngine(path: path, threads: threads, contextLength: contextLength))
     }

@@ -129,3 +129,45 @@ import Testing
         #expect(throws: ModelError.self) { _ = try ModelRegistry.load(engine.gguf, threads: 1) }
     }
 }
+
+/// Nomic BERT (rotary positions, fused QKV, SwiGLU) on a tiny random model (scripts/fixtures/make_tiny_encoders.py,
+/// made by scripts/test) against the exact float64 pass over its weights, which llama.cpp's embeddings of the same
+/// file match (the fixture records their cosine): the same tokens as llama.cpp's WordPiece, cosine >= 0.99999 to
+/// the exact vectors, and bitwise batch invariance.
+@Suite struct NomicBertTests {
+    struct Fixture: Decodable {
+        struct Sentence: Decodable {
+            var text: String
+            var tokens: [Int]
+            var embedding: [Double]
+        }
+
+        var model_sha256: String
+        var sentences: [Sentence]
+    }
+
+    static func load() throws -> (EmbeddingEngine, Fixture) {
+        let fixture = try JSONDecoder().decode(Fixture.self, from: Data(contentsOf:
+            ArchitectureTests.fixtures.appendingPathComponent("tiny-nomic-bert.json")))
+        let path = try ArchitectureTests.model("nomic-bert")
+        #expect(try ModelStore.sha256(of: path) == fixture.model_sha256, "regenerate the model with the pinned numpy and gguf")
+        return (try EmbeddingEngine(path: path, threads: 2), fixture)
+    }
+
+    @Test func matchesTheExactPass() throws {
+        let (engine, fixture) = try Self.load()
+        #expect(engine.model.config.architecture == "nomic-bert" && engine.model.pooling == .mean)
+        var worst = 1.0
+        for s in fixture.sentences {
+            #expect(engine.tokenize(s.text) == s.tokens, "\(s.text.debugDescription)")
+        }
+        let vectors = try engine.embed(fixture.sentences.map(\.tokens))
+        for (s, v) in zip(fixture.sentences, vectors) {
+            worst = min(worst, EmbeddingTests.cosine(v, s.embedding.map { Float($0) }))
+        }
+        #expect(worst >= 0.99999, "lowest cosine \(worst)")
+        for (i, s) in fixture.sentences.enumerated() {
+            #expect(try engine.embed([s.tokens])[0] == vectors[i], "batched and alone differ: \(s.text.debugDescription)")
+        }
+    }
+}

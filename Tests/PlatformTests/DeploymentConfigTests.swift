@@ -18,7 +18,7 @@ import Platform
         deployments:
           - name: chat
             model: smollm2
-            engine: {threads: 1, kv_cache_memory: 64MB, max_sequences: 8, activation_bits: 8}
+            engine: {threads: 1, kv_cache_memory: 64MB, max_sequences: 8, activation_bits: 8, matryoshka_dimensions: 64}
             replicas: {min: 0, max: 3}
             target_concurrency: 2
             scale_to_zero_after: 2m
@@ -126,10 +126,11 @@ import Platform
                                         gateway: "http://127.0.0.1:1")
         let joined = chat.joined(separator: " ")
         #expect(joined.contains("--threads 1") && joined.contains("--kv-cache-memory 64MB")
-                && joined.contains("--max-sequences 8") && joined.contains("--activation-bits 8"), "\(chat)")
+                && joined.contains("--max-sequences 8") && joined.contains("--activation-bits 8")
+                && joined.contains("--matryoshka-dimensions 64"), "\(chat)")
         let packaged = supervisor.arguments(id: "r2", deployment: try #require(c.deployment(named: "packaged")), cluster: "a",
                                             gateway: "http://127.0.0.1:1")
-        #expect(!packaged.contains("--activation-bits"))
+        #expect(!packaged.contains("--activation-bits") && !packaged.contains("--matryoshka-dimensions"))
     }
 
     @Test func duplicatesAndNames() {

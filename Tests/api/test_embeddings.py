@@ -190,3 +190,37 @@ def test_gateway_serves_and_meters_an_embedding_deployment(tmp_path, fixture):
         bad = requests.post(g.url + "/v1/chat/completions", json={"model": "embed", "messages": [{"role": "user", "content": "hi"}]},
                             headers={"Authorization": f"Bearer {key['secret']}"}, timeout=60)
         assert bad.status_code == 400 and bad.json()["error"]["code"] == "model_not_supported", bad.text
+
+
+TINY_NOMIC = os.path.join(ROOT, "Tests", "ModelsTests", "Fixtures", "tiny", "tiny-nomic-bert.gguf")
+
+
+def test_matryoshka_dimensions_on_a_nomic_bert():
+    """A Nomic BERT served as a Matryoshka model (truncation allowed down to 32 of its 128 dimensions): `dimensions`
+    gives the leading dimensions of the full vector, of unit length again, in both encodings; fewer than allowed
+    or more than it has get 400. The vectors are the exact pass's (the tiny model's fixture)."""
+    with open(os.path.join(ROOT, "Tests", "ModelsTests", "Fixtures", "tiny", "tiny-nomic-bert.json")) as f:
+        expected = json.load(f)["sentences"]
+    s = Server("--matryoshka-dimensions", "32", api_key=API_KEY, model=TINY_NOMIC)
+    try:
+        client = openai.OpenAI(base_url=s.url + "/v1", api_key=API_KEY, max_retries=0, timeout=120)
+        texts = [e["text"] for e in expected]
+        full = client.embeddings.create(model="tiny-nomic-bert", input=texts, encoding_format="float")
+        for e, d in zip(expected, full.data):
+            assert len(d.embedding) == 128 and cosine(d.embedding, e["embedding"]) >= 0.99999
+        for dims in (32, 100, 128):
+            for fmt in ("float", "base64"):
+                r = requests.post(s.url + "/v1/embeddings", headers={"Authorization": f"Bearer {API_KEY}"}, timeout=60,
+                                  json={"model": "tiny-nomic-bert", "input": texts, "dimensions": dims, "encoding_format": fmt})
+                assert r.status_code == 200, r.text
+                for whole, d in zip(full.data, r.json()["data"]):
+                    v = vector(d["embedding"]) if fmt == "base64" else np.array(d["embedding"], dtype=np.float64)
+                    head = np.array(whole.embedding[:dims], dtype=np.float64)
+                    assert len(v) == dims and abs(np.linalg.norm(v) - 1) < 1e-5
+                    assert np.abs(v - head / np.linalg.norm(head)).max() < 1e-6
+        for dims in (0, 31, 129, 2**40):
+            r = requests.post(s.url + "/v1/embeddings", headers={"Authorization": f"Bearer {API_KEY}"}, timeout=60,
+                              json={"model": "tiny-nomic-bert", "input": "x", "dimensions": dims})
+            assert r.status_code == 400 and r.json()["error"]["param"] == "dimensions", r.text
+    finally:
+        s.stop()

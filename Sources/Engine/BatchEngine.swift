@@ -191,6 +191,9 @@ public final class BatchEngine: GenerationService, @unchecked Sendable {
     private func loop() {
         let logits = UnsafeMutablePointer<Float>.allocate(capacity: logitCapacity * vocab)
         defer { logits.deallocate() }
+        let width = model.config.embeddingLength
+        let hidden = UnsafeMutablePointer<Float>.allocate(capacity: logitCapacity * width)
+        defer { hidden.deallocate() }
         var batch = ForwardBatch()
         while true {
             condition.lock()
@@ -202,8 +205,8 @@ public final class BatchEngine: GenerationService, @unchecked Sendable {
 
             for s in arrived {
                 live[s.id] = s
-                // max_tokens 0 without prompt logprobs: nothing to compute, it is done.
-                if s.output.finish != nil && !s.request.promptLogprobs {
+                // max_tokens 0 without prompt logprobs or an embedding: nothing to compute, it is done.
+                if s.output.finish != nil && !s.request.promptLogprobs && !s.request.embedding {
                     finish(s)
                     continue
                 }
@@ -236,20 +239,29 @@ public final class BatchEngine: GenerationService, @unchecked Sendable {
                 let echo = s.request.promptLogprobs && c.start < s.promptCount
                 batch.append(s.tokens[c.start..<(c.start + c.count)], as: BatchSequence(
                     tokenCount: c.count, startPosition: c.start, blockTable: s.blocks,
-                    logitCount: echo ? c.count : (c.wantsLogits ? 1 : 0), slidingBlockTable: s.slidingBlocks))
+                    logitCount: echo ? c.count : (c.wantsLogits ? 1 : 0), slidingBlockTable: s.slidingBlocks,
+                    hidden: s.request.embedding))
             }
             do {
-                try model.forward(batch, storage: storage, logits: logits)
+                try model.forward(batch, storage: storage, logits: logits, hidden: hidden)
             } catch {
                 for c in chunks { fail(c.sequence, error) }
                 publish(nil)
                 continue
             }
-            var row = 0
+            var row = 0, hiddenRow = 0
             sampling.removeAll(keepingCapacity: true)
             for (c, entry) in zip(chunks, batch.sequences) {
                 scheduler.completed(c)
                 let s = c.sequence
+                if entry.hidden {
+                    if c.wantsLogits {
+                        s.embedding = Array(UnsafeBufferPointer(start: hidden + hiddenRow * width, count: width))
+                        finish(s)
+                    }
+                    hiddenRow += entry.logitCount
+                    continue
+                }
                 if entry.logitCount > 1 || (entry.logitCount == 1 && s.request.promptLogprobs && c.start < s.promptCount) {
                     collectPromptLogprobs(s, chunk: c, rows: logits + row * vocab)
                 }
@@ -323,7 +335,7 @@ public final class BatchEngine: GenerationService, @unchecked Sendable {
             text: s.output.text, tokens: s.output.tokens, finishReason: s.output.finish ?? .length,
             promptTokenCount: s.promptCount, logprobs: s.output.logprobs, promptLogprobs: s.promptLogprobs,
             cachedPromptTokens: s.cachedPromptTokens, timeToFirstToken: ttft,
-            duration: Double(now - s.submitted) / 1e9)))
+            duration: Double(now - s.submitted) / 1e9, embedding: s.embedding)))
         s.events.finish()
     }
 

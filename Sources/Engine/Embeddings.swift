@@ -5,6 +5,21 @@ import Kernels
 import Models
 import Tokenizer
 
+/// What /v1/embeddings needs of a model: its tokenizer and limits, and unit vectors for token sequences.
+public protocol Embedder: Sendable {
+    func tokenize(_ text: String) -> [Int]
+    /// Tokens one input may have.
+    var contextLength: Int { get }
+    var vocabularySize: Int { get }
+    /// Floats per embedding.
+    var dimensions: Int { get }
+    /// Matryoshka models: the fewest leading dimensions a vector may be truncated to; nil when the model
+    /// was not trained to be truncated.
+    var minimumDimensions: Int? { get }
+    /// Unit vectors, one per input, in order.
+    func embed(_ inputs: [[Int]]) async throws -> [[Float]]
+}
+
 /// A loaded embedding model (an encoder such as BERT) with its tokenizer.
 public final class EmbeddingEngine: Sendable {
     public let gguf: GGUFFile
@@ -71,6 +86,59 @@ public final class EmbeddingEngine: Sendable {
         guard sum > 0 else { return Array(v) }
         let inv = 1 / sum.squareRoot()
         return v.map { Float(Double($0) * inv) }
+    }
+}
+
+extension EmbeddingService: Embedder {
+    public func tokenize(_ text: String) -> [Int] { engine.tokenize(text) }
+    public var contextLength: Int { engine.contextLength }
+    public var vocabularySize: Int { engine.model.config.vocabularySize }
+    public var dimensions: Int { engine.model.dimensions }
+    public var minimumDimensions: Int? { engine.minimumDimensions }
+}
+
+/// Embeddings of a decoder with last-token pooling (Qwen3-Embedding and its kind): every input is a
+/// prefill-only sequence in the batch engine's scheduler, batched with whatever else runs (other
+/// embeddings, generations) and sharing its prefix cache; its vector is the last token's hidden state
+/// after the final norm, normalised.
+public struct DecoderEmbeddings: Embedder {
+    public let engine: InferenceEngine
+    public let service: any GenerationService
+    /// Inputs in flight at once per request (the rest wait for them, not in the engine's queue).
+    public static let window = 64
+
+    /// nil unless the file declares last-token pooling (the only pooling a causal model's states support
+    /// here).
+    public init?(engine: InferenceEngine, service: any GenerationService) {
+        guard engine.pooling == .last else { return nil }
+        self.engine = engine
+        self.service = service
+    }
+
+    /// The model's own special tokens around the text (Qwen3-Embedding appends EOS).
+    public func tokenize(_ text: String) -> [Int] { engine.tokenizer.encode(text, addSpecial: true, parseSpecial: true) }
+    public var contextLength: Int { min(engine.contextLength, service.maxSequenceTokens) }
+    public var vocabularySize: Int { engine.model.config.vocabularySize }
+    public var dimensions: Int { engine.model.config.embeddingLength }
+    public var minimumDimensions: Int? { engine.minimumDimensions }
+
+    public func embed(_ inputs: [[Int]]) async throws -> [[Float]] {
+        var out: [[Float]] = []
+        out.reserveCapacity(inputs.count)
+        for start in stride(from: 0, to: inputs.count, by: Self.window) {
+            let streams = try inputs[start..<min(start + Self.window, inputs.count)].map {
+                try service.submit(GenerationRequest(promptTokens: $0, maxTokens: 0, embedding: true))
+            }
+            for stream in streams {
+                var vector: [Float]?
+                for try await event in stream {
+                    if case .finished(let r) = event { vector = r.embedding }
+                }
+                guard let vector else { throw EngineError.invalidParameter("input", "the engine returned no embedding") }
+                out.append(EmbeddingEngine.normalized(vector[...]))
+            }
+        }
+        return out
     }
 }
 

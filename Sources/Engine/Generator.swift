@@ -32,11 +32,14 @@ public struct GenerationRequest: Sendable {
     /// What the output must look like (JSON Schema, tool calls); nil for free text. With a constraint,
     /// generation ends when the output is complete, whatever `ignoreEOS` says.
     public var constraint: OutputConstraint?
+    /// An embedding (decoder models with last-token pooling): the prompt only, and the result's `embedding`
+    /// is its last token's hidden state after the final norm (not normalised). `maxTokens` must be 0.
+    public var embedding: Bool
 
     public init(
         promptTokens: [Int], maxTokens: Int, sampling: SamplingParameters = .init(), stop: [String] = [],
         ignoreEOS: Bool = false, logprobs: Int? = nil, promptLogprobs: Bool = false, priority: Int = 0,
-        constraint: OutputConstraint? = nil
+        constraint: OutputConstraint? = nil, embedding: Bool = false
     ) {
         self.promptTokens = promptTokens
         self.maxTokens = maxTokens
@@ -47,6 +50,7 @@ public struct GenerationRequest: Sendable {
         self.promptLogprobs = promptLogprobs
         self.priority = priority
         self.constraint = constraint
+        self.embedding = embedding
     }
 }
 
@@ -72,6 +76,8 @@ public struct GenerationResult: Sendable {
     /// Seconds from start to the first generated token, and in total.
     public var timeToFirstToken: Double
     public var duration: Double
+    /// An embedding request's vector (`embeddingLength` floats).
+    public var embedding: [Float]? = nil
 
     public var decodeTokensPerSecond: Double {
         let decodeTime = duration - timeToFirstToken
@@ -92,14 +98,30 @@ public final class InferenceEngine: @unchecked Sendable {
     public let contextLength: Int
     /// Parameters (total and active), experts and weight type, for the console and the gateway.
     public let facts: ModelFacts
+    /// How the file says to pool hidden states into an embedding (`<arch>.pooling_type`: embedding models
+    /// such as Qwen3-Embedding); nil for plain language models.
+    public let pooling: Pooling?
+    /// Matryoshka embedding models: the fewest dimensions a request may ask for.
+    public let minimumDimensions: Int?
     private let lock = NSLock()
     private let grammars: GrammarMatcherCache
 
     /// Loads a GGUF file. `contextLength` caps the KV cache (default: the model's, at most 8192).
-    public init(path: String, threads: Int? = nil, contextLength: Int? = nil) throws {
+    public init(path: String, threads: Int? = nil, contextLength: Int? = nil, minimumDimensions: Int? = nil) throws {
         gguf = try GGUFFile(path: path)
         model = try ModelRegistry.load(gguf, threads: threads ?? ThreadPoolDefaults.threads)
         facts = ModelFacts(gguf: gguf, config: model.config)
+        let arch = model.config.architecture
+        if let type = try gguf.int("\(arch).pooling_type"), type != 0 {
+            guard let p = Pooling(rawValue: type) else {
+                throw ModelError.invalidHyperparameter("\(arch).pooling_type", "\(type) (supported: 1 mean, 2 cls, 3 last)")
+            }
+            pooling = p
+        } else {
+            pooling = nil
+        }
+        let width = model.config.embeddingLength
+        self.minimumDimensions = minimumDimensions.map { min(max($0, 1), width) }
         let tokenizer = try Tokenizer(gguf: gguf)
         self.tokenizer = tokenizer
         let ctx = contextLength ?? min(model.config.contextLength, 8192)
@@ -161,6 +183,9 @@ public final class InferenceEngine: @unchecked Sendable {
                 promptTokens: prompt.count, maxTokens: request.maxTokens, contextLength: contextLength)
         }
         if let n = request.logprobs, n < 0 { throw EngineError.invalidParameter("logprobs", "must be >= 0") }
+        if request.embedding, request.maxTokens != 0 || request.promptLogprobs {
+            throw EngineError.invalidParameter("embedding", "an embedding request generates nothing (max_tokens 0, no prompt logprobs)")
+        }
         let vocab = model.config.vocabularySize
         try request.sampling.validate(vocabularySize: vocab)
         for t in prompt where t < 0 || t >= vocab {

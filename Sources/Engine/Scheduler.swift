@@ -28,6 +28,8 @@ final class EngineSequence {
     var output: SequenceOutput
     var preemptions = 0
     var promptLogprobs: [TokenLogprob] = []
+    /// An embedding request's vector, once its prompt is computed.
+    var embedding: [Float]?
     let submitted: UInt64
     var firstToken: UInt64?
     let events: AsyncThrowingStream<GenerationEvent, Error>.Continuation

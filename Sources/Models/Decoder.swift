@@ -253,7 +253,7 @@ public final class DecoderModel: LanguageModel, @unchecked Sendable {
                 try tokens.withUnsafeBufferPointer { tk in
                     try forwardChunk(
                         tokens: UnsafeBufferPointer(rebasing: tk[start..<start + n]), sequences: CollectionOfOne(seq),
-                        storage: cache.storage, logitsOut: buf.baseAddress! + written * vocab)
+                        storage: cache.storage, logitsOut: buf.baseAddress! + written * vocab, hiddenOut: nil)
                 }
             }
             cache.count += n
@@ -263,7 +263,8 @@ public final class DecoderModel: LanguageModel, @unchecked Sendable {
         return written
     }
 
-    public func forward(_ batch: ForwardBatch, storage: KVBlockStorage, logits: UnsafeMutablePointer<Float>) throws {
+    public func forward(_ batch: ForwardBatch, storage: KVBlockStorage, logits: UnsafeMutablePointer<Float>,
+                        hidden: UnsafeMutablePointer<Float>?) throws {
         guard batch.tokens.count <= maxChunk else {
             throw ModelError.batchTooLarge(tokens: batch.tokens.count, limit: maxChunk)
         }
@@ -276,7 +277,7 @@ public final class DecoderModel: LanguageModel, @unchecked Sendable {
         }
         try checkTokens(batch.tokens)
         for sq in batch.sequences {
-            guard sq.tokenCount > 0, sq.startPosition >= 0, (0...sq.tokenCount).contains(sq.logitCount),
+            guard sq.tokenCount > 0, sq.startPosition >= 0, (0...(sq.hidden ? 1 : sq.tokenCount)).contains(sq.logitCount),
                   sq.startPosition + sq.tokenCount <= sq.blockTable.count * storage.blockSize,
                   sq.blockTable.allSatisfy({ $0 >= 0 && Int($0) < storage.blockCount }) else {
                 throw ModelError.invalidBatch("a sequence's block table does not cover its positions")
@@ -290,10 +291,11 @@ public final class DecoderModel: LanguageModel, @unchecked Sendable {
                 }
             }
         }
+        guard batch.hiddenRows == 0 || hidden != nil else { throw ModelError.invalidBatch("hidden rows without a buffer for them") }
         lock.lock()
         defer { lock.unlock() }
         try batch.tokens.withUnsafeBufferPointer { tk in
-            try forwardChunk(tokens: tk, sequences: batch.sequences, storage: storage, logitsOut: logits)
+            try forwardChunk(tokens: tk, sequences: batch.sequences, storage: storage, logitsOut: logits, hiddenOut: hidden)
         }
     }
 
@@ -304,9 +306,10 @@ public final class DecoderModel: LanguageModel, @unchecked Sendable {
     }
 
     /// At most `maxChunk` tokens of one or more sequences (consecutive in `tokens`). Writes logits for
-    /// the last `logitCount` tokens of each sequence.
+    /// the last `logitCount` tokens of each sequence (the final-normed hidden state to `hiddenOut` for `hidden` ones).
     private func forwardChunk<S: Collection<BatchSequence>>(
-        tokens: UnsafeBufferPointer<Int>, sequences: S, storage: KVBlockStorage, logitsOut: UnsafeMutablePointer<Float>
+        tokens: UnsafeBufferPointer<Int>, sequences: S, storage: KVBlockStorage, logitsOut: UnsafeMutablePointer<Float>,
+        hiddenOut: UnsafeMutablePointer<Float>?
     ) throws {
         let c = config
         let n = tokens.count
@@ -415,7 +418,7 @@ public final class DecoderModel: LanguageModel, @unchecked Sendable {
         }
 
         // Logits: the wanted rows, normalised side by side, through the output head in one matmul.
-        var rows = 0
+        var rows = 0, hiddenRows = 0
         outputNorm.weight.withUnsafeBufferPointer { w in
             func take(_ r: Int) {
                 Ops.rmsNorm(x + r * dim, weight: w.baseAddress!, out: xn + rows * dim, count: dim, eps: outputNorm.eps)
@@ -424,6 +427,13 @@ public final class DecoderModel: LanguageModel, @unchecked Sendable {
             var end = 0
             for sq in sequences {
                 end += sq.tokenCount
+                if sq.hidden, let hiddenOut {
+                    for r in (end - sq.logitCount)..<end {
+                        Ops.rmsNorm(x + r * dim, weight: w.baseAddress!, out: hiddenOut + hiddenRows * dim, count: dim, eps: outputNorm.eps)
+                        hiddenRows += 1
+                    }
+                    continue
+                }
                 for r in (end - sq.logitCount)..<end { take(r) }
             }
         }

@@ -19,13 +19,18 @@ public struct BatchSequence: Sendable {
     /// With split storage: its blocks of the sliding-window layers. Only the entries of its last window
     /// of positions (from `startPosition - slidingWindow + 1` on) are read; earlier ones may be -1.
     public var slidingBlockTable: [Int32]
+    /// Embeddings (last-token pooling): instead of logits, its last row's hidden state after the final norm
+    /// (`embeddingLength` floats) goes to the hidden output. `logitCount` is then 0 or 1.
+    public var hidden: Bool
 
-    public init(tokenCount: Int, startPosition: Int, blockTable: [Int32], logitCount: Int, slidingBlockTable: [Int32] = []) {
+    public init(tokenCount: Int, startPosition: Int, blockTable: [Int32], logitCount: Int, slidingBlockTable: [Int32] = [],
+                hidden: Bool = false) {
         self.tokenCount = tokenCount
         self.startPosition = startPosition
         self.blockTable = blockTable
         self.logitCount = logitCount
         self.slidingBlockTable = slidingBlockTable
+        self.hidden = hidden
     }
 }
 
@@ -47,8 +52,10 @@ public struct ForwardBatch: Sendable {
         sequences.removeAll(keepingCapacity: true)
     }
 
-    /// Logit rows the batch returns: each sequence's `logitCount`, in order.
-    public var logitRows: Int { sequences.reduce(0) { $0 + $1.logitCount } }
+    /// Logit rows the batch returns: each sequence's `logitCount`, in order (hidden ones apart).
+    public var logitRows: Int { sequences.reduce(0) { $0 + ($1.hidden ? 0 : $1.logitCount) } }
+    /// Hidden-state rows the batch returns (sequences with `hidden`), in order.
+    public var hiddenRows: Int { sequences.reduce(0) { $0 + ($1.hidden ? $1.logitCount : 0) } }
 }
 
 /// What every model architecture implements. A model is not reentrant: callers serialize `forward`.
@@ -72,12 +79,21 @@ public protocol LanguageModel: AnyObject, Sendable {
     /// ones (see `BatchSequence.slidingBlockTable`). Without sliding layers, the same as `makeStorage`.
     func makeStorage(blocks: Int, slidingBlocks: Int, blockSize: Int) -> KVBlockStorage
     /// Runs the batch, writing its sequences' keys and values into `storage` through their block
-    /// tables, and `batch.logitRows` rows of logits (`vocabularySize` floats each) to `logits`.
-    func forward(_ batch: ForwardBatch, storage: KVBlockStorage, logits: UnsafeMutablePointer<Float>) throws
+    /// tables, `batch.logitRows` rows of logits (`vocabularySize` floats each) to `logits`, and
+    /// `batch.hiddenRows` hidden states (`embeddingLength` floats each) to `hidden`.
+    func forward(_ batch: ForwardBatch, storage: KVBlockStorage, logits: UnsafeMutablePointer<Float>,
+                 hidden: UnsafeMutablePointer<Float>?) throws
     /// Appends `tokens` to the sequence in `cache` and writes the requested logits to `logits`
     /// (`vocabularySize` floats per returned row, row-major). Returns the number of logit rows written.
     @discardableResult
     func forward(tokens: [Int], cache: KVCache, logits: LogitsRequest, into out: inout [Float]) throws -> Int
+}
+
+extension LanguageModel {
+    /// A batch without hidden-state rows.
+    public func forward(_ batch: ForwardBatch, storage: KVBlockStorage, logits: UnsafeMutablePointer<Float>) throws {
+        try forward(batch, storage: storage, logits: logits, hidden: nil)
+    }
 }
 
 /// Maps `general.architecture` to model constructors.

@@ -62,23 +62,24 @@ extension OpenAIServer {
 
     func embeddings(_ body: EmbeddingRequest, logger: Logger) async throws -> Response {
         let model = try model(named: body.model)
-        guard let service = model.embeddings else {
+        guard let embedder = model.embedder else {
+            let why = model.engine?.pooling.map { "its file declares \($0) pooling, which a causal model's states do not support here (last)" }
+                ?? "it generates text"
             throw APIError.invalidRequest(
-                "The model '\(model.id)' generates text; /v1/embeddings needs an embedding model (such as all-MiniLM-L6-v2).",
+                "The model '\(model.id)' is not an embedding model (\(why)); /v1/embeddings needs one such as all-MiniLM-L6-v2.",
                 param: "model", code: "model_not_supported")
         }
-        let engine = service.engine
         let base64: Bool
         switch body.encodingFormat {
         case nil, "float": base64 = false
         case "base64": base64 = true
         case let other?: throw APIError.invalidValue("encoding_format", "must be 'float' or 'base64', not '\(other)'.")
         }
-        let dims = engine.model.dimensions
+        let dims = embedder.dimensions
         var keep = dims
         if let d = body.dimensions, d != dims {
             guard d >= 1 else { throw APIError.invalidValue("dimensions", "must be >= 1.") }
-            guard let least = engine.minimumDimensions else {
+            guard let least = embedder.minimumDimensions else {
                 throw APIError.invalidValue("dimensions",
                     "this model's embeddings have \(dims) dimensions and it was not trained to be truncated (Matryoshka); leave 'dimensions' out or give \(dims).")
             }
@@ -95,7 +96,7 @@ extension OpenAIServer {
         guard count <= Self.maxEmbeddingInputs else {
             throw APIError.invalidValue("input", "at most \(Self.maxEmbeddingInputs) inputs per request are allowed.")
         }
-        let limit = engine.contextLength, vocab = engine.model.config.vocabularySize
+        let limit = embedder.contextLength, vocab = embedder.vocabularySize
         var sequences: [[Int]] = []
         sequences.reserveCapacity(count)
         switch body.input {
@@ -103,7 +104,7 @@ extension OpenAIServer {
             for (i, t) in texts.enumerated() {
                 let param = "input[\(i)]"
                 guard !t.isEmpty else { throw APIError.invalidValue(param, "must not be an empty string.") }
-                let tokens = engine.tokenize(t)
+                let tokens = embedder.tokenize(t)
                 guard tokens.count <= limit else {
                     throw APIError.contextLengthExceeded(
                         "\(param) has \(tokens.count) tokens; this model's maximum context length is \(limit) tokens.", param: param)
@@ -128,7 +129,7 @@ extension OpenAIServer {
         metrics.prompt(tokens: promptTokens)
         let vectors: [[Float]]
         do {
-            vectors = try await service.embed(sequences)
+            vectors = try await embedder.embed(sequences)
         } catch let e as GenerationServiceError {
             if case .queueFull = e { throw APIError.queueFull(retryAfterSeconds: configuration.retryAfterSeconds) }
             throw e

@@ -87,6 +87,14 @@ public struct ServedModel: Sendable {
         if case .embedding(let s) = backend { s } else { nil }
     }
 
+    /// What /v1/embeddings runs on: an encoder's service, or a decoder whose file declares last-token pooling.
+    public var embedder: (any Embedder)? {
+        switch backend {
+        case .embedding(let s): s
+        case .generation(let e, let s): DecoderEmbeddings(engine: e, service: s)
+        }
+    }
+
     public var stats: ServiceStats {
         switch backend {
         case .generation(_, let s): s.stats

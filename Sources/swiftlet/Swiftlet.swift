@@ -91,7 +91,16 @@ struct ModelOptions: ParsableArguments {
             }
             return .embedding(engine)
         }
-        return .generation(try InferenceEngine(path: path, threads: threads, contextLength: contextLength))
+        let engine = try InferenceEngine(path: path, threads: threads, contextLength: contextLength, minimumDimensions: matryoshkaDimensions)
+        if let m = matryoshkaDimensions {
+            guard engine.pooling == .last else {
+                throw ValidationError("--matryoshka-dimensions is for embedding models; this file declares no last-token pooling")
+            }
+            guard m <= engine.model.config.embeddingLength else {
+                throw ValidationError("--matryoshka-dimensions \(m) is more than the model's \(engine.model.config.embeddingLength) dimensions")
+            }
+        }
+        return .generation(engine)
     }
 }
 

@@ -171,3 +171,50 @@ import Testing
         }
     }
 }
+
+/// A decoder embedding model (Qwen3-Embedding's kind: last-token pooling, EOS appended) on a tiny random qwen3
+/// (scripts/fixtures/make_tiny_encoders.py) through the batch engine's scheduler, against the exact float64 pass
+/// over its weights (which llama.cpp's last-token embeddings match): the same tokens as llama.cpp's, cosine >=
+/// 0.9999 to the exact vectors, and the same bits alone, batched with one another, or beside generations.
+@Suite struct DecoderEmbeddingTests {
+    @Test func matchesTheExactPassThroughTheScheduler() async throws {
+        let fixture = try JSONDecoder().decode(NomicBertTests.Fixture.self, from: Data(contentsOf:
+            ArchitectureTests.fixtures.appendingPathComponent("tiny-qwen3-embedding.json")))
+        let path = try ArchitectureTests.model("qwen3-embedding")
+        #expect(try ModelStore.sha256(of: path) == fixture.model_sha256, "regenerate the model with the pinned numpy and gguf")
+        let e = try InferenceEngine(path: path, threads: 2)
+        #expect(e.pooling == .last)
+        var options = BatchEngine.Options()
+        options.kvCacheBytes = 16 << 20
+        let engine = try BatchEngine(engine: e, options: options)
+        defer { engine.shutdown() }
+        let embedder = try #require(DecoderEmbeddings(engine: e, service: engine))
+        #expect(embedder.dimensions == e.model.config.embeddingLength)
+        for s in fixture.sentences { #expect(embedder.tokenize(s.text) == s.tokens, "\(s.text.debugDescription)") }
+
+        let together = try await embedder.embed(fixture.sentences.map(\.tokens))
+        var worst = 1.0
+        for (s, v) in zip(fixture.sentences, together) {
+            worst = min(worst, EmbeddingTests.cosine(v, s.embedding.map { Float($0) }))
+        }
+        #expect(worst >= 0.9999, "lowest cosine \(worst)")
+        // Alone, and beside generations of other prompts: the same bits.
+        for (i, s) in fixture.sentences.enumerated().prefix(4) {
+            #expect(try await embedder.embed([s.tokens])[0] == together[i], "alone: \(s.text.debugDescription)")
+        }
+        let generations = (0..<3).map { i in
+            Task { () -> Int in
+                let stream = try engine.submit(GenerationRequest(promptTokens: e.encode("Once upon a time \(i)"), maxTokens: 24, ignoreEOS: true))
+                var n = 0
+                for try await event in stream { if case .finished(let r) = event { n = r.tokens.count } }
+                return n
+            }
+        }
+        let beside = try await embedder.embed(fixture.sentences.map(\.tokens))
+        for g in generations { #expect(try await g.value == 24) }
+        #expect(beside == together, "beside generations")
+        // A plain language model is no embedding model.
+        let plain = try ArchitectureTests.engine("qwen3")
+        #expect(plain.pooling == nil && DecoderEmbeddings(engine: plain, service: engine) == nil)
+    }
+}

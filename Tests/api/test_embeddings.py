@@ -224,3 +224,38 @@ def test_matryoshka_dimensions_on_a_nomic_bert():
             assert r.status_code == 400 and r.json()["error"]["param"] == "dimensions", r.text
     finally:
         s.stop()
+
+
+def test_decoder_embedding_model_beside_generation():
+    """A decoder embedding model (Qwen3-Embedding's kind, tiny): /v1/embeddings runs its inputs through the batch
+    engine's scheduler while a chat streams on the same server; the vectors are the exact pass's (the fixture).
+    A plain language model refuses /v1/embeddings with 400."""
+    tiny = os.path.join(ROOT, "Tests", "ModelsTests", "Fixtures", "tiny")
+    with open(os.path.join(tiny, "tiny-qwen3-embedding.json")) as f:
+        expected = json.load(f)["sentences"]
+    s = Server(api_key=API_KEY, model=os.path.join(tiny, "tiny-qwen3-embedding.gguf"))
+    try:
+        client = openai.OpenAI(base_url=s.url + "/v1", api_key=API_KEY, max_retries=0, timeout=120)
+        stream = client.completions.create(model="tiny-qwen3-embedding", prompt="Once upon a time", max_tokens=64,
+                                           stream=True, extra_body={"ignore_eos": True})
+        first = next(iter(stream))
+        r = client.embeddings.create(model="tiny-qwen3-embedding", input=[e["text"] for e in expected])
+        assert [d.index for d in r.data] == list(range(len(expected)))
+        for e, d in zip(expected, r.data):
+            assert cosine(d.embedding, e["embedding"]) >= 0.9999
+        assert r.usage.prompt_tokens == sum(len(e["tokens"]) for e in expected)
+        assert first.choices and sum(1 for _ in stream) > 0
+        tokens = client.embeddings.create(model="tiny-qwen3-embedding", input=[expected[0]["tokens"]])
+        assert tokens.data[0].embedding == r.data[0].embedding
+        r = requests.post(s.url + "/v1/embeddings", headers={"Authorization": f"Bearer {API_KEY}"}, timeout=60,
+                          json={"model": "tiny-qwen3-embedding", "input": "x", "dimensions": 8})
+        assert r.status_code == 400 and r.json()["error"]["param"] == "dimensions", r.text
+    finally:
+        s.stop()
+    plain = Server(api_key=API_KEY, model=os.path.join(tiny, "tiny-qwen3.gguf"))
+    try:
+        r = requests.post(plain.url + "/v1/embeddings", headers={"Authorization": f"Bearer {API_KEY}"}, timeout=60,
+                          json={"model": "tiny-qwen3", "input": "x"})
+        assert r.status_code == 400 and r.json()["error"]["code"] == "model_not_supported", r.text
+    finally:
+        plain.stop()

@@ -125,6 +125,10 @@ class NumpyLlama:
 
     def logits(self, tokens):
         """Logits (n, vocab) in float64 for every position of `tokens`, run as one causal batch."""
+        return self.mm(self.hidden(tokens), "output")
+
+    def hidden(self, tokens):
+        """The hidden states (n, n_embd) after the final norm, in float64, run as one causal batch."""
         tokens = np.asarray(tokens, dtype=np.int64)
         n, hd, nh, nkv = len(tokens), self.head_dim, self.n_head, self.n_head_kv
         x = self.w["token_embd.weight"][tokens]
@@ -170,8 +174,7 @@ class NumpyLlama:
             else:
                 act = g / (1 + np.exp(-g))
             x = x + self._maybe_norm(self.mm(act * u, b + "ffn_down.weight"), b + "post_ffw_norm.weight")
-        x = self._rms_norm(x, self.w["output_norm.weight"], self.eps)
-        return self.mm(x, "output")
+        return self._rms_norm(x, self.w["output_norm.weight"], self.eps)
 
 
 def _moe_impl(self, h, b):

@@ -7,15 +7,52 @@
 #include "avx2_math.h"
 #endif
 
-// Mean and variance in double, then y = (x - mean) / sqrt(var + eps) * w + b.
-void ck_layer_norm(const float *x, const float *w, const float *b, float *y, int n, float eps) {
-    double sum = 0;
-    for (int i = 0; i < n; i++) sum += x[i];
-    const double mean = sum / n;
-    double var = 0;
-    for (int i = 0; i < n; i++) { const double d = x[i] - mean; var += d * d; }
+// Mean and variance in double over 4 partial sums (element i into sum i mod 4, then (s0 + s1) + (s2 + s3)),
+// as the AVX2 twin's 4 double lanes add them; y = fma((x - mean) * rstd, w, b) in float.
+#ifdef CK_X86
+AVX2 static void layer_norm_avx2(const float *x, const float *w, const float *b, float *y, int n, float eps) {
+    __m256d acc = _mm256_setzero_pd();
+    int i = 0;
+    for (; i + 4 <= n; i += 4) acc = _mm256_add_pd(acc, _mm256_cvtps_pd(_mm_loadu_ps(x + i)));
+    double s[4];
+    _mm256_storeu_pd(s, acc);
+    for (; i < n; i++) s[i & 3] += x[i];
+    const double mean = ((s[0] + s[1]) + (s[2] + s[3])) / n;
+    const __m256d vm = _mm256_set1_pd(mean);
+    acc = _mm256_setzero_pd();
+    for (i = 0; i + 4 <= n; i += 4) {
+        const __m256d d = _mm256_sub_pd(_mm256_cvtps_pd(_mm_loadu_ps(x + i)), vm);
+        acc = _mm256_add_pd(acc, _mm256_mul_pd(d, d));
+    }
+    _mm256_storeu_pd(s, acc);
+    for (; i < n; i++) { const double d = x[i] - mean; s[i & 3] += d * d; }
+    const double var = (s[0] + s[1]) + (s[2] + s[3]);
     const float rstd = (float)(1.0 / sqrt(var / n + eps)), m = (float)mean;
-    for (int i = 0; i < n; i++) y[i] = (x[i] - m) * rstd * w[i] + b[i];
+    const __m256 vmf = _mm256_set1_ps(m), vr = _mm256_set1_ps(rstd);
+    for (i = 0; i + 8 <= n; i += 8) {
+        const __m256 t = _mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(x + i), vmf), vr);
+        _mm256_storeu_ps(y + i, _mm256_fmadd_ps(t, _mm256_loadu_ps(w + i), _mm256_loadu_ps(b + i)));
+    }
+    for (; i < n; i++) y[i] = __builtin_fmaf((x[i] - m) * rstd, w[i], b[i]);
+}
+#endif
+
+void ck_layer_norm_portable(const float *x, const float *w, const float *b, float *y, int n, float eps) {
+    double s[4] = { 0, 0, 0, 0 };
+    for (int i = 0; i < n; i++) s[i & 3] += x[i];
+    const double mean = ((s[0] + s[1]) + (s[2] + s[3])) / n;
+    s[0] = s[1] = s[2] = s[3] = 0;
+    for (int i = 0; i < n; i++) { const double d = x[i] - mean; s[i & 3] += d * d; }
+    const double var = (s[0] + s[1]) + (s[2] + s[3]);
+    const float rstd = (float)(1.0 / sqrt(var / n + eps)), m = (float)mean;
+    for (int i = 0; i < n; i++) y[i] = __builtin_fmaf((x[i] - m) * rstd, w[i], b[i]);
+}
+
+void ck_layer_norm(const float *x, const float *w, const float *b, float *y, int n, float eps) {
+#ifdef CK_X86
+    if (ck_has_avx2()) { layer_norm_avx2(x, w, b, y, n, eps); return; }
+#endif
+    ck_layer_norm_portable(x, w, b, y, n, eps);
 }
 
 // gelu(x) = x/2 (1 + erf(x / sqrt 2)), as BERT defines it (not tanh's approximation). 1 + erf(u) comes
@@ -75,7 +112,12 @@ typedef struct {
     float *scratch;
     int scratch_per_thread, units;
     _Atomic int next;
+    int portable;
 } dense_attn;
+
+// A score's 8 partial sums (lane l: the products of d = l mod 8, in order), added as an AVX2 transpose
+// of 8 scores with horizontal adds does: pairs, then pairs of pairs, then the halves.
+static inline float sum8(const float *a) { return ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7])); }
 
 // One (sequence, row, head): scores against all rows of its sequence, softmax, weighted sum of values.
 static void dense_unit(const dense_attn *c, float *s, int seq, int i, int h) {
@@ -86,7 +128,7 @@ static void dense_unit(const dense_attn *c, float *s, int seq, int i, int h) {
         const float *kj = c->k + (size_t)(r0 + j) * c->ld + (size_t)h * hd;
         float acc[8] = {0};
         for (int d = 0; d < hd; d++) acc[d & 7] = __builtin_fmaf(q[d], kj[d], acc[d & 7]);
-        const float dot = ((acc[0] + acc[4]) + (acc[2] + acc[6])) + ((acc[1] + acc[5]) + (acc[3] + acc[7]));
+        const float dot = sum8(acc);
         s[j] = dot * c->scale;
         if (s[j] > max) max = s[j];
     }
@@ -107,19 +149,37 @@ static void dense_unit(const dense_attn *c, float *s, int seq, int i, int h) {
 // The same operations as dense_unit on 8 lanes (head_dim a multiple of 8): the same bits.
 AVX2 static void dense_unit_avx2(const dense_attn *c, float *s, int seq, int i, int h) {
     const int hd = c->head_dim, n = c->lengths[seq], r0 = c->starts[seq];
-    const float *q = c->q + (size_t)(r0 + i) * c->ld + (size_t)h * hd;
-    float max = -INFINITY;
-    for (int j = 0; j < n; j++) {
-        const float *kj = c->k + (size_t)(r0 + j) * c->ld + (size_t)h * hd;
-        __m256 a = _mm256_setzero_ps();
-        for (int d = 0; d < hd; d += 8) a = _mm256_fmadd_ps(_mm256_loadu_ps(q + d), _mm256_loadu_ps(kj + d), a);
-        float l[8];
-        _mm256_storeu_ps(l, a);
-        s[j] = (((l[0] + l[4]) + (l[2] + l[6])) + ((l[1] + l[5]) + (l[3] + l[7]))) * c->scale;
-        if (s[j] > max) max = s[j];
+    const size_t ld = (size_t)c->ld;
+    const float *q = c->q + (size_t)(r0 + i) * ld + (size_t)h * hd;
+    const __m256 scale = _mm256_set1_ps(c->scale);
+    __m256 vmax = _mm256_set1_ps(-INFINITY);
+    // 8 keys at a time, their partial sums transposed into one vector of scores; a last group of fewer
+    // repeats its last key in the lanes past the end (written to the scratch's slack, never read).
+    for (int j = 0; j < n; j += 8) {
+        const float *kt[8];
+        for (int t = 0; t < 8; t++) kt[t] = c->k + (size_t)(r0 + (j + t < n ? j + t : n - 1)) * ld + (size_t)h * hd;
+        __m256 a[8];
+        for (int t = 0; t < 8; t++) a[t] = _mm256_setzero_ps();
+        for (int d = 0; d < hd; d += 8) {
+            const __m256 qd = _mm256_loadu_ps(q + d);
+            for (int t = 0; t < 8; t++) a[t] = _mm256_fmadd_ps(qd, _mm256_loadu_ps(kt[t] + d), a[t]);
+        }
+        const __m256 g0 = _mm256_hadd_ps(_mm256_hadd_ps(a[0], a[1]), _mm256_hadd_ps(a[2], a[3]));
+        const __m256 g1 = _mm256_hadd_ps(_mm256_hadd_ps(a[4], a[5]), _mm256_hadd_ps(a[6], a[7]));
+        const __m256 dots = _mm256_add_ps(_mm256_permute2f128_ps(g0, g1, 0x20), _mm256_permute2f128_ps(g0, g1, 0x31));
+        const __m256 sj = _mm256_mul_ps(dots, scale);
+        _mm256_storeu_ps(s + j, sj);
+        vmax = _mm256_max_ps(vmax, sj);
     }
+    // The repeated lanes hold a real key's score: the maximum is the valid scores' maximum.
+    float lanes[8];
+    _mm256_storeu_ps(lanes, vmax);
+    float max = -INFINITY;
+    for (int t = 0; t < 8; t++) if (lanes[t] > max) max = lanes[t];
     double sum = 0;
-    for (int j = 0; j < n; j++) { s[j] = ck_expf(s[j] - max); sum += s[j]; }
+    const __m256 vm = _mm256_set1_ps(max);
+    for (int j = 0; j < n; j += 8) _mm256_storeu_ps(s + j, v_expf(_mm256_sub_ps(_mm256_loadu_ps(s + j), vm)));
+    for (int j = 0; j < n; j++) sum += s[j];
     const float inv = (float)(1.0 / sum);
     __m256 acc[CK_MAX_HEAD_DIM / 8];
     for (int d = 0; d < hd / 8; d++) acc[d] = _mm256_setzero_ps();
@@ -144,7 +204,7 @@ static void dense_task(void *p, int ith, int nth) {
         if (u >= c->units) return;
         while (u >= first + c->lengths[seq] * c->n_head) { first += c->lengths[seq] * c->n_head; seq++; }
 #ifdef CK_X86
-        if (c->head_dim % 8 == 0 && ck_has_avx2()) {
+        if (!c->portable && c->head_dim % 8 == 0 && ck_has_avx2()) {
             dense_unit_avx2(c, s, seq, (u - first) / c->n_head, (u - first) % c->n_head);
             continue;
         }
@@ -153,13 +213,25 @@ static void dense_task(void *p, int ith, int nth) {
     }
 }
 
-void ck_attention_dense(ck_pool *pool, const float *q, const float *k, const float *v, int ld, float *out, int ldo,
-                        int n_seq, const int32_t *starts, const int32_t *lengths, int n_head, int head_dim,
-                        float scale, float *scratch, int scratch_per_thread) {
+static void attention_dense(ck_pool *pool, const float *q, const float *k, const float *v, int ld, float *out, int ldo,
+                            int n_seq, const int32_t *starts, const int32_t *lengths, int n_head, int head_dim,
+                            float scale, float *scratch, int scratch_per_thread, int portable) {
     dense_attn c = { q, k, v, out, ld, ldo, n_seq, n_head, head_dim, starts, lengths, scale, scratch,
-                     scratch_per_thread, 0, 0 };
+                     scratch_per_thread, 0, 0, portable };
     for (int s = 0; s < n_seq; s++) c.units += lengths[s] * n_head;
     atomic_init(&c.next, 0);
     if (c.units == 0) return;
     ck_pool_run_dynamic(pool, dense_task, &c);
+}
+
+void ck_attention_dense(ck_pool *pool, const float *q, const float *k, const float *v, int ld, float *out, int ldo,
+                        int n_seq, const int32_t *starts, const int32_t *lengths, int n_head, int head_dim,
+                        float scale, float *scratch, int scratch_per_thread) {
+    attention_dense(pool, q, k, v, ld, out, ldo, n_seq, starts, lengths, n_head, head_dim, scale, scratch, scratch_per_thread, 0);
+}
+
+void ck_attention_dense_portable(ck_pool *pool, const float *q, const float *k, const float *v, int ld, float *out, int ldo,
+                                 int n_seq, const int32_t *starts, const int32_t *lengths, int n_head, int head_dim,
+                                 float scale, float *scratch, int scratch_per_thread) {
+    attention_dense(pool, q, k, v, ld, out, ldo, n_seq, starts, lengths, n_head, head_dim, scale, scratch, scratch_per_thread, 1);
 }

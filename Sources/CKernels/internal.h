@@ -119,6 +119,10 @@ void ck_quantize_a8_avx2(const float *x, void *y, int n);
 void ck_quantize_a16_avx2(const float *x, void *y, int n);
 #endif
 
+// Rows [r0, r1) (r0 a multiple of 16) of a CK_TYPE_F32_P16 matrix of `rows` rows with f32 activations.
+void ck_matmul_panels_rows(int k, const float *w, int rows, int r0, int r1, const char *x, size_t xs, int cols,
+                           float *y, int ldy);
+
 // y[c * ldy + r] for the 8 rows of one packed group (type pt, nb blocks per row) and `cols`
 // activation rows of type vt.
 void ck_matmul_packed_group(int pt, int vt, int nb, const void *w, const void *x, size_t x_stride, int cols,

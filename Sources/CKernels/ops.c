@@ -20,6 +20,10 @@ _Static_assert(ROW_BLOCK % 8 == 0, "packed groups of 8 rows must not straddle ro
 
 static void matmul_blocks(const matmul_ctx *c, int b0, int b1) {
     const int r1 = b1 * ROW_BLOCK < c->rows ? b1 * ROW_BLOCK : c->rows;
+    if (c->wt == CK_TYPE_F32_P16) {
+        ck_matmul_panels_rows(c->k, (const float *)c->w, c->rows, b0 * ROW_BLOCK, r1, c->x, c->x_stride, c->cols, c->y, c->ldy);
+        return;
+    }
     if (c->wt >= CK_TYPE_PACKED) {
         for (int r = b0 * ROW_BLOCK; r < r1; r += 8)
             ck_matmul_packed_group(c->wt, c->vt, c->k / QK, c->w + (size_t)r * c->w_stride, c->x, c->x_stride,
@@ -48,7 +52,8 @@ static void matmul_task(void *p, int ith, int nth) {
     (void)nth;
     matmul_job *job = p;
     // A single activation row makes a row block a fraction of a microsecond: take several at a time.
-    const int grain = job->m[0].cols >= 4 ? 1 : 4;
+    // Panel matrices reuse each block of activation columns over several panels.
+    const int grain = job->m[0].cols < 4 || job->m[0].wt == CK_TYPE_F32_P16 ? 4 : 1;
     int g0, g1;
     while (ck_ranges_next(&job->ranges, ith, grain, &g0, &g1)) {
         int base = 0;

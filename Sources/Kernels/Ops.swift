@@ -99,10 +99,12 @@ public enum Ops {
     public static func denseAttention(
         _ pool: ThreadPool, q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>, ld: Int,
         out: UnsafeMutablePointer<Float>, ldo: Int, starts: UnsafePointer<Int32>, lengths: UnsafePointer<Int32>,
-        sequences: Int, heads: Int, headDim: Int, scale: Float, scratch: UnsafeMutablePointer<Float>, scratchPerThread: Int
+        sequences: Int, heads: Int, headDim: Int, scale: Float, scratch: UnsafeMutablePointer<Float>, scratchPerThread: Int,
+        portable: Bool = false
     ) {
-        ck_attention_dense(pool.raw, q, k, v, Int32(ld), out, Int32(ldo), Int32(sequences), starts, lengths, Int32(heads),
-                           Int32(headDim), scale, scratch, Int32(scratchPerThread))
+        (portable ? ck_attention_dense_portable : ck_attention_dense)(
+            pool.raw, q, k, v, Int32(ld), out, Int32(ldo), Int32(sequences), starts, lengths, Int32(heads),
+            Int32(headDim), scale, scratch, Int32(scratchPerThread))
     }
 
     public static func add(_ pool: ThreadPool, _ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, rows: Int, count: Int) {

@@ -86,6 +86,37 @@ public struct WeightMatrix: @unchecked Sendable {
         self.storage = storage
     }
 
+    private init(panels m: WeightMatrix, into storage: PackedStorage) {
+        let out = storage.allocate(m.panelByteCount).bindMemory(to: Float.self, capacity: ck_panel_floats(Int32(m.rows), Int32(m.columns)))
+        ck_pack_panels(Int32(m.type.rawValue), m.data, m.rowStride, Int32(m.rows), Int32(m.columns), out)
+        name = m.name
+        type = m.type
+        rows = m.rows
+        columns = m.columns
+        rowStride = m.columns * 4
+        data = UnsafeRawPointer(out)
+        kernelType = Int32(CK_TYPE_F32_P16)
+        activationType = m.activationType
+        self.storage = storage
+    }
+
+    /// Whether `floatPanels` would repack this matrix: F16 or F32 weights taking f32 activations.
+    public var isPanelable: Bool {
+        (type == .f16 || type == .f32) && activationType == Int32(GGMLType.f32.rawValue) && storage == nil
+    }
+
+    /// Bytes `floatPanels` needs, with alignment.
+    public var panelByteCount: Int { (ck_panel_floats(Int32(rows), Int32(columns)) * 4 + 63) / 64 * 64 }
+
+    /// This matrix as f32 panels of 16 rows for the f32-activation product (twice the bytes of F16), or itself
+    /// when not `isPanelable`. Each result is one fused multiply-add chain over the columns in order.
+    public func floatPanels(into storage: PackedStorage? = nil) -> WeightMatrix {
+        guard isPanelable else { return self }
+        return WeightMatrix(panels: self, into: storage ?? PackedStorage(capacity: panelByteCount))
+    }
+
+    var isPanels: Bool { kernelType == Int32(CK_TYPE_F32_P16) }
+
     /// Whether `packed` would repack this matrix on this CPU.
     public var isPackable: Bool {
         ck_packed_type(Int32(type.rawValue)) >= 0 && rows % 8 == 0 && storage == nil
@@ -116,7 +147,9 @@ public struct WeightMatrix: @unchecked Sendable {
 
     /// Dequantizes row `r` into `out` (`columns` floats).
     public func dequantizeRow(_ r: Int, into out: UnsafeMutablePointer<Float>) {
-        if isPacked {
+        if isPanels {
+            ck_unpack_panel_row(data.assumingMemoryBound(to: Float.self), Int32(columns), Int32(r), out)
+        } else if isPacked {
             withUnsafeTemporaryAllocation(byteCount: rowStride, alignment: 16) { row in
                 ck_unpack_row(kernelType, data, Int32(columns), Int32(r), row.baseAddress!)
                 ck_dequantize_row(Int32(type.rawValue), row.baseAddress!, out, Int32(columns))

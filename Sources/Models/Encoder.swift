@@ -178,9 +178,15 @@ public final class EncoderModel: EmbeddingModel, @unchecked Sendable {
         }
         let packable = plain.values.filter(\.isPackable)
         let storage = packable.isEmpty ? nil : PackedStorage(capacity: packable.reduce(0) { $0 + $1.packedByteCount })
+        let panelable = plain.values.map { $0.withFloatActivations() }.filter(\.isPanelable)
+        let panels = panelable.isEmpty ? nil : PackedStorage(capacity: panelable.reduce(0) { $0 + $1.panelByteCount })
         func linear(_ name: String, rows: Int) throws -> Linear {
             var m = plain[name]!.withFloatActivations()
-            if let storage, m.isPackable {
+            if let panels, m.isPanelable {
+                let repacked = m.floatPanels(into: panels)
+                gguf.releasePages(m.data, byteCount: m.rows * m.rowStride)
+                m = repacked
+            } else if let storage, m.isPackable {
                 let packed = m.packed(into: storage)
                 gguf.releasePages(m.data, byteCount: m.rows * m.rowStride)
                 m = packed
@@ -236,17 +242,35 @@ public final class EncoderModel: EmbeddingModel, @unchecked Sendable {
         }
         embeddingNorm(pool, b.x, out: b.x, rows: total, ld: e)
         let scale = 1 / Float(config.headDim).squareRoot()
+        let pool = pool
+        /// The activations of `w`'s product: f32 rows already in the layout it reads are taken where they are.
+        func input(_ w: WeightMatrix, _ x: UnsafeMutablePointer<Float>, ld: Int) -> UnsafeRawPointer {
+            if w.activationType == Int32(GGMLType.f32.rawValue), w.activationRowBytes == ld * 4 { return UnsafeRawPointer(x) }
+            Ops.quantizeActivations(pool, for: w, x: x, ldx: ld, count: total, out: b.act)
+            return UnsafeRawPointer(b.act)
+        }
+        /// y = W x + b, the bias added on the pool.
+        func apply(_ f: Linear, _ x: UnsafeRawPointer, _ y: UnsafeMutablePointer<Float>, ld: Int) {
+            Ops.matmul(pool, f.weight, quantized: x, count: total, y: y, ldy: ld)
+            addBias(f, y, ld: ld)
+        }
+        func addBias(_ f: Linear, _ y: UnsafeMutablePointer<Float>, ld: Int) {
+            guard let bias = f.bias else { return }
+            bias.withUnsafeBufferPointer { bb in
+                pool.forEach(total) { r, _ in Ops.add(y + r * ld, bb.baseAddress!, count: bb.count) }
+            }
+        }
         for (l, layer) in layers.enumerated() {
-            Ops.quantizeActivations(pool, for: layer.q.weight, x: b.x, ldx: e, count: total, out: b.act)
+            let xq = input(layer.q.weight, b.x, ld: e)
             if let fused = fusedQKV[l] {
-                fused.run(pool, quantized: b.act, count: total)
-                layer.q.addBias(b.q, count: total, ld: e)
-                layer.k.addBias(b.k, count: total, ld: e)
-                layer.v.addBias(b.v, count: total, ld: e)
+                fused.run(pool, quantized: xq, count: total)
+                addBias(layer.q, b.q, ld: e)
+                addBias(layer.k, b.k, ld: e)
+                addBias(layer.v, b.v, ld: e)
             } else {
-                layer.q(pool, quantized: b.act, count: total, y: b.q, ldy: e)
-                layer.k(pool, quantized: b.act, count: total, y: b.k, ldy: e)
-                layer.v(pool, quantized: b.act, count: total, y: b.v, ldy: e)
+                apply(layer.q, xq, b.q, ld: e)
+                apply(layer.k, xq, b.k, ld: e)
+                apply(layer.v, xq, b.v, ld: e)
             }
             if let rope {
                 for (i, s) in sequences.enumerated() {
@@ -262,23 +286,20 @@ public final class EncoderModel: EmbeddingModel, @unchecked Sendable {
             Ops.denseAttention(pool, q: b.q, k: b.k, v: b.v, ld: e, out: b.attn, ldo: e, starts: b.starts, lengths: b.lengths,
                                sequences: sequences.count, heads: config.headCount, headDim: config.headDim, scale: scale,
                                scratch: b.scores, scratchPerThread: b.scoresPerThread)
-            Ops.quantizeActivations(pool, for: layer.o.weight, x: b.attn, ldx: e, count: total, out: b.act)
-            layer.o(pool, quantized: b.act, count: total, y: b.tmp, ldy: e)
+            apply(layer.o, input(layer.o.weight, b.attn, ld: e), b.tmp, ld: e)
             Ops.add(pool, b.x, b.tmp, rows: total, count: e)
             layer.attentionNorm(pool, b.x, out: b.x, rows: total, ld: e)
-            Ops.quantizeActivations(pool, for: layer.up.weight, x: b.x, ldx: e, count: total, out: b.act)
-            layer.up(pool, quantized: b.act, count: total, y: b.ff, ldy: ff)
+            let xu = input(layer.up.weight, b.x, ld: e)
+            apply(layer.up, xu, b.ff, ld: ff)
             if let gate = layer.gate {
-                if gate.weight.activationType != layer.up.weight.activationType || gate.weight.activationRowBytes != layer.up.weight.activationRowBytes {
-                    Ops.quantizeActivations(pool, for: gate.weight, x: b.x, ldx: e, count: total, out: b.act)
-                }
-                gate(pool, quantized: b.act, count: total, y: b.gate, ldy: ff)
+                let same = gate.weight.activationType == layer.up.weight.activationType
+                    && gate.weight.activationRowBytes == layer.up.weight.activationRowBytes
+                apply(gate, same ? xu : input(gate.weight, b.x, ld: e), b.gate, ld: ff)
                 Ops.swiglu(pool, gate: b.gate, up: b.ff, out: b.ff, rows: total, count: ff)
             } else {
                 Ops.gelu(pool, b.ff, rows: total, count: ff)
             }
-            Ops.quantizeActivations(pool, for: layer.down.weight, x: b.ff, ldx: ff, count: total, out: b.act)
-            layer.down(pool, quantized: b.act, count: total, y: b.tmp, ldy: e)
+            apply(layer.down, input(layer.down.weight, b.ff, ld: ff), b.tmp, ld: e)
             Ops.add(pool, b.x, b.tmp, rows: total, count: e)
             layer.outputNorm(pool, b.x, out: b.x, rows: total, ld: e)
         }

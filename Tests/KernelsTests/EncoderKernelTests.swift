@@ -13,6 +13,9 @@ import Testing
         let x = rng.array(n, scale: 3).map { $0 + 0.5 }, w = rng.array(n), b = rng.array(n)
         var y = [Float](repeating: 0, count: n)
         ck_layer_norm(x, w, b, &y, Int32(n), 1e-12)
+        var portable = y
+        ck_layer_norm_portable(x, w, b, &portable, Int32(n), 1e-12)
+        #expect(y.map(\.bitPattern) == portable.map(\.bitPattern), "the SIMD and portable kernels' bits")
         let mean = x.reduce(0.0) { $0 + Double($1) } / Double(n)
         let variance = x.reduce(0.0) { $0 + (Double($1) - mean) * (Double($1) - mean) } / Double(n)
         for i in 0..<n {
@@ -48,6 +51,12 @@ import Testing
         Ops.denseAttention(pool, q: q, k: k, v: v, ld: e, out: &out, ldo: e, starts: starts, lengths: lengths,
                            sequences: lengths.count, heads: heads, headDim: hd, scale: scale, scratch: &scratch,
                            scratchPerThread: 64)
+        // The portable kernel gives the same bits (8 keys at a time in the SIMD one, and the 17th alone).
+        var portable = [Float](repeating: 0, count: rows * e)
+        Ops.denseAttention(pool, q: q, k: k, v: v, ld: e, out: &portable, ldo: e, starts: starts, lengths: lengths,
+                           sequences: lengths.count, heads: heads, headDim: hd, scale: scale, scratch: &scratch,
+                           scratchPerThread: 64, portable: true)
+        #expect(out.map(\.bitPattern) == portable.map(\.bitPattern))
         for (s, start) in starts.enumerated() {
             let r0 = Int(start), n = Int(lengths[s])
             for i in r0..<r0 + n {
@@ -78,11 +87,26 @@ import Testing
             ? wf.map(ck_fp32_to_fp16).withUnsafeBytes { Array($0) } : wf.withUnsafeBytes { Array($0) }
         let x = rng.array(cols * k)
         try bytes.withUnsafeBytes { raw in
-            let m = try WeightMatrix(name: "w", type: type, rows: rows, columns: k, data: raw.baseAddress!).withFloatActivations()
-            #expect(m.activationType == Int32(GGMLType.f32.rawValue))
+            let plain = try WeightMatrix(name: "w", type: type, rows: rows, columns: k, data: raw.baseAddress!).withFloatActivations()
+            #expect(plain.activationType == Int32(GGMLType.f32.rawValue))
+            // As 16-row f32 panels (what encoders run): 37 rows end in a partial panel, 23 columns in a partial tile.
+            let m = plain.floatPanels()
+            #expect(m.kernelType == Int32(CK_TYPE_F32_P16))
+            var row = [Float](repeating: 0, count: k), original = row
+            for r in [0, 15, 16, 36] {
+                m.dequantizeRow(r, into: &row)
+                plain.dequantizeRow(r, into: &original)
+                #expect(row == original, "row \(r) unpacked")
+            }
             let pool = ThreadPool(threads: 2)
             var all = [Float](repeating: 0, count: cols * rows)
             x.withUnsafeBytes { xb in Ops.matmul(pool, m, quantized: xb.baseAddress!, count: cols, y: &all, ldy: rows) }
+            var portable = [Float](repeating: 0, count: cols * rows)
+            x.withUnsafeBytes { xb in
+                ck_matmul_panels_portable(Int32(k), m.data.assumingMemoryBound(to: Float.self), Int32(rows), xb.baseAddress!,
+                                          k * 4, Int32(cols), &portable, Int32(rows))
+            }
+            #expect(portable.map(\.bitPattern) == all.map(\.bitPattern), "the portable kernel's bits")
             for c in 0..<cols {
                 var one = [Float](repeating: 0, count: rows)
                 x.withUnsafeBytes { xb in Ops.matmul(pool, m, quantized: xb.baseAddress! + c * k * 4, count: 1, y: &one, ldy: rows) }

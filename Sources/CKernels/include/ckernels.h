@@ -46,6 +46,18 @@ enum {
     CK_TYPE_Q6_K_X8 = CK_TYPE_PACKED + CK_TYPE_Q6_K,
 };
 
+// F16/F32 weights for f32 activations as f32 panels of 16 rows (gemm_panels.c): element (r, k) at
+// (r / 16) * 16 * K + k * 16 + r % 16, rows past the end zero. Its row stride is K * 4 bytes.
+enum { CK_TYPE_F32_P16 = 0x200 };
+// Panels of `rows` rows of k elements of weight type wt (F16 or F32) into `out` (ck_panel_floats floats).
+void ck_pack_panels(int wt, const void *w, size_t w_stride, int rows, int k, float *out);
+static inline size_t ck_panel_floats(int rows, int k) { return (size_t)((rows + 15) / 16) * 16 * (size_t)k; }
+// Row `row` of a panel matrix as k floats.
+void ck_unpack_panel_row(const float *panels, int k, int row, float *out);
+// y[c * ldy + r] for every row of a panel matrix and `cols` f32 activation rows, with the portable kernel
+// only, on the calling thread (tests: the same bits as ck_matmul's).
+void ck_matmul_panels_portable(int k, const float *w, int rows, const void *x, size_t xs, int cols, float *y, int ldy);
+
 // Instruction sets the kernels dispatch to.
 enum { CK_ISA_GENERIC = 0, CK_ISA_AVX2 = 1, CK_ISA_AVX512VNNI = 2 };
 int ck_isa(void);
@@ -181,6 +193,8 @@ void ck_rope_store_rows(ck_pool *pool, float *q, int ldq, float *k, const float 
 // ---- encoder models (encoder.c) ----
 // y = (x - mean) / sqrt(variance + eps) * w + b over n elements (statistics in double); y may be x.
 void ck_layer_norm(const float *x, const float *w, const float *b, float *y, int n, float eps);
+// The same with the portable code only (tests: the same bits).
+void ck_layer_norm_portable(const float *x, const float *w, const float *b, float *y, int n, float eps);
 void ck_layer_norm_rows(ck_pool *pool, const float *x, const float *w, const float *b, float *y, int rows, int ld,
                         int n, float eps);
 // y = x/2 (1 + erf(x / sqrt 2)); y may be x.
@@ -191,10 +205,14 @@ void ck_gelu_erf_rows(ck_pool *pool, float *x, int rows, int n);
 // floats apart, heads of head_dim side by side, as many k/v heads as q heads), and each of its rows
 // attends to all of them. out rows are `ldo` apart. One thread computes each (row, head) whole, so the
 // result does not depend on the batch. scratch: pool size * scratch_per_thread floats, at least the
-// longest sequence per thread.
+// longest sequence + 7 per thread.
 void ck_attention_dense(ck_pool *pool, const float *q, const float *k, const float *v, int ld, float *out, int ldo,
                         int n_seq, const int32_t *starts, const int32_t *lengths, int n_head, int head_dim,
                         float scale, float *scratch, int scratch_per_thread);
+// The same with the portable kernel only (tests: the same bits as the SIMD one).
+void ck_attention_dense_portable(ck_pool *pool, const float *q, const float *k, const float *v, int ld, float *out, int ldo,
+                                 int n_seq, const int32_t *starts, const int32_t *lengths, int n_head, int head_dim,
+                                 float scale, float *scratch, int scratch_per_thread);
 
 // One sequence's part of a batched attention call.
 typedef struct {

@@ -8,6 +8,7 @@ import openai
 import pytest
 
 from platform_support import MODEL_SOURCE, WorkerProcess, running_gateway, wait_for
+from test_responses import TOOLS
 
 CONFIG = f"""
 gateway:
@@ -21,11 +22,6 @@ deployments:
     price: {{input_per_million: 0.5, output_per_million: 1.5}}
 """
 
-TOOLS = [{
-    "type": "function", "name": "get_weather", "description": "The weather in a city.", "strict": True,
-    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"],
-                   "additionalProperties": False},
-}]
 
 
 @pytest.fixture(scope="module")

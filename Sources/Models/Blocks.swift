@@ -10,13 +10,14 @@ struct Linear {
     /// y = W x (+ b) for `count` rows of activations already quantized for `weight`.
     func callAsFunction(_ pool: ThreadPool, quantized: UnsafeRawPointer, count: Int, y: UnsafeMutablePointer<Float>, ldy: Int) {
         Ops.matmul(pool, weight, quantized: quantized, count: count, y: y, ldy: ldy)
-        addBias(y, count: count, ld: ldy)
+        addBias(pool, y, count: count, ld: ldy)
     }
 
-    func addBias(_ y: UnsafeMutablePointer<Float>, count: Int, ld: Int) {
+    /// The bias added to `count` rows `ld` floats apart, rows shared out on the pool.
+    func addBias(_ pool: ThreadPool, _ y: UnsafeMutablePointer<Float>, count: Int, ld: Int) {
         guard let bias else { return }
         bias.withUnsafeBufferPointer { b in
-            for i in 0..<count { Ops.add(y + i * ld, b.baseAddress!, count: b.count) }
+            pool.forEach(count) { i, _ in Ops.add(y + i * ld, b.baseAddress!, count: b.count) }
         }
     }
 }

@@ -361,9 +361,9 @@ public final class DecoderModel: LanguageModel, @unchecked Sendable {
             if let qkv = fused[layer].qkv {
                 qkv.run(pool, quantized: quant, count: n)
                 Ops.prefetch(pool, a.o.weight)
-                a.q.addBias(q, count: n, ld: qDim)
-                a.k.addBias(k, count: n, ld: kvDim)
-                a.v.addBias(v, count: n, ld: kvDim)
+                a.q.addBias(pool, q, count: n, ld: qDim)
+                a.k.addBias(pool, k, count: n, ld: kvDim)
+                a.v.addBias(pool, v, count: n, ld: kvDim)
             } else {
                 a.q(pool, quantized: quant, count: n, y: q, ldy: qDim)
                 Ops.quantizeActivations(pool, for: a.k.weight, x: xn, ldx: dim, count: n, out: quant)

@@ -249,57 +249,46 @@ public final class EncoderModel: EmbeddingModel, @unchecked Sendable {
             Ops.quantizeActivations(pool, for: w, x: x, ldx: ld, count: total, out: b.act)
             return UnsafeRawPointer(b.act)
         }
-        /// y = W x + b, the bias added on the pool.
-        func apply(_ f: Linear, _ x: UnsafeRawPointer, _ y: UnsafeMutablePointer<Float>, ld: Int) {
-            Ops.matmul(pool, f.weight, quantized: x, count: total, y: y, ldy: ld)
-            addBias(f, y, ld: ld)
-        }
-        func addBias(_ f: Linear, _ y: UnsafeMutablePointer<Float>, ld: Int) {
-            guard let bias = f.bias else { return }
-            bias.withUnsafeBufferPointer { bb in
-                pool.forEach(total) { r, _ in Ops.add(y + r * ld, bb.baseAddress!, count: bb.count) }
-            }
-        }
         for (l, layer) in layers.enumerated() {
             let xq = input(layer.q.weight, b.x, ld: e)
             if let fused = fusedQKV[l] {
                 fused.run(pool, quantized: xq, count: total)
-                addBias(layer.q, b.q, ld: e)
-                addBias(layer.k, b.k, ld: e)
-                addBias(layer.v, b.v, ld: e)
+                layer.q.addBias(pool, b.q, count: total, ld: e)
+                layer.k.addBias(pool, b.k, count: total, ld: e)
+                layer.v.addBias(pool, b.v, count: total, ld: e)
             } else {
-                apply(layer.q, xq, b.q, ld: e)
-                apply(layer.k, xq, b.k, ld: e)
-                apply(layer.v, xq, b.v, ld: e)
+                layer.q(pool, quantized: xq, count: total, y: b.q, ldy: e)
+                layer.k(pool, quantized: xq, count: total, y: b.k, ldy: e)
+                layer.v(pool, quantized: xq, count: total, y: b.v, ldy: e)
             }
             if let rope {
                 for (i, s) in sequences.enumerated() {
                     let first = Int(b.starts[i])
                     for p in 0..<s.count {
-                        for m in [b.q, b.k] {
-                            Ops.rope(m + (first + p) * e, heads: config.headCount, headDim: config.headDim, ropeDim: rope.dimensions,
-                                     position: p, freqBase: rope.base, freqScale: rope.scale, freqFactors: nil, neox: rope.neox)
-                        }
+                        Ops.rope(b.q + (first + p) * e, heads: config.headCount, headDim: config.headDim, ropeDim: rope.dimensions,
+                                 position: p, freqBase: rope.base, freqScale: rope.scale, freqFactors: nil, neox: rope.neox)
+                        Ops.rope(b.k + (first + p) * e, heads: config.headCount, headDim: config.headDim, ropeDim: rope.dimensions,
+                                 position: p, freqBase: rope.base, freqScale: rope.scale, freqFactors: nil, neox: rope.neox)
                     }
                 }
             }
             Ops.denseAttention(pool, q: b.q, k: b.k, v: b.v, ld: e, out: b.attn, ldo: e, starts: b.starts, lengths: b.lengths,
                                sequences: sequences.count, heads: config.headCount, headDim: config.headDim, scale: scale,
                                scratch: b.scores, scratchPerThread: b.scoresPerThread)
-            apply(layer.o, input(layer.o.weight, b.attn, ld: e), b.tmp, ld: e)
+            layer.o(pool, quantized: input(layer.o.weight, b.attn, ld: e), count: total, y: b.tmp, ldy: e)
             Ops.add(pool, b.x, b.tmp, rows: total, count: e)
             layer.attentionNorm(pool, b.x, out: b.x, rows: total, ld: e)
             let xu = input(layer.up.weight, b.x, ld: e)
-            apply(layer.up, xu, b.ff, ld: ff)
+            layer.up(pool, quantized: xu, count: total, y: b.ff, ldy: ff)
             if let gate = layer.gate {
                 let same = gate.weight.activationType == layer.up.weight.activationType
                     && gate.weight.activationRowBytes == layer.up.weight.activationRowBytes
-                apply(gate, same ? xu : input(gate.weight, b.x, ld: e), b.gate, ld: ff)
+                gate(pool, quantized: same ? xu : input(gate.weight, b.x, ld: e), count: total, y: b.gate, ldy: ff)
                 Ops.swiglu(pool, gate: b.gate, up: b.ff, out: b.ff, rows: total, count: ff)
             } else {
                 Ops.gelu(pool, b.ff, rows: total, count: ff)
             }
-            apply(layer.down, input(layer.down.weight, b.ff, ld: ff), b.tmp, ld: e)
+            layer.down(pool, quantized: input(layer.down.weight, b.ff, ld: ff), count: total, y: b.tmp, ldy: e)
             Ops.add(pool, b.x, b.tmp, rows: total, count: e)
             layer.outputNorm(pool, b.x, out: b.x, rows: total, ld: e)
         }
